@@ -1,0 +1,29 @@
+"""Device selection: cuda, then mps, then cpu, unless the user says otherwise."""
+
+from __future__ import annotations
+
+import torch
+
+from advshield.errors import AdvShieldError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    name = name.lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    base = name.split(":")[0]
+    if base not in DEVICE_CHOICES[1:]:
+        raise AdvShieldError(f"unknown device {name!r}; choose one of: {', '.join(DEVICE_CHOICES)}")
+    if base == "cuda" and not torch.cuda.is_available():
+        raise AdvShieldError("device 'cuda' was asked for but no CUDA GPU is available")
+    if base == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise AdvShieldError("device 'mps' was asked for but MPS is not available")
+    return torch.device(name)

@@ -1,0 +1,48 @@
+"""Validated training configuration (pydantic)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from advshield.data.core import DatasetName
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a target-model training run; stored on its card."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    dataset: DatasetName = DatasetName.MNIST
+    model: str = "a-net"
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine", "step", "onecycle"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: bool | None = None  # None: crop+flip for colour datasets, nothing for MNIST-like
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    n_train: int | None = Field(None, ge=1)  # use only the first n training images (tests, demos)
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        from advshield.models import MODELS
+
+        MODELS.entry(v)  # raises with the list of choices
+        return v
+
+    def use_augment(self) -> bool:
+        return self.augment if self.augment is not None else self.dataset in (DatasetName.CIFAR10, DatasetName.GTSRB)
+
+    def recipe(self) -> dict:
+        """The fields that make a run what it is (a resumed run must match them)."""
+        return self.model_dump(mode="json", exclude={"device", "data_root"})
