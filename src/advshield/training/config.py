@@ -25,7 +25,9 @@ class TrainConfig(BaseModel):
     schedule: Literal["constant", "cosine", "step", "onecycle"] = "cosine"
     warmup_epochs: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    augment: bool | None = None  # None: crop+flip for colour datasets, nothing for MNIST-like
+    # none; shift: random translation by up to 2 px (digits must not be flipped); crop-flip: pad 4, crop, flip.
+    # None picks crop-flip for colour datasets and none for MNIST-like ones.
+    augment: Literal["none", "shift", "crop-flip"] | None = None
     val_fraction: float = Field(0.1, ge=0, lt=1)
     n_train: int | None = Field(None, ge=1)  # use only the first n training images (tests, demos)
     seed: int = 0
@@ -40,8 +42,10 @@ class TrainConfig(BaseModel):
         MODELS.entry(v)  # raises with the list of choices
         return v
 
-    def use_augment(self) -> bool:
-        return self.augment if self.augment is not None else self.dataset in (DatasetName.CIFAR10, DatasetName.GTSRB)
+    def augmentation(self) -> str:
+        if self.augment is not None:
+            return self.augment
+        return "crop-flip" if self.dataset in (DatasetName.CIFAR10, DatasetName.GTSRB) else "none"
 
     def recipe(self) -> dict:
         """The fields that make a run what it is (a resumed run must match them)."""

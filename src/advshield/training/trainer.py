@@ -97,7 +97,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
         history, train_time = card["history"], card["train_time_s"]
         log(f"resuming {cfg.model} on {cfg.dataset.value} after epoch {start_epoch}/{cfg.epochs}")
 
-    augment = cfg.use_augment()
+    augment = cfg.augmentation()
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -109,8 +109,8 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
             progress_now = (epoch * steps_per_epoch + step) / total_steps
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg.schedule, progress_now, cfg.warmup_epochs / cfg.epochs)
-            if augment:
-                x = random_crop_flip(x, gen)
+            if augment != "none":
+                x = random_crop_flip(x, gen, padding=4 if augment == "crop-flip" else 2, flip=augment == "crop-flip")
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,192 @@
+"""The ``advshield`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from advshield.errors import AdvShieldError
+
+app = typer.Typer(help="advshield: attack, defend and honestly evaluate image classifiers.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+models_app = typer.Typer(help="The target-classifier zoo: architectures and checkpoints.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: check that they load, counts and classes.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+console = Console()
+
+DataRoot = typer.Option(None, "--data-root", help="Folder holding the datasets (default: $ADVSHIELD_DATA; "
+                        "MNIST falls back to the embedded sample).")
+DeviceOpt = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+
+
+def _note_embedded(dataset: str, data_root: Optional[str]) -> None:
+    from advshield.data.sources import resolve_root
+
+    if dataset == "mnist" and resolve_root(data_root) is None:
+        console.print("[yellow]no data root given: using the embedded MNIST sample "
+                      "(5000 train / 1000 test images); pass --data-root for the full set[/yellow]")
+
+
+@app.command("train-target")
+def train_target_cmd(
+    dataset: str = typer.Option("mnist", help="mnist, fashion-mnist, cifar10 or gtsrb."),
+    model: str = typer.Option("a-net", help="A registered architecture (see `advshield models list`)."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(128, min=1),
+    optimizer: str = typer.Option("adam", help="adam or sgd."),
+    lr: float = typer.Option(1e-3, help="Base learning rate."),
+    momentum: float = typer.Option(0.9, help="SGD momentum (Nesterov)."),
+    weight_decay: float = typer.Option(0.0),
+    schedule: str = typer.Option("cosine", help="constant, cosine, step or onecycle."),
+    warmup_epochs: float = typer.Option(0.0),
+    label_smoothing: float = typer.Option(0.0),
+    augment: Optional[str] = typer.Option(None, help="none, shift (translate up to 2 px) or crop-flip "
+                                          "(default: crop-flip for colour datasets, none for MNIST-like)."),
+    val_fraction: float = typer.Option(0.1, help="Part of the training split held out for model selection."),
+    n_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<dataset>-<model>)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue an interrupted run in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final card as JSON."),
+) -> None:
+    """Train a target classifier; checkpoint every epoch, keep the best on validation, report clean test accuracy."""
+    from advshield.training import TrainConfig, train_target
+
+    cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                      momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                      label_smoothing=label_smoothing, augment=augment, val_fraction=val_fraction, n_train=n_train,
+                      seed=seed, device=device, data_root=data_root)
+    _note_embedded(cfg.dataset.value, data_root)
+    out = out or Path("runs") / f"{cfg.dataset.value}-{cfg.model}"
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("training", total=None)
+
+        def progress(desc: str, done: int, total: int) -> None:
+            bar.update(task, description=desc, completed=done, total=total)
+
+        result = train_target(cfg, out, resume=resume, progress=progress,
+                              log=(lambda s: None) if as_json else bar.console.print)
+    if as_json:
+        print(json.dumps(result.card, indent=2))
+    else:
+        console.print(f"[bold]test accuracy: {result.card['test_accuracy']:.4f}[/bold] "
+                      f"({result.card['test_set']['n']} test images) -> {result.checkpoint}")
+
+
+@models_app.command("list")
+def models_list(
+    directory: list[Path] = typer.Option([], "--dir", help="Also list checkpoints found under this folder."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Registered architectures and the checkpoints available for them, with their cards."""
+    from advshield.models import MODELS, count_parameters, create_model
+    from advshield.zoo import list_checkpoints, zoo_root
+
+    ckpts = list_checkpoints(*directory)
+    if as_json:
+        print(json.dumps({"architectures": {n: MODELS.entry(n).meta for n in MODELS.names()},
+                          "checkpoints": [dict(e.card, path=str(e.path)) for e in ckpts]}, indent=2, default=str))
+        return
+    archs = Table(title="Architectures")
+    for col in ("name", "dataset", "parameters", "source"):
+        archs.add_column(col)
+    for n in MODELS.names():
+        meta = MODELS.entry(n).meta
+        archs.add_row(n, meta.get("dataset", ""), f"{count_parameters(create_model(n)):,}", meta.get("paper", ""))
+    console.print(archs)
+    table = Table(title="Checkpoints")
+    for col in ("dataset", "architecture", "test acc.", "test set", "epochs", "train time", "path"):
+        table.add_column(col)
+    root = zoo_root()
+    for e in ckpts:
+        c = e.card
+        shown = f"zoo/{e.path.relative_to(root)}" if e.path.is_relative_to(root) else str(e.path)
+        acc = c.get("test_accuracy")
+        table.add_row(e.dataset, e.name, f"{acc:.4f}" if acc is not None else "-", str(c.get("test_set", {}).get("n", "-")),
+                      str(c.get("epochs", "-")), f"{c.get('train_time_s', 0) / 60:.1f} min", shown)
+    console.print(table)
+
+
+@models_app.command("eval")
+def models_eval(
+    checkpoint: str = typer.Argument(..., help="A .safetensors path or the name of a zoo model."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
+    split: str = typer.Option("test"),
+    n: Optional[int] = typer.Option(None, help="Evaluate on the first N images only."),
+    batch_size: int = typer.Option(500, min=1),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Clean accuracy of a checkpoint on a dataset split."""
+    from advshield.checkpoint import load_model
+    from advshield.data import load_dataset
+    from advshield.device import select_device
+    from advshield.metrics import accuracy
+    from advshield.zoo import resolve_checkpoint
+
+    dev = select_device(device)
+    model, card = load_model(resolve_checkpoint(checkpoint, dataset), dev)
+    ds_name = dataset or card["dataset"]
+    _note_embedded(ds_name, data_root)
+    ds = load_dataset(ds_name, split, data_root).head(n)
+    t0 = time.perf_counter()
+    acc = accuracy(model, ds, batch_size, dev)
+    result = {"architecture": card["architecture"], "dataset": ds_name, "split": split, "n": len(ds),
+              "accuracy": acc, "seconds": round(time.perf_counter() - t0, 2)}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        console.print(f"{card['architecture']} on {ds_name}/{split} ({len(ds)} images): accuracy {acc:.4f}")
+
+
+@data_app.command("info")
+def data_info(
+    dataset: str = typer.Option("mnist"),
+    data_root: Optional[str] = DataRoot,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Load both splits of a dataset (decoding and caching it) and show counts and classes."""
+    from advshield.data import dataset_stats, load_dataset
+
+    _note_embedded(dataset, data_root)
+    report = {}
+    for split in ("train", "test"):
+        t0 = time.perf_counter()
+        ds = load_dataset(dataset, split, data_root)
+        report[split] = dict(dataset_stats(ds), seconds=round(time.perf_counter() - t0, 2))
+    report["classes"] = ds.classes
+    if as_json:
+        print(json.dumps(report))
+        return
+    for split in ("train", "test"):
+        r = report[split]
+        console.print(f"{dataset}/{split}: {r['n']} images of shape {tuple(r['shape'])}, channel mean {r['mean']}, "
+                      f"loaded in {r['seconds']}s")
+    console.print(f"classes: {', '.join(report['classes'])}", markup=False)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
+    try:
+        app()
+    except AdvShieldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        print(f"error: invalid option(s): {problems}", file=sys.stderr)
+        sys.exit(2)
