@@ -41,6 +41,7 @@ class ImageDataset:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.images = np.ascontiguousarray(self.images)
         if self.images.dtype != np.uint8 or self.images.ndim != 4:
             raise DataError(f"{self.name}: images must be uint8 NCHW, got {self.images.dtype} {self.images.shape}")
         self.labels = np.asarray(self.labels, dtype=np.int64)

@@ -178,6 +178,6 @@ def load_folder_dataset(source: str | Path, split: str = "train", size: int | No
 
 
 def dataset_stats(ds: ImageDataset) -> dict:
-    x = ds.images.astype(np.float32) / 255.0
-    return {"n": len(ds), "shape": list(ds.shape), "mean": x.mean(axis=(0, 2, 3)).round(4).tolist(),
+    mean = ds.images.mean(axis=(0, 2, 3), dtype=np.float64) / 255.0
+    return {"n": len(ds), "shape": list(ds.shape), "mean": mean.round(4).tolist(),
             "class_counts": np.bincount(ds.labels, minlength=ds.num_classes).tolist()}

@@ -1,0 +1,211 @@
+"""Attack base classes and results (in the style of foolbox 3's typed hierarchy).
+
+Every attack works on float32 NCHW images in [0, 1] and a :class:`Surface`
+(any module returning logits also works). Untargeted by default; pass
+``target`` labels for a targeted attack where the method allows.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from advshield.errors import InputError
+from advshield.registry import Registry
+from advshield.validation import check_images, check_labels
+
+ATTACKS: Registry["Attack"] = Registry("attack")
+register_attack = ATTACKS.register
+
+
+class Norm(str, enum.Enum):
+    LINF = "linf"
+    L2 = "l2"
+    L0 = "l0"
+
+
+def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    d = (adv - x).flatten(1)
+    return {"l0": (d.abs() > 1e-6).sum(1).float(), "l2": d.norm(p=2, dim=1), "linf": d.abs().amax(1)}
+
+
+def median(t: torch.Tensor) -> float | None:
+    return float(t.median()) if t.numel() else None
+
+
+@dataclass
+class AttackResult:
+    """Adversarial images and how they fared on the attacked pipeline."""
+
+    adv: torch.Tensor
+    labels: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    norms: dict[str, torch.Tensor]
+    seconds: float
+    target: torch.Tensor | None = None
+    surface_adv_pred: torch.Tensor | None = None  # on the model the gradients came from, when it differs
+    detected_clean: torch.Tensor | None = None
+    detected_adv: torch.Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clean_correct(self) -> torch.Tensor:
+        ok = self.clean_pred == self.labels
+        return ok if self.detected_clean is None else ok & ~self.detected_clean
+
+    @property
+    def fooled(self) -> torch.Tensor:
+        hit = self.adv_pred == self.target if self.target is not None else self.adv_pred != self.labels
+        return hit if self.detected_adv is None else hit & ~self.detected_adv
+
+    @property
+    def success(self) -> torch.Tensor:
+        """Per sample: correct (and not flagged) before the attack, fooled (and not flagged) after it."""
+        return self.clean_correct & self.fooled
+
+    def summary(self) -> dict[str, Any]:
+        n = len(self.labels)
+        ok = self.clean_correct
+        succ = self.success
+        out: dict[str, Any] = {
+            "n": n,
+            "clean_accuracy": float((self.clean_pred == self.labels).float().mean()) if n else 0.0,
+            "adv_accuracy": float((self.adv_pred == self.labels).float().mean()) if n else 0.0,
+            "success_rate": float(succ.sum() / ok.sum()) if ok.any() else 0.0,
+            "n_clean_correct": int(ok.sum()),
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(n / self.seconds, 1) if self.seconds > 0 else None,
+        }
+        for k, v in self.norms.items():
+            out[f"median_{k}"] = median(v[succ])
+            out[f"mean_{k}"] = float(v[succ].mean()) if succ.any() else None
+        if self.surface_adv_pred is not None:
+            out["surface_adv_accuracy"] = float((self.surface_adv_pred == self.labels).float().mean())
+        if self.detected_adv is not None:
+            out["detected_clean_rate"] = float(self.detected_clean.float().mean())
+            out["detected_adv_rate"] = float(self.detected_adv.float().mean())
+        return out
+
+    @staticmethod
+    def concat(parts: list["AttackResult"]) -> "AttackResult":
+        def cat(name):
+            vals = [getattr(p, name) for p in parts]
+            return None if vals[0] is None else torch.cat(vals)
+
+        first = parts[0]
+        return AttackResult(
+            adv=cat("adv"), labels=cat("labels"), clean_pred=cat("clean_pred"), adv_pred=cat("adv_pred"),
+            norms={k: torch.cat([p.norms[k] for p in parts]) for k in first.norms},
+            seconds=sum(p.seconds for p in parts), target=cat("target"), surface_adv_pred=cat("surface_adv_pred"),
+            detected_clean=cat("detected_clean"), detected_adv=cat("detected_adv"), info=dict(first.info))
+
+
+def check_eps(eps: float, name: str = "eps") -> float:
+    if not isinstance(eps, (int, float)) or math.isnan(eps) or eps < 0:
+        raise InputError(f"{name} must be a non-negative number, got {eps!r}")
+    return float(eps)
+
+
+def check_linf_eps(eps: float) -> float:
+    eps = check_eps(eps)
+    if eps > 1:
+        raise InputError(f"an L-inf eps above 1 is meaningless for [0, 1] images, got {eps}")
+    return eps
+
+
+def check_positive_int(value: int, name: str) -> int:
+    if not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def margin_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample CE to maximise (untargeted) or the negative CE to the target (targeted)."""
+    if target is None:
+        return F.cross_entropy(logits, labels, reduction="none")
+    return -F.cross_entropy(logits, target, reduction="none")
+
+
+def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None):
+    """(per-sample loss, d loss / d x) of the attack objective, with the detector penalty if any."""
+    x = x.detach().requires_grad_(True)
+    logits = surface(x)
+    loss = margin_loss(logits, labels, target)
+    penalty = surface.penalty(x) if hasattr(surface, "penalty") else None
+    if penalty is not None:
+        # Joint objective against a detector (Carlini & Wagner 2017, "Adversarial examples are not easily
+        # detected"), as a per-sample switch: push the classifier until fooled, then the detector score
+        # under its threshold; a sum would let the far larger classification gradient drown the detector's.
+        pred = logits.argmax(1)
+        fooled = pred == target if target is not None else pred != labels
+        loss = torch.where(fooled & (penalty > 0), -penalty, loss)
+    (grad,) = torch.autograd.grad(loss.sum(), x)
+    return loss.detach(), grad, logits.detach()
+
+
+class Attack(ABC):
+    """Base of every attack: validation, seeding, evaluation, timing."""
+
+    name: ClassVar[str] = "attack"
+    norm: ClassVar[Norm | None] = None
+    supports_targeted: ClassVar[bool] = True
+    randomized: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        """The parameters that define the attack (used in content hashes and cards)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
+    @abstractmethod
+    def perturb(self, surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+                generator: torch.Generator) -> torch.Tensor:
+        """Return adversarial images for a batch (already validated, on the surface's device)."""
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
+                 target: torch.Tensor | None = None, seed: int = 0) -> AttackResult:
+        """Attack ``model`` (white-box, on the model alone) and evaluate on it."""
+        return run_batch(self, model, model, x, labels, target=target, seed=seed)
+
+
+def _generator_for(x: torch.Tensor, seed: int) -> torch.Generator:
+    return torch.Generator(device=x.device).manual_seed(seed)
+
+
+def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
+              target: torch.Tensor | None = None, seed: int = 0) -> AttackResult:
+    """Craft on ``surface``, judge on ``victim`` (a Pipeline or a classifier); one batch."""
+    check_images(x)
+    check_labels(labels, x.shape[0])
+    if target is not None:
+        if not attack.supports_targeted:
+            raise InputError(f"{attack.name} has no targeted version")
+        check_labels(target, x.shape[0])
+    for m in (surface, victim):
+        m.eval()
+    with torch.no_grad():
+        clean_pred = victim(x).argmax(1)
+    t0 = time.perf_counter()
+    with torch.enable_grad():
+        adv = attack.perturb(surface, x, labels, target, _generator_for(x, seed)).detach()
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        adv_pred = victim(adv).argmax(1)
+        surface_pred = surface(adv).argmax(1) if surface is not victim else None
+    detect = getattr(victim, "detected", None)
+    det_clean = detect(x) if callable(detect) else None
+    det_adv = detect(adv) if callable(detect) else None
+    return AttackResult(adv, labels, clean_pred, adv_pred, perturbation_norms(adv, x), seconds, target,
+                        surface_pred, det_clean, det_adv, {"attack": attack.name, "params": attack.params()})

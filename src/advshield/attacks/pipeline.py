@@ -1,0 +1,102 @@
+"""The attacked system and the three threat models.
+
+A :class:`Pipeline` declares a classifier, an optional defense and an optional
+detector. An attack never sees it directly: it gets a :class:`Surface`, the
+differentiable function it takes gradients of, chosen by the threat model:
+
+* ``white-box``  -- the classifier alone (the papers' oblivious setting);
+* ``transfer``   -- a substitute classifier (black-box transfer);
+* ``adaptive``   -- the whole pipeline: exact gradients through a differentiable
+  defense, BPDA through a non-differentiable one, EOT over a randomised one,
+  and a penalty that keeps the detector's score under its threshold.
+
+Success is always judged on the real pipeline.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from advshield.defenses.base import Defense, apply_with_bpda
+from advshield.errors import InputError
+
+
+class ThreatModel(str, enum.Enum):
+    WHITE_BOX = "white-box"
+    TRANSFER = "transfer"
+    ADAPTIVE = "adaptive"
+
+
+class Detector(Protocol):
+    """What a detector offers: a score per input (higher = more suspicious) and a calibrated threshold."""
+
+    threshold: float
+
+    def score(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+class Pipeline(nn.Module):
+    """classifier(defense(x)), with an optional detector that flags inputs."""
+
+    def __init__(self, classifier: nn.Module, defense: Defense | None = None, detector: Detector | None = None):
+        super().__init__()
+        self.classifier, self.defense, self.detector = classifier, defense, detector
+
+    @property
+    def randomized(self) -> bool:
+        return bool(self.defense is not None and self.defense.randomized)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.defense(x) if self.defense is not None else x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x).argmax(1)
+
+    @torch.no_grad()
+    def detected(self, x: torch.Tensor) -> torch.Tensor | None:
+        return None if self.detector is None else self.detector.score(x) > self.detector.threshold
+
+    def surface(self, threat: ThreatModel | str = ThreatModel.WHITE_BOX, substitute: nn.Module | None = None,
+                eot_samples: int = 1, detector_weight: float = 1.0) -> "Surface":
+        threat = ThreatModel(threat)
+        if threat is ThreatModel.TRANSFER:
+            if substitute is None:
+                raise InputError("the transfer threat model needs a substitute classifier")
+            return Surface(substitute)
+        if threat is ThreatModel.WHITE_BOX:
+            return Surface(self.classifier)
+        samples = eot_samples if self.randomized else 1
+        return Surface(self.classifier, self.defense, samples, self.detector, detector_weight)
+
+
+class Surface(nn.Module):
+    """The function an attack differentiates: logits, plus an optional detector penalty."""
+
+    def __init__(self, classifier: nn.Module, defense: Defense | None = None, eot_samples: int = 1,
+                 detector: Detector | None = None, detector_weight: float = 1.0) -> None:
+        super().__init__()
+        if eot_samples < 1:
+            raise InputError(f"eot_samples must be >= 1, got {eot_samples}")
+        self.classifier, self.defense, self.eot_samples = classifier, defense, eot_samples
+        self.detector, self.detector_weight = detector, detector_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.defense is None:
+            return self.classifier(x)
+        if self.eot_samples == 1:
+            return self.classifier(apply_with_bpda(self.defense, x))
+        # EOT (Athalye et al. 2018): average over draws of the randomised defense, in one batch.
+        rep = x.repeat(self.eot_samples, *([1] * (x.ndim - 1)))
+        logits = self.classifier(apply_with_bpda(self.defense, rep))
+        return logits.view(self.eot_samples, x.shape[0], -1).mean(0)
+
+    def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample hinge on the detector score: > 0 while the input would be flagged."""
+        if self.detector is None:
+            return None
+        return self.detector_weight * torch.relu(self.detector.score(x) - self.detector.threshold)

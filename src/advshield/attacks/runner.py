@@ -1,0 +1,53 @@
+"""Run an attack over many images under a threat model, batch by batch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from advshield.attacks.base import ATTACKS, Attack, AttackResult, run_batch
+from advshield.attacks.pipeline import Pipeline, ThreatModel
+
+
+def create_attack(name: str, **params) -> Attack:
+    """A registered attack by name, e.g. ``create_attack("pgd", eps=0.3, steps=40)``."""
+    return ATTACKS.create(name, **params)
+
+
+def run_attack(attack: Attack, pipeline: Pipeline | nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
+               threat: ThreatModel | str = ThreatModel.WHITE_BOX, substitute: nn.Module | None = None,
+               eot_samples: int = 8, target: torch.Tensor | None = None, batch_size: int = 256, seed: int = 0,
+               device: torch.device | str | None = None) -> AttackResult:
+    """Craft adversarial examples for ``x`` and judge them on the pipeline.
+
+    ``x`` may live on the CPU: batches move to ``device`` (default: the
+    pipeline's) one at a time, and the results come back to the CPU. Batch
+    ``i`` uses seed ``seed + i``, so results do not depend on what ran before.
+    """
+    if not isinstance(pipeline, Pipeline):
+        pipeline = Pipeline(pipeline)
+    if device is None:
+        device = next(pipeline.parameters()).device
+    pipeline.to(device)
+    if substitute is not None:
+        substitute.to(device)
+    surface = pipeline.surface(threat, substitute, eot_samples)
+    parts = []
+    for i, start in enumerate(range(0, len(x), batch_size)):
+        sl = slice(start, start + batch_size)
+        t = target[sl].to(device) if target is not None else None
+        r = run_batch(attack, surface, pipeline, x[sl].to(device), labels[sl].to(device), target=t, seed=seed + i)
+        parts.append(_to_cpu(r))
+    result = AttackResult.concat(parts)
+    result.info.update(threat=ThreatModel(threat).value)
+    return result
+
+
+def _to_cpu(r: AttackResult) -> AttackResult:
+    for name in ("adv", "labels", "clean_pred", "adv_pred", "target", "surface_adv_pred", "detected_clean",
+                 "detected_adv"):
+        v = getattr(r, name)
+        if v is not None:
+            setattr(r, name, v.cpu())
+    r.norms = {k: v.cpu() for k, v in r.norms.items()}
+    return r

@@ -1,0 +1,58 @@
+"""The checkpoints shipped in src/advshield/zoo: intact, documented, and as accurate as their cards say."""
+
+import pytest
+import torch
+
+from advshield.checkpoint import load_model
+from advshield.data import load_dataset
+from advshield.metrics import accuracy
+from advshield.zoo import list_checkpoints, load_pretrained
+from conftest import SHARED_DATA
+
+ZOO = list_checkpoints()
+MNIST_ZOO = [e for e in ZOO if e.dataset == "mnist"]
+REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20"}}
+# Acceptance floors on the full offline test sets.
+FLOORS = {("mnist", "a-net"): 0.990, ("mnist", "b-net"): 0.992, ("cifar10", "resnet20"): 0.80}
+needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data copies not present")
+
+
+def test_required_checkpoints_are_shipped():
+    have = {(e.dataset, e.name) for e in ZOO}
+    missing = {(d, n) for d, names in REQUIRED.items() for n in names} - have
+    assert not missing, f"missing zoo checkpoints: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.name}")
+def test_checkpoint_integrity_and_card(entry):
+    assert entry.path.stat().st_size < 5 * 2**20, "zoo files must stay under 5 MB"
+    model, card = load_model(entry.path)  # checks SHA-256, tensor names and shapes
+    for key in ("dataset", "epochs", "seed", "test_accuracy", "train_time_s", "versions", "recipe", "n_params"):
+        assert key in card, key
+    assert card["n_params"] == sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("entry", MNIST_ZOO, ids=lambda e: e.name)
+def test_mnist_zoo_on_embedded_sample(entry):
+    model, _ = load_model(entry.path)
+    assert accuracy(model, load_dataset("mnist", "test")) >= 0.97
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.name}")
+def test_card_accuracy_reproduces_on_full_test_set(entry, monkeypatch, shared_cache):
+    monkeypatch.setenv("ADVSHIELD_CACHE", str(shared_cache))
+    model, card = load_model(entry.path)
+    test = load_dataset(entry.dataset, "test", SHARED_DATA)
+    acc = accuracy(model, test)
+    assert len(test) == card["test_set"]["n"] == 10000
+    assert acc == pytest.approx(card["test_accuracy"], abs=2e-4)
+    assert acc >= FLOORS.get((entry.dataset, entry.name), 0.0)
+
+
+def test_load_pretrained_by_name():
+    model, card = load_pretrained("a-net", "mnist")
+    assert card["architecture"] == "a-net" and not model.training
+    x = torch.rand(2, 1, 28, 28)
+    assert model(x).shape == (2, 10)
