@@ -18,7 +18,7 @@ ADAM = dict(optimizer="adam", lr=1e-3, schedule="cosine", batch_size=128, val_fr
 RECIPES: dict[str, dict] = {
     "a-net": dict(dataset="mnist", epochs=8, **ADAM),
     "b-net": dict(dataset="mnist", epochs=10, **ADAM),
-    "resnet20": dict(dataset="cifar10", epochs=20, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+    "resnet20": dict(dataset="cifar10", epochs=15, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
                      schedule="onecycle", label_smoothing=0.1, batch_size=128, val_fraction=0.02),
     "m1": dict(dataset="mnist", epochs=8, **ADAM),
     "m2": dict(dataset="mnist", epochs=15, **ADAM),

@@ -96,7 +96,7 @@ def test_main_job_on_embedded_sample(tmp_path):
     proc = run_cli("train-target", "--model", "a-net", "--epochs", "2", "--n-train", "2000", "--out",
                    str(tmp_path / "run"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "embedded MNIST sample" in proc.stdout and "test accuracy:" in proc.stdout
+    assert "embedded MNIST sample" in proc.stderr and "test accuracy:" in proc.stdout
     acc = float(proc.stdout.split("test accuracy:")[1].split()[0])
     assert acc > 0.7  # chance is 0.1
 

@@ -23,6 +23,7 @@ data_app = typer.Typer(help="Datasets: check that they load, counts and classes.
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
 console = Console()
+notes = Console(stderr=True)
 
 DataRoot = typer.Option(None, "--data-root", help="Folder holding the datasets (default: $ADVSHIELD_DATA; "
                         "MNIST falls back to the embedded sample).")
@@ -33,7 +34,7 @@ def _note_embedded(dataset: str, data_root: Optional[str]) -> None:
     from advshield.data.sources import resolve_root
 
     if dataset == "mnist" and resolve_root(data_root) is None:
-        console.print("[yellow]no data root given: using the embedded MNIST sample "
+        notes.print("[yellow]no data root given: using the embedded MNIST sample "
                       "(5000 train / 1000 test images); pass --data-root for the full set[/yellow]")
 
 
@@ -84,6 +85,84 @@ def train_target_cmd(
     else:
         console.print(f"[bold]test accuracy: {result.card['test_accuracy']:.4f}[/bold] "
                       f"({result.card['test_set']['n']} test images) -> {result.checkpoint}")
+
+
+def _parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise AdvShieldError(f"--param expects NAME=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            params[k.replace("-", "_")] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k.replace("-", "_")] = v
+    return params
+
+
+@app.command("attack")
+def attack_cmd(
+    model: str = typer.Option(..., help="Target: a zoo model name or a .safetensors checkpoint."),
+    attack: str = typer.Option(..., help="A registered attack (fgsm, rfgsm, bim, pgd, pgd-l2, mifgsm, deepfool, "
+                               "deepfool-linf, cw, spatial, uniform-noise)."),
+    eps: Optional[float] = typer.Option(None, help="Perturbation budget, for attacks that have one."),
+    param: list[str] = typer.Option([], "--param", help="Other attack parameters, NAME=VALUE (repeatable), "
+                                    "e.g. --param steps=40 --param confidence=9."),
+    threat: str = typer.Option("white-box", help="white-box, transfer:<substitute model or checkpoint>, or adaptive."),
+    defense: Optional[str] = typer.Option(None, help="A registered defense placed before the classifier."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
+    split: str = typer.Option("test"),
+    n: Optional[int] = typer.Option(None, help="Attack the first N images of the split (default: all)."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(250, min=1),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Path = typer.Option(Path("runs/adversarial"), help="Folder of the adversarial-set store."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
+    from advshield.adversarial import AdversarialSpec, generate_adversarial_set
+    from advshield.attacks import Pipeline, create_attack
+    from advshield.checkpoint import load_model
+    from advshield.data import load_dataset
+    from advshield.defenses import DEFENSES
+    from advshield.device import select_device
+    from advshield.zoo import resolve_checkpoint
+
+    dev = select_device(device)
+    params = _parse_params(param)
+    if eps is not None:
+        params["eps"] = eps
+    attack_obj = create_attack(attack, **params)
+    classifier, card = load_model(resolve_checkpoint(model, dataset), dev)
+    ds_name = dataset or card["dataset"]
+    threat_name, _, sub_name = threat.partition(":")
+    substitute, sub_sha = None, None
+    if threat_name == "transfer":
+        if not sub_name:
+            raise AdvShieldError("--threat transfer needs a substitute: transfer:<model or checkpoint>")
+        substitute, sub_card = load_model(resolve_checkpoint(sub_name, ds_name), dev)
+        sub_sha = sub_card["sha256"]
+    defense_obj = DEFENSES.create(defense) if defense else None
+    _note_embedded(ds_name, data_root)
+    data = load_dataset(ds_name, split, data_root)
+    spec = AdversarialSpec(card["sha256"], attack, attack_obj.params(), ds_name, split, min(n or len(data), len(data)),
+                           seed, threat_name, sub_sha, {"name": defense} if defense else None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"{attack} on {card['architecture']}", total=spec.n)
+        folder, result, cached = generate_adversarial_set(
+            spec, attack_obj, Pipeline(classifier, defense_obj), data, out, substitute=substitute,
+            batch_size=batch_size, device=dev, progress=lambda done, total: bar.update(task, completed=done))
+    summary = dict(result.summary(), path=str(folder), cached=cached, attack=attack, params=attack_obj.params(),
+                   model=card["architecture"], dataset=ds_name, split=split, threat=threat)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(f"{attack} on {card['architecture']} ({threat}, {summary['n']} {ds_name}/{split} images"
+                  f"{', cached' if cached else ''}): accuracy {summary['clean_accuracy']:.4f} -> "
+                  f"{summary['adv_accuracy']:.4f}, success {summary['success_rate']:.4f}, median L2 "
+                  f"{summary['median_l2'] or 0:.3f}, L-inf {summary['median_linf'] or 0:.3f}; {folder}", markup=False)
 
 
 @models_app.command("list")
