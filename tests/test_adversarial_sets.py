@@ -79,3 +79,13 @@ def test_cli_attack_params_and_transfer(tmp_path):
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     assert s["params"]["steps"] == 3 and s["threat"] == "transfer:b-net" and s["surface_adv_accuracy"] is not None
+
+
+def test_cli_adaptive_runs_health_checks(tmp_path):
+    res = CliRunner().invoke(app, ["attack", "--model", "a-net", "--attack", "pgd", "--eps", "0.2", "--param",
+                                   "steps=10", "--defense", "squeeze", "--threat", "adaptive", "--n", "60", "--out",
+                                   str(tmp_path), "--json"])
+    assert res.exit_code == 0, res.output
+    s = json.loads(res.stdout)
+    assert {c["check"] for c in s["health"]["checks"]} == {"more-steps", "larger-eps", "unbounded", "beats-noise",
+                                                            "gradients"}

@@ -36,3 +36,13 @@ def test_cifar10_copy_and_cache(monkeypatch, shared_cache):
     again = load_dataset("cifar10", "train", SHARED_DATA)
     assert time.perf_counter() - t0 < 2.0, "a cached CIFAR-10 load must take under 2 s"
     assert np.array_equal(again.labels, train.labels)
+
+
+@needs_shared
+@pytest.mark.slow
+def test_gtsrb_copy(monkeypatch, shared_cache):
+    monkeypatch.setenv("ADVSHIELD_CACHE", str(shared_cache))
+    train, test = load_dataset("gtsrb", "train", SHARED_DATA), load_dataset("gtsrb", "test", SHARED_DATA)
+    assert (len(train), len(test)) == (39209, 12630)
+    assert len(train.classes) == 43 and train.classes[0] == "00000" and train.images.shape[1:] == (3, 32, 32)
+    assert np.bincount(train.labels, minlength=43).min() > 0

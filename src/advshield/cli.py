@@ -118,6 +118,8 @@ def attack_cmd(
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Path = typer.Option(Path("runs/adversarial"), help="Folder of the adversarial-set store."),
+    health: bool = typer.Option(True, "--health/--no-health", help="With --threat adaptive: run the attack "
+                                "health checks on 100 images and warn when gradients look masked."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
@@ -156,6 +158,8 @@ def attack_cmd(
             batch_size=batch_size, device=dev, progress=lambda done, total: bar.update(task, completed=done))
     summary = dict(result.summary(), path=str(folder), cached=cached, attack=attack, params=attack_obj.params(),
                    model=card["architecture"], dataset=ds_name, split=split, threat=threat)
+    if threat_name == "adaptive" and health:
+        summary["health"] = _adaptive_health(attack, params, Pipeline(classifier, defense_obj), data, dev)
     if as_json:
         print(json.dumps(summary, indent=2))
         return
@@ -163,6 +167,27 @@ def attack_cmd(
                   f"{', cached' if cached else ''}): accuracy {summary['clean_accuracy']:.4f} -> "
                   f"{summary['adv_accuracy']:.4f}, success {summary['success_rate']:.4f}, median L2 "
                   f"{summary['median_l2'] or 0:.3f}, L-inf {summary['median_linf'] or 0:.3f}; {folder}", markup=False)
+
+
+def _adaptive_health(attack: str, params: dict, pipeline, data, device) -> dict:
+    import inspect
+
+    from advshield.attacks import ATTACKS, create_attack
+    from advshield.attacks.health import check_attack_health
+
+    accepted = inspect.signature(ATTACKS.entry(attack).factory).parameters
+    if not {"eps", "steps"} <= set(accepted):
+        return {"skipped": f"{attack} has no eps/steps budget to vary"}
+    fixed = {k: v for k, v in params.items() if k in accepted and k not in ("eps", "steps")}
+    eps = params.get("eps", accepted["eps"].default)
+    steps = params.get("steps", accepted["steps"].default)
+    x, y = data.tensors(slice(0, 100))
+    report = check_attack_health(lambda e, s: create_attack(attack, eps=e, steps=s, **fixed), pipeline.to(device),
+                                 x, y, eps, steps, warn=False)
+    for c in report.failures:
+        notes.print(f"[red]warning: health check '{c['check']}' failed: {c['detail']} (gradients may be masked; "
+                    "do not trust these numbers)[/red]")
+    return {"ok": report.ok, "checks": report.checks}
 
 
 @models_app.command("list")

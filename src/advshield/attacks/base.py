@@ -7,6 +7,7 @@ Every attack works on float32 NCHW images in [0, 1] and a :class:`Surface`
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import time
@@ -178,6 +179,19 @@ class Attack(ABC):
         return run_batch(self, model, model, x, labels, target=target, seed=seed)
 
 
+@contextlib.contextmanager
+def frozen(*modules: nn.Module):
+    """Parameters stop requiring grad while attacking: only input gradients are computed."""
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def _generator_for(x: torch.Tensor, seed: int) -> torch.Generator:
     return torch.Generator(device=x.device).manual_seed(seed)
 
@@ -196,7 +210,7 @@ def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Te
     with torch.no_grad():
         clean_pred = victim(x).argmax(1)
     t0 = time.perf_counter()
-    with torch.enable_grad():
+    with torch.enable_grad(), frozen(surface):
         adv = attack.perturb(surface, x, labels, target, _generator_for(x, seed)).detach()
     if x.device.type == "cuda":
         torch.cuda.synchronize()

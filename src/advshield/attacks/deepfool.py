@@ -14,7 +14,7 @@ class DeepFool(Attack):
     Each step moves every unfinished sample to the nearest linearised boundary
     among its top ``candidates`` classes (Alg. 2); ``overshoot`` scales the
     total perturbation. The gradients of all candidate logit differences come
-    from ONE backward pass over a batch replicated ``candidates - 1`` times, and
+    from one forward and one vectorised backward pass (torch.func), and
     finished samples leave the batch (early exit). Untargeted only.
     Defaults: steps = 50, candidates = 10, overshoot = 0.02 (the paper's and foolbox's).
     """
@@ -49,38 +49,48 @@ class DeepFool(Attack):
         adv = x.clone()
         active = torch.arange(len(x), device=x.device)
         for _ in range(self.steps):
-            xa = adv[active].detach()
-            n = len(active)
-            rep = xa.repeat(k - 1, *([1] * (x.ndim - 1))).requires_grad_(True)  # (K-1)*n, candidate-major
-            out = surface(rep)
             cls = classes[active]
-            orig = out.gather(1, cls[:, :1].repeat(k - 1, 1))
-            others = out.gather(1, cls[:, 1:].t().reshape(-1, 1))
-            diff = (others - orig).squeeze(1)  # logit_k - logit_orig, < 0 until the boundary is crossed
-            (grad,) = torch.autograd.grad(diff.sum(), rep)
+            out, f, w = candidate_gradients(surface, adv[active], cls)
             with torch.no_grad():
-                pred = out[:n].argmax(1)
-                still = pred == cls[:, 0]
-                if not still.all():
-                    active = active[still]
+                still = out.argmax(1) == cls[:, 0]
+                if not still.all():  # early exit: finished samples leave the batch
+                    active, f, w = active[still], f[still], w[still]
                     if len(active) == 0:
                         break
-                    idx = still.nonzero().squeeze(1)
-                    n_old = n
-                    n = len(active)
-                    sel = (idx[None, :] + n_old * torch.arange(k - 1, device=x.device)[:, None]).reshape(-1)
-                    diff, grad = diff[sel], grad[sel]
-                f = diff.view(k - 1, n).t()
-                w = grad.view(k - 1, n, *x.shape[1:]).transpose(0, 1)
                 dist, make_step = self._distances_and_steps(f, w)
                 best = dist.argmin(1)
-                rows = torch.arange(n, device=x.device)
+                rows = torch.arange(len(active), device=x.device)
                 g = w[rows, best]
-                gn = g.flatten(1).norm(dim=1)
-                step = make_step(dist[rows, best] + 1e-4, g, gn)
+                step = make_step(dist[rows, best] + 1e-4, g, g.flatten(1).norm(dim=1))
                 p_total[active] += step
                 adv[active] = (x[active] + (1 + self.overshoot) * p_total[active]).clamp(0, 1)
         return adv.detach()
+
+
+def candidate_gradients(surface, x: torch.Tensor, cls: torch.Tensor):
+    """Logits, f_k = logit_{cls_k} - logit_{cls_0} and their input gradients for k = 1..K-1.
+
+    One forward pass and one vmapped backward pass over the K-1 cotangents
+    (torch.func); where torch.func cannot transform the surface (e.g. a BPDA
+    autograd.Function), one forward and K-1 backward passes through the same graph.
+    """
+    n_cls = cls.shape[1]
+    x = x.detach()
+    try:
+        logits, vjp_fn = torch.func.vjp(surface, x)
+        onehot = torch.nn.functional.one_hot(cls, logits.shape[1]).to(logits.dtype)  # (n, K, C)
+        cot = (onehot[:, 1:] - onehot[:, :1]).transpose(0, 1)  # (K-1, n, C)
+        (grads,) = torch.func.vmap(vjp_fn)(cot)
+        grads = grads.transpose(0, 1)  # (n, K-1, ...)
+    except (RuntimeError, NotImplementedError):
+        xg = x.requires_grad_(True)
+        logits = surface(xg)
+        grads = torch.stack([torch.autograd.grad((logits.gather(1, cls[:, j:j + 1]) - logits.gather(1, cls[:, :1]))
+                                                 .sum(), xg, retain_graph=j < n_cls - 1)[0]
+                             for j in range(1, n_cls)], 1)
+        logits = logits.detach()
+    diffs = logits.gather(1, cls[:, 1:]) - logits.gather(1, cls[:, :1])
+    return logits.detach(), diffs.detach(), grads.detach()
 
 
 @register_attack("deepfool", norm="l2", family="deepfool")
