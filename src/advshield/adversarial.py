@@ -25,7 +25,7 @@ from advshield.data import ImageDataset
 from advshield.io import atomic_write_json
 
 SHARD = 500
-_TENSORS = ("adv", "labels", "clean_pred", "adv_pred", "surface_adv_pred")
+_TENSORS = ("adv", "labels", "clean_pred", "adv_pred", "surface_adv_pred", "target", "detected_clean", "detected_adv")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ def _result_tensors(r: AttackResult) -> dict[str, torch.Tensor]:
 def _result_from(tensors: dict[str, torch.Tensor], seconds: float) -> AttackResult:
     norms = {k[5:]: v for k, v in tensors.items() if k.startswith("norm_")}
     return AttackResult(tensors["adv"], tensors["labels"], tensors["clean_pred"], tensors["adv_pred"], norms, seconds,
-                        surface_adv_pred=tensors.get("surface_adv_pred"))
+                        target=tensors.get("target"), surface_adv_pred=tensors.get("surface_adv_pred"),
+                        detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"))
 
 
 def load_adversarial_set(folder: str | Path) -> tuple[AttackResult, dict]:

@@ -129,7 +129,7 @@ def check_positive_int(value: int, name: str) -> int:
     return value
 
 
-def margin_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample CE to maximise (untargeted) or the negative CE to the target (targeted)."""
     if target is None:
         return F.cross_entropy(logits, labels, reduction="none")
@@ -140,7 +140,7 @@ def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, tar
     """(per-sample loss, d loss / d x) of the attack objective, with the detector penalty if any."""
     x = x.detach().requires_grad_(True)
     logits = surface(x)
-    loss = margin_loss(logits, labels, target)
+    loss = attack_loss(logits, labels, target)
     penalty = surface.penalty(x) if hasattr(surface, "penalty") else None
     if penalty is not None:
         # Joint objective against a detector (Carlini & Wagner 2017, "Adversarial examples are not easily

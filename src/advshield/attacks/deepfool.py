@@ -47,8 +47,10 @@ class DeepFool(Attack):
         classes = logits.argsort(1, descending=True)[:, :k]  # classes[:, 0] is the original prediction
         p_total = torch.zeros_like(x)
         adv = x.clone()
-        active = torch.arange(len(x), device=x.device)
+        active = (classes[:, 0] == labels).nonzero().squeeze(1)  # misclassified images are already done
         for _ in range(self.steps):
+            if len(active) == 0:
+                break
             cls = classes[active]
             out, f, w = candidate_gradients(surface, adv[active], cls)
             with torch.no_grad():
