@@ -1,6 +1,6 @@
 """Throughput and strength of advshield's attacks against foolbox 3 and ART, same model, data and parameters.
 
-    python benchmarks/attacks.py [--n 1000] [--n-cw 200] [--device cpu] [--out docs/benchmark-attacks.md]
+    pip install -e ".[bench]" && python benchmarks/attacks.py [--n 1000] [--n-cw 200] [--out docs/benchmark-attacks.md]
 
 Target: the zoo MNIST A-net; data: the first N MNIST test images (the embedded sample, or --data-root).
 Success counts only images the model classified correctly; norms are medians over successful images.
