@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--skip", default="", help="comma-separated libraries to skip: foolbox,art")
+    ap.add_argument("--only", default="", help="comma-separated row prefixes to run, e.g. CW,Spatial")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -101,7 +102,10 @@ def main() -> None:
              "| attack | n | library | images/s | success | median L2 | median L-inf | speed-up vs foolbox |",
              "|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
+    only = [o.strip().lower() for o in args.only.split(",") if o.strip()]
     for title, n, run_ours, run_fb, run_art in rows:
+        if only and not any(title.lower().startswith(o) for o in only):
+            continue
         x, y = x_all[:n], y_all[:n]
         results = {"advshield": run_ours(x, y)}
         if run_fb is not None and "foolbox" not in skip:
