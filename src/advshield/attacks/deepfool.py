@@ -72,13 +72,17 @@ class DeepFool(Attack):
 def candidate_gradients(surface, x: torch.Tensor, cls: torch.Tensor):
     """Logits, f_k = logit_{cls_k} - logit_{cls_0} and their input gradients for k = 1..K-1.
 
-    One forward pass and one vmapped backward pass over the K-1 cotangents
-    (torch.func); where torch.func cannot transform the surface (e.g. a BPDA
-    autograd.Function), one forward and K-1 backward passes through the same graph.
+    On accelerators: one forward pass and one vmapped backward pass over the K-1
+    cotangents (torch.func). On CPUs, and where torch.func cannot transform the
+    surface (e.g. a BPDA autograd.Function): one forward and K-1 backward passes
+    through the same graph, which measured 1.45x faster than the vmapped backward
+    on a 2-core CPU (A-net, 1000 images).
     """
     n_cls = cls.shape[1]
     x = x.detach()
     try:
+        if x.device.type == "cpu":
+            raise NotImplementedError  # the retain-graph loop below is faster on CPUs
         logits, vjp_fn = torch.func.vjp(surface, x)
         onehot = torch.nn.functional.one_hot(cls, logits.shape[1]).to(logits.dtype)  # (n, K, C)
         cot = (onehot[:, 1:] - onehot[:, :1]).transpose(0, 1)  # (K-1, n, C)
