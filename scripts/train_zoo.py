@@ -9,6 +9,7 @@ checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -44,7 +45,9 @@ def main() -> None:
         dest = zoo / recipe["dataset"]
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.checkpoint, dest / f"{name}.safetensors")
-        shutil.copyfile(result.checkpoint.with_suffix(".json"), dest / f"{name}.json")
+        card = json.loads(result.checkpoint.with_suffix(".json").read_text())
+        (dest / f"{name}.json").write_text(json.dumps(dict(card, weights_file=f"{name}.safetensors"), indent=2,
+                                                      sort_keys=True) + "\n")
         print(f"== zoo {recipe['dataset']}/{name}: test accuracy {result.card['test_accuracy']:.4f}", flush=True)
 
 

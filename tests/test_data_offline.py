@@ -11,6 +11,11 @@ from conftest import SHARED_DATA
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data copies not present")
 
 
+def load_splits(name, monkeypatch, cache):
+    monkeypatch.setenv("ADVSHIELD_CACHE", str(cache))
+    return load_dataset(name, "train", SHARED_DATA), load_dataset(name, "test", SHARED_DATA)
+
+
 @needs_shared
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_idx_copies(name):
@@ -25,8 +30,7 @@ def test_idx_copies(name):
 @needs_shared
 @pytest.mark.slow
 def test_cifar10_copy_and_cache(monkeypatch, shared_cache):
-    monkeypatch.setenv("ADVSHIELD_CACHE", str(shared_cache))
-    train, test = load_dataset("cifar10", "train", SHARED_DATA), load_dataset("cifar10", "test", SHARED_DATA)
+    train, test = load_splits("cifar10", monkeypatch, shared_cache)
     assert (len(train), len(test)) == (50000, 10000)
     assert np.bincount(train.labels).tolist() == [5000] * 10 and np.bincount(test.labels).tolist() == [1000] * 10
     assert train.classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -41,8 +45,7 @@ def test_cifar10_copy_and_cache(monkeypatch, shared_cache):
 @needs_shared
 @pytest.mark.slow
 def test_gtsrb_copy(monkeypatch, shared_cache):
-    monkeypatch.setenv("ADVSHIELD_CACHE", str(shared_cache))
-    train, test = load_dataset("gtsrb", "train", SHARED_DATA), load_dataset("gtsrb", "test", SHARED_DATA)
+    train, test = load_splits("gtsrb", monkeypatch, shared_cache)
     assert (len(train), len(test)) == (39209, 12630)
     assert len(train.classes) == 43 and train.classes[0] == "00000" and train.images.shape[1:] == (3, 32, 32)
     assert np.bincount(train.labels, minlength=43).min() > 0

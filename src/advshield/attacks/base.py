@@ -217,7 +217,8 @@ def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Te
     seconds = time.perf_counter() - t0
     with torch.no_grad():
         adv_pred = victim(adv).argmax(1)
-        surface_pred = surface(adv).argmax(1) if surface is not victim else None
+        same = surface is victim or (hasattr(surface, "computes") and surface.computes(victim))
+        surface_pred = None if same else surface(adv).argmax(1)
     detect = getattr(victim, "detected", None)
     det_clean = detect(x) if callable(detect) else None
     det_adv = detect(adv) if callable(detect) else None

@@ -95,6 +95,13 @@ class Surface(nn.Module):
         logits = self.classifier(apply_with_bpda(self.defense, rep))
         return logits.view(self.eot_samples, x.shape[0], -1).mean(0)
 
+    def computes(self, victim: nn.Module) -> bool:
+        """True when this surface's logits are the victim's (white-box on an undefended pipeline)."""
+        if victim is self:
+            return True
+        return (isinstance(victim, Pipeline) and victim.defense is None and victim.detector is None
+                and self.defense is None and self.classifier is victim.classifier)
+
     def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-sample hinge on the detector score: > 0 while the input would be flagged."""
         if self.detector is None:
