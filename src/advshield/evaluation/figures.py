@@ -1,0 +1,82 @@
+"""Report figures (matplotlib, Agg backend): accuracy bars, image grids, loss curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from advshield.evaluation.restoration import Samples  # noqa: E402
+
+
+def accuracy_bars(rows: list[dict], title: str, path: Path) -> Path:
+    """Adversarial (red) vs restored (blue) accuracy per attack, like CRU-Net Figs. 8-11."""
+    names = [r["attack"] for r in rows]
+    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2, 3.2))
+    xs = range(len(rows))
+    ax.bar([i - 0.2 for i in xs], [r["adv_accuracy"] for r in rows], 0.4, color="tab:red", label="no defense")
+    ax.bar([i + 0.2 for i in xs], [r["restored_accuracy"] for r in rows], 0.4, color="tab:blue", label="restored")
+    ax.axhline(rows[0]["clean_accuracy"], color="gray", ls="--", lw=1, label="clean")
+    ax.set_xticks(list(xs), names)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def _show(img: torch.Tensor):
+    img = img.clamp(0, 1)
+    return (img[0], {"cmap": "gray", "vmin": 0, "vmax": 1}) if img.shape[0] == 1 else (img.permute(1, 2, 0), {})
+
+
+def restoration_grid(samples: dict[str, Samples], path: Path, title: str = "") -> Path:
+    """Rows: original, perturbation (amplified, centred on grey), adversarial, restored; columns: attacks x images
+    (CRU-Net Figs. 6-7)."""
+    cols = [(name, i) for name, s in samples.items() for i in range(len(s.x))]
+    fig, axes = plt.subplots(4, len(cols), figsize=(1.1 * len(cols), 4.8), squeeze=False)
+    for j, (name, i) in enumerate(cols):
+        s = samples[name]
+        delta = s.adv[i] - s.x[i]
+        scale = float(delta.abs().max()) or 1.0
+        for r, img in enumerate((s.x[i], 0.5 + delta / (2 * scale), s.adv[i], s.restored[i])):
+            data, kw = _show(img)
+            axes[r, j].imshow(data, **kw)
+            axes[r, j].set_xticks([])
+            axes[r, j].set_yticks([])
+        axes[0, j].set_title(name, fontsize=7)
+    for r, label in enumerate(("original", "perturbation", "adversarial", "restored")):
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def loss_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Training loss and per-attack validation loss per epoch (CRU-Net Figs. 3-5)."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["loss"] for h in history], "k-", label="train (mix)")
+    for name in history[0].get("val_per_attack", {}):
+        ax.plot(epochs, [h["val_per_attack"][name]["loss"] for h in history], "--", label=f"val {name}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("restoration loss")
+    ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,76 @@
+"""Validated configuration of a restoration-defense training run (pydantic)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class AttackMix(BaseModel):
+    """One source of (adversarial, clean) pairs: a registered attack, or ``clean`` for identity pairs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    params: dict = Field(default_factory=dict)
+    proportion: float = Field(1.0, gt=0)
+    on_the_fly: bool = False  # regenerate these pairs every epoch (for cheap attacks)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v != "clean":
+            from advshield.attacks import ATTACKS
+
+            ATTACKS.entry(v)
+        return v
+
+
+class LossWeights(BaseModel):
+    """MSE (CRU-Net Eq. 10) plus optional L1 and (1 - SSIM) terms."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mse: float = Field(1.0, ge=0)
+    l1: float = Field(0.0, ge=0)
+    ssim: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> "LossWeights":
+        if self.mse + self.l1 + self.ssim <= 0:
+            raise ValueError("at least one loss weight must be positive")
+        return self
+
+
+class DefenseTrainConfig(BaseModel):
+    """Everything that defines a defense-training run; stored on its card."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    defense: str = "cru-net"
+    defense_params: dict = Field(default_factory=dict)
+    target: str = "a-net"  # zoo name or checkpoint path: the classifier whose attacks make the pairs
+    dataset: str | None = None  # default: the target card's dataset
+    attacks: list[AttackMix] = Field(default_factory=lambda: [AttackMix(name="fgsm")], min_length=1)
+    n_train: int = Field(10000, ge=1)  # training images turned into pairs
+    n_val: int = Field(1000, ge=0)  # held-out training images for validation pairs
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: LossWeights = Field(default_factory=LossWeights)
+    attack_batch_size: int = Field(250, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+
+    @field_validator("defense")
+    @classmethod
+    def _known_defense(cls, v: str) -> str:
+        from advshield.defenses import DEFENSES
+
+        if DEFENSES.entry(v).meta.get("kind") != "restorer":
+            raise ValueError(f"{v} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
+        return v
+
+    def recipe(self) -> dict:
+        return self.model_dump(mode="json", exclude={"device", "data_root", "attack_batch_size"})

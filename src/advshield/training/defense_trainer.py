@@ -1,0 +1,191 @@
+"""Training of restoration defenses on (adversarial, clean) pairs, resumable and data-parallel.
+
+Output folder (as for target models): ``last`` (weights + optimizer, resume
+point), ``best`` (lowest validation loss) and ``model`` (final, with the card
+holding the full recipe, the pair sets and per-attack validation curves).
+Under ``torchrun --nproc_per_node N`` each process takes 1/N of every batch
+(DDP averages the gradients) and crafts every N-th pair set.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from kornia.metrics import ssim as kornia_ssim
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from advshield.checkpoint import load_model, load_tensors, load_weights, read_card, save_tensors
+from advshield.data import load_dataset
+from advshield.defenses import DEFENSES, restorer_kwargs, save_defense
+from advshield.device import select_device
+from advshield.distributed import init_distributed, local_device
+from advshield.errors import CheckpointError
+from advshield.models import count_parameters
+from advshield.training.defense_config import DefenseTrainConfig, LossWeights
+from advshield.training.pairs import PairSource, build_source, plan_sources
+from advshield.training.trainer import _OPTIM_PREFIX, _epoch_seed, _optimizer_tensors, _restore_optimizer
+from advshield.zoo import resolve_checkpoint
+
+
+@dataclass
+class DefenseTrainResult:
+    checkpoint: Path
+    card: dict
+
+
+def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights) -> torch.Tensor:
+    """w.mse * MSE (CRU-Net Eq. 10) + w.l1 * L1 + w.ssim * (1 - SSIM)."""
+    loss = out.new_zeros(())
+    if w.mse:
+        loss = loss + w.mse * F.mse_loss(out, clean)
+    if w.l1:
+        loss = loss + w.l1 * F.l1_loss(out, clean)
+    if w.ssim:
+        loss = loss + w.ssim * (1 - kornia_ssim(out, clean, 11).mean())
+    return loss
+
+
+def _stack(sources: list[PairSource]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    adv = torch.cat([s.adv for s in sources])
+    clean = torch.cat([s.clean() for s in sources])
+    which = torch.cat([torch.full((len(s.data),), i) for i, s in enumerate(sources)])
+    return adv, clean, which
+
+
+@torch.no_grad()
+def _validate(defense, classifier, sources, w: LossWeights, device, batch_size=500) -> dict:
+    defense.eval()
+    per, total_loss, total_n, restored = {}, 0.0, 0, 0
+    for s in sources:
+        if len(s.data) == 0:
+            continue
+        loss_sum, correct = 0.0, 0
+        labels = torch.from_numpy(s.data.labels)
+        clean = s.clean()
+        for i in range(0, len(clean), batch_size):
+            a, c = s.adv[i:i + batch_size].to(device), clean[i:i + batch_size].to(device)
+            out = defense(a)
+            loss_sum += float(restoration_loss(out, c, w)) * len(a)
+            correct += int((classifier(out).argmax(1).cpu() == labels[i:i + batch_size]).sum())
+        per[s.name] = {"loss": loss_sum / len(clean), "restored_accuracy": correct / len(clean)}
+        total_loss, total_n, restored = total_loss + loss_sum, total_n + len(clean), restored + correct
+    return {"loss": total_loss / max(total_n, 1), "restored_accuracy": restored / max(total_n, 1), "per_attack": per}
+
+
+def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = "runs/adversarial",
+                  resume: bool = True, progress: Callable[[str, int, int], None] | None = None,
+                  log: Callable[[str], None] = print) -> DefenseTrainResult:
+    """Build the pairs, train ``cfg.defense`` on them, write checkpoints and the card under ``out``."""
+    out, store = Path(out), Path(store)
+    device = select_device(cfg.device)
+    ctx = init_distributed(device)
+    device = local_device(device, ctx)
+    if not ctx.is_main:
+        log = lambda s: None  # noqa: E731
+        progress = None
+    torch.manual_seed(cfg.seed)
+    classifier, tcard = load_model(resolve_checkpoint(cfg.target, cfg.dataset), device)
+    dataset = cfg.dataset or tcard["dataset"]
+    train = load_dataset(dataset, "train", cfg.data_root)
+    perm = np.random.default_rng(cfg.seed).permutation(len(train))
+    n_train = min(cfg.n_train, len(train))
+    n_val = min(cfg.n_val, len(train) - n_train)
+    sources = plan_sources(cfg.attacks, train, perm[:n_train], "train")
+    val_sources = plan_sources(cfg.attacks, train, perm[n_train:n_train + n_val], "val")
+
+    t0 = time.perf_counter()
+    fixed = [s for s in sources if not s.mix.on_the_fly] + val_sources
+    for i, s in enumerate(fixed):  # rank r crafts every world_size-th set; the others find it in the store
+        if i % ctx.world_size == ctx.rank:
+            log(f"pairs: {s.name} on {len(s.data)} {s.label.split('[')[0]} images")
+            build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
+                         batch_size=cfg.attack_batch_size)
+    ctx.barrier()
+    for s in fixed:
+        if s.adv is None:
+            build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
+                         batch_size=cfg.attack_batch_size)
+    pair_seconds = time.perf_counter() - t0
+
+    kwargs = dict(restorer_kwargs(train.shape), **cfg.defense_params)
+    net = DEFENSES.create(cfg.defense, **kwargs).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = DistributedDataParallel(net) if ctx.enabled else net
+    history: list[dict] = []
+    start_epoch, best_val, train_time = 0, math.inf, 0.0
+    last = out / "last.safetensors"
+    if resume and last.exists():
+        card = read_card(last)
+        if card.get("recipe") != cfg.recipe():
+            raise CheckpointError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
+        tensors = load_tensors(last, card)
+        load_weights(net, {k: v for k, v in tensors.items() if not k.startswith(_OPTIM_PREFIX)}, str(last))
+        _restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith(_OPTIM_PREFIX)})
+        start_epoch, best_val = card["epoch"], card["best_val_loss"]
+        history, train_time = card["history"], card["train_time_s"]
+        log(f"resuming {cfg.defense} after epoch {start_epoch}/{cfg.epochs}")
+
+    base = {"dataset": dataset, "target": tcard["architecture"], "target_sha256": tcard["sha256"],
+            "recipe": cfg.recipe()}
+    per_rank = max(cfg.batch_size // ctx.world_size, 1)
+    for epoch in range(start_epoch, cfg.epochs):
+        t_epoch = time.perf_counter()
+        for s in sources:
+            if s.mix.on_the_fly:
+                build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
+                             batch_size=cfg.attack_batch_size, epoch=epoch)
+        adv, clean, _ = _stack(sources)
+        order = torch.randperm(len(adv), generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
+        steps = math.ceil(len(adv) / cfg.batch_size)
+        model.train()
+        loss_sum, seen = 0.0, 0
+        for step in range(steps):
+            idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            idx = idx[ctx.rank * per_rank:(ctx.rank + 1) * per_rank] if ctx.enabled else idx
+            a, c = adv[idx].to(device), clean[idx].to(device)
+            loss = restoration_loss(model(a), c, cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum, seen = loss_sum + float(loss.detach()) * len(idx), seen + len(idx)
+            if progress:
+                progress(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
+        val = _validate(net, classifier, val_sources or sources, cfg.loss, device)
+        train_time += time.perf_counter() - t_epoch
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_loss": val["loss"],
+                        "val_restored_accuracy": val["restored_accuracy"], "val_per_attack": val["per_attack"],
+                        "seconds": round(time.perf_counter() - t_epoch, 2)})
+        log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / max(seen, 1):.5f}  val loss {val['loss']:.5f}  "
+            f"val restored acc {val['restored_accuracy']:.4f}  ({time.perf_counter() - t_epoch:.1f}s)")
+        if ctx.is_main:
+            if val["loss"] < best_val:
+                best_val = val["loss"]
+                save_defense(out / "best.safetensors", net, cfg.defense, dict(base, epoch=epoch + 1, val=val))
+            save_tensors(last, {**net.state_dict(), **_optimizer_tensors(opt)},
+                         dict(base, architecture=cfg.defense, epoch=epoch + 1, best_val_loss=best_val,
+                              history=history, train_time_s=train_time))
+        ctx.barrier()
+
+    best = out / "best.safetensors"
+    best_card = read_card(best)
+    load_weights(net, load_tensors(best, best_card), str(best))
+    card = dict(base, epochs=cfg.epochs, best_epoch=best_card["epoch"], val=best_card["val"],
+                train_pairs={s.name: len(s.data) for s in sources}, val_pairs={s.name: len(s.data) for s in val_sources},
+                pair_sets={s.label: s.key for s in sources + val_sources if s.key}, pair_seconds=round(pair_seconds, 1),
+                train_time_s=round(train_time, 1), device=str(device), world_size=ctx.world_size,
+                n_params=count_parameters(net), history=history)
+    path = out / "model.safetensors"
+    if ctx.is_main:
+        card = save_defense(path, net, cfg.defense, card)
+        log(f"{cfg.defense} for {tcard['architecture']}: best epoch {best_card['epoch']}, val loss "
+            f"{best_card['val']['loss']:.5f}, val restored accuracy {best_card['val']['restored_accuracy']:.4f}, "
+            f"{train_time:.0f}s of training -> {path}")
+    ctx.barrier()
+    return DefenseTrainResult(path, card)

@@ -1,0 +1,79 @@
+"""(adversarial, clean) training pairs for restoration defenses, built with the attack engine.
+
+The training images are split among the attack mix in proportion (e.g. the
+propagation paper's 0.05:0.30:0.05:0.30:0.30); every part is crafted once and
+kept in the content-addressed adversarial-set store, unless it is marked
+``on_the_fly``, in which case it is crafted afresh every epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advshield.adversarial import AdversarialSpec, generate_adversarial_set
+from advshield.attacks import Pipeline, create_attack, run_attack
+from advshield.data import ImageDataset
+from advshield.training.defense_config import AttackMix
+
+
+def allocate(proportions: list[float], n: int) -> list[int]:
+    """Split ``n`` items in the given proportions (largest remainders), summing exactly to ``n``."""
+    total = sum(proportions)
+    raw = [p / total * n for p in proportions]
+    counts = [int(r) for r in raw]
+    for i in sorted(range(len(raw)), key=lambda i: counts[i] - raw[i])[: n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+@dataclass
+class PairSource:
+    """One attack's share of the images and its pairs (``adv`` None until built)."""
+
+    mix: AttackMix
+    data: ImageDataset
+    label: str  # names the image subset in the store key
+    adv: torch.Tensor | None = None
+    key: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.mix.name
+
+    def clean(self) -> torch.Tensor:
+        return self.data.tensors()[0]
+
+
+def plan_sources(mixes: list[AttackMix], data: ImageDataset, indices: np.ndarray, tag: str) -> list[PairSource]:
+    """Give each attack of the mix its contiguous share of ``indices`` (already shuffled)."""
+    sources, start = [], 0
+    for mix, count in zip(mixes, allocate([m.proportion for m in mixes], len(indices))):
+        idx = np.sort(indices[start:start + count])
+        digest = hashlib.sha256(idx.astype(np.int64).tobytes()).hexdigest()[:12]
+        sources.append(PairSource(mix, data.subset(idx), f"{tag}[{count}:{digest}]"))
+        start += count
+    return sources
+
+
+def build_source(src: PairSource, classifier: torch.nn.Module, checkpoint_sha: str, dataset: str, store: Path, *,
+                 seed: int, device: torch.device, batch_size: int, epoch: int | None = None) -> None:
+    """Fill ``src.adv``: identity for ``clean``, the store for fixed pairs, a fresh run for on-the-fly ones."""
+    if len(src.data) == 0 or src.name == "clean":
+        src.adv = src.clean()
+        return
+    attack = create_attack(src.name, **src.mix.params)
+    if src.mix.on_the_fly and epoch is not None:
+        x, y = src.data.tensors()
+        r = run_attack(attack, Pipeline(classifier), x, y, batch_size=batch_size, seed=seed * 7919 + epoch * 104_729,
+                       device=device)
+        src.adv = r.adv
+        return
+    spec = AdversarialSpec(checkpoint_sha, src.name, attack.params(), dataset, src.label, len(src.data), seed)
+    folder, result, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), src.data, store,
+                                                 batch_size=batch_size, device=device)
+    src.adv, src.key = result.adv, spec.key()
