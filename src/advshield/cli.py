@@ -190,6 +190,141 @@ def _adaptive_health(attack: str, params: dict, pipeline, data, device) -> dict:
     return {"ok": report.ok, "checks": report.checks}
 
 
+def _attack_params(names: list[str], items: list[str]) -> dict[str, dict]:
+    """``--attack-param pgd.steps=20`` -> {"pgd": {"steps": 20}}."""
+    out: dict[str, dict] = {n: {} for n in names}
+    for item in items:
+        head, sep, value = item.partition("=")
+        attack, dot, key = head.partition(".")
+        if not sep or not dot:
+            raise AdvShieldError(f"--attack-param expects ATTACK.NAME=VALUE, got {item!r}")
+        if attack not in out:
+            raise AdvShieldError(f"--attack-param {item!r}: {attack} is not among the attacks ({', '.join(names)})")
+        out[attack].update(_parse_params([f"{key}={value}"]))
+    return out
+
+
+def _progress_columns():
+    return (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+@app.command("train-defense")
+def train_defense_cmd(
+    defense: str = typer.Option("cru-net", help="A registered restorer: cru-net, dir, unet, fusionnet."),
+    target: str = typer.Option("a-net", help="Classifier whose adversarial examples make the pairs (zoo name or "
+                               ".safetensors)."),
+    attacks: str = typer.Option("fgsm,rfgsm,pgd,deepfool,cw,spatial", help="Comma-separated attacks; add 'clean' "
+                                "for identity pairs."),
+    proportions: Optional[str] = typer.Option(None, help="Comma-separated shares of the pairs, one per attack "
+                                              "(e.g. 0.05,0.30,0.05,0.30,0.30); default equal."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (repeatable), "
+                                           "e.g. --attack-param pgd.steps=20."),
+    on_the_fly: str = typer.Option("", help="Comma-separated attacks whose pairs are regenerated every epoch."),
+    defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for the restorer, e.g. width=16."),
+    n_train: int = typer.Option(10000, min=1, help="Training images turned into pairs."),
+    n_val: int = typer.Option(1000, min=0, help="Held-out training images for validation pairs."),
+    epochs: int = typer.Option(10, min=1),
+    batch_size: int = typer.Option(128, min=1),
+    lr: float = typer.Option(1e-3),
+    l1: float = typer.Option(0.0, help="Weight of an L1 term added to the MSE (Eq. 10)."),
+    ssim_weight: float = typer.Option(0.0, "--ssim", help="Weight of a (1 - SSIM) term."),
+    mse: float = typer.Option(1.0, help="Weight of the MSE term."),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/defenses/<defense>-<target>)."),
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store (pairs are cached there)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    as_json: bool = typer.Option(False, "--json", help="Print the final card as JSON."),
+) -> None:
+    """Train a restoration defense on (adversarial, clean) pairs crafted with the attack engine (cached)."""
+    from advshield.training.defense_config import AttackMix, DefenseTrainConfig
+    from advshield.training.defense_trainer import train_defense
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    shares = [float(p) for p in proportions.split(",")] if proportions else [1.0] * len(names)
+    if len(shares) != len(names):
+        raise AdvShieldError(f"--proportions has {len(shares)} values for {len(names)} attacks")
+    params = _attack_params(names, attack_param)
+    fly = {a.strip() for a in on_the_fly.split(",") if a.strip()}
+    cfg = DefenseTrainConfig(
+        defense=defense, defense_params=_parse_params(defense_param), target=target,
+        attacks=[AttackMix(name=n, params=params[n], proportion=p, on_the_fly=n in fly) for n, p in zip(names, shares)],
+        n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr,
+        loss={"mse": mse, "l1": l1, "ssim": ssim_weight}, seed=seed, device=device, data_root=data_root)
+    out = out or Path("runs") / "defenses" / f"{defense}-{Path(target).stem}"
+    with Progress(*_progress_columns(), console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("training", total=None)
+        result = train_defense(cfg, out, store=store, resume=resume,
+                               progress=lambda d, done, total: bar.update(task, description=d, completed=done,
+                                                                          total=total),
+                               log=(lambda s: None) if as_json else bar.console.print)
+    if as_json:
+        print(json.dumps(result.card, indent=2))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    target: str = typer.Option(..., help="Protected classifier (zoo name or .safetensors)."),
+    defense: str = typer.Option(..., help="A trained restorer (.safetensors) or a registered preprocessing defense."),
+    defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for a preprocessing defense."),
+    attacks: str = typer.Option("fgsm,rfgsm,pgd,deepfool,cw,spatial", help="Comma-separated attacks."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (repeatable)."),
+    threat: list[str] = typer.Option(["white-box"], "--threat", help="white-box, transfer:<substitute> or adaptive "
+                                     "(repeatable)."),
+    n: Optional[int] = typer.Option(None, help="First N test images (default: all)."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(250, min=1),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/eval/<target>-<defense>)."),
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    figures: bool = typer.Option(True, "--figures/--no-figures"),
+    as_json: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+) -> None:
+    """Restored accuracy, success and recovery rates, SSIM/PSNR and norms per attack and threat model."""
+    from advshield.evaluation import Setting, run_evaluation
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    params = _attack_params(names, attack_param)
+    settings = []
+    for t in threat:
+        name, _, sub = t.partition(":")
+        if name not in ("white-box", "transfer", "adaptive") or (name == "transfer") != bool(sub):
+            raise AdvShieldError(f"--threat {t!r}: use white-box, adaptive or transfer:<substitute>")
+        settings += [Setting(a, params[a], name, sub or None) for a in names]
+    _note_embedded(dataset or "mnist", data_root)
+    out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
+    card = run_evaluation(target, defense, settings, out, defense_params=_parse_params(defense_param), dataset=dataset,
+                          n=n, data_root=data_root, store=store, seed=seed, batch_size=batch_size, device=device,
+                          figures=figures, log=(lambda s: None) if as_json else (lambda s: console.print(s, markup=False, soft_wrap=True)))
+    if as_json:
+        print(json.dumps(card, indent=2))
+    else:
+        console.print(f"results: {out / 'card.json'}, {out / 'results.csv'}", markup=False)
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    preset: str = typer.Argument(..., help="cru-net-mnist, cru-net-cifar10, dir-mnist, dir-cifar10, or a YAML file."),
+    full: bool = typer.Option(False, "--full", help="The whole budget (whole test split) instead of the fast variant."),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/reproduce/<preset>[-full])."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Run a paper's whole pipeline (zoo targets, attacks, restorer training, evaluation) and write a report."""
+    from advshield.reproduce import load_preset, reproduce
+
+    p = load_preset(preset)
+    _note_embedded(p.dataset.value, data_root)
+    out = out or Path("runs") / "reproduce" / f"{p.name}{'-full' if full else ''}"
+    command = f"advshield reproduce {preset}{' --full' if full else ''}"
+    reproduce(p, out, full=full, data_root=data_root, device=device, seed=seed, command=command,
+              log=lambda s: console.print(s, markup=False, soft_wrap=True))
+
+
 @models_app.command("list")
 def models_list(
     directory: list[Path] = typer.Option([], "--dir", help="Also list checkpoints found under this folder."),

@@ -28,6 +28,7 @@ from advshield.attacks import Pipeline, ThreatModel, create_attack
 from advshield.data import ImageDataset
 from advshield.defenses import Defense
 from advshield.distributed import DistContext
+from advshield.errors import InputError
 from advshield.evaluation.similarity import PAPER_PSNR_OFFSET_DB, psnr, ssim
 
 _SUMS = ("clean_correct", "defended_clean_correct", "adv_correct", "restored_correct", "recovered", "fooled",
@@ -41,6 +42,7 @@ class Setting:
     params: dict = field(default_factory=dict)
     threat: str = ThreatModel.WHITE_BOX.value
     substitute: str | None = None  # name shown in the report for transfer
+    n: int | None = None  # evaluate on the first n images only (caps an expensive attack)
 
     @property
     def label(self) -> str:
@@ -114,17 +116,25 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
                      n_samples: int = 2, progress: Callable[[int, int], None] | None = None) -> tuple[dict, Samples]:
     """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes."""
     threat = ThreatModel(setting.threat)
+    data = data.head(setting.n)
     shard = ctx.shard(len(data))
     part = data.subset(shard)
     split = f"test[{shard.start}:{shard.stop}]" if ctx.enabled else "test"
     attack = create_attack(setting.attack, **setting.params)
     adaptive = threat is ThreatModel.ADAPTIVE
-    pipeline = Pipeline(classifier, defense if adaptive else None)
-    spec = AdversarialSpec(classifier_sha, setting.attack, attack.params(), dataset, split, len(part), seed,
-                           threat.value, substitute[1] if substitute else None, defense_id if adaptive else None)
+    if threat is ThreatModel.TRANSFER:
+        # A transfer set is the substitute's own white-box set (same images, seeds and attack), judged on the
+        # target below; sharing the stored set saves crafting it twice.
+        if substitute is None:
+            raise InputError("the transfer threat model needs a substitute classifier")
+        pipeline = Pipeline(substitute[0])
+        spec = AdversarialSpec(substitute[1], setting.attack, attack.params(), dataset, split, len(part), seed)
+    else:
+        pipeline = Pipeline(classifier, defense if adaptive else None)
+        spec = AdversarialSpec(classifier_sha, setting.attack, attack.params(), dataset, split, len(part), seed,
+                               threat.value, None, defense_id if adaptive else None)
     _, result, _ = generate_adversarial_set(spec, attack, pipeline, part, store, batch_size=batch_size, device=device,
-                                            eot_samples=eot_samples,
-                                            substitute=substitute[0] if substitute else None, progress=progress)
+                                            eot_samples=eot_samples, progress=progress)
     sums = dict.fromkeys(_SUMS, 0.0)
     sums["seconds"] = result.seconds
     defense.eval()

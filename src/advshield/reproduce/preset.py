@@ -1,0 +1,161 @@
+"""Reproduction presets: YAML files validated with pydantic (unknown keys and bad values are named)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from advshield.data.core import DatasetName
+from advshield.errors import AdvShieldError
+from advshield.training.defense_config import LossWeights
+
+_STRICT = ConfigDict(extra="forbid")
+Metric = Literal["clean_accuracy", "adv_accuracy", "restored_accuracy", "success_rate", "ssim_restored",
+                 "psnr_paper_convention"]
+
+
+class PresetAttack(BaseModel):
+    model_config = _STRICT
+
+    params: dict = Field(default_factory=dict)
+    proportion: float = Field(1.0, gt=0)  # share of the training pairs
+    on_the_fly: bool = False
+    label: str | None = None  # the paper's name (FGSM, DFA, CWA...)
+    max_test: int | None = Field(None, ge=1)  # cap on the test images for an expensive attack
+
+    @property
+    def display(self) -> str:
+        return self.label or ""
+
+
+class Budget(BaseModel):
+    model_config = _STRICT
+
+    n_train: int = Field(ge=1)  # training images turned into pairs (per restorer)
+    n_val: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    n_test: int | None = Field(None, ge=1)  # None: the whole test split
+    n_adaptive: int = Field(ge=0)  # test images for the adaptive attacks (expensive: they backpropagate the defense)
+    batch_size: int | None = Field(None, ge=1)  # overrides training.batch_size for this variant
+
+
+class Training(BaseModel):
+    model_config = _STRICT
+
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    loss: LossWeights = Field(default_factory=LossWeights)
+    clean_proportion: float = Field(0.0, ge=0)  # identity pairs, so clean images pass unharmed
+
+
+class Evaluation(BaseModel):
+    """Evaluate ``target`` behind the restorer trained for ``defense_of`` under ``threats``."""
+
+    model_config = _STRICT
+
+    target: str
+    defense_of: str
+    threats: list[str] = Field(min_length=1)
+
+    @field_validator("threats")
+    @classmethod
+    def _threats(cls, v: list[str]) -> list[str]:
+        for t in v:
+            name, _, sub = t.partition(":")
+            if name not in ("white-box", "transfer", "adaptive") or (name == "transfer") != bool(sub):
+                raise ValueError(f"bad threat {t!r}: use white-box, adaptive or transfer:<substitute>")
+        return v
+
+
+class PaperTable(BaseModel):
+    """Numbers printed in the paper, shown beside ours (values per attack)."""
+
+    model_config = _STRICT
+
+    table: str
+    target: str
+    threat: str
+    metric: Metric
+    values: dict[str, float]
+    defense_of: str | None = None  # default: the target
+
+
+class Preset(BaseModel):
+    model_config = _STRICT
+
+    name: str
+    title: str
+    paper: str  # file under shared/papers
+    dataset: DatasetName
+    defense: str
+    defense_params: dict = Field(default_factory=dict)
+    train_for: list[str] = Field(min_length=1)  # targets that get their own restorer
+    attacks: dict[str, PresetAttack] = Field(min_length=1)
+    adaptive_attacks: list[str] = Field(default_factory=list)
+    training: Training = Field(default_factory=Training)
+    evaluations: list[Evaluation] = Field(min_length=1)
+    full: Budget
+    fast: Budget
+    paper_results: list[PaperTable] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @field_validator("defense")
+    @classmethod
+    def _defense(cls, v: str) -> str:
+        from advshield.defenses import DEFENSES
+
+        if DEFENSES.entry(v).meta.get("kind") != "restorer":
+            raise ValueError(f"{v} is not a trainable restorer")
+        return v
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, v: dict[str, PresetAttack]) -> dict[str, PresetAttack]:
+        from advshield.attacks import create_attack
+
+        for name, a in v.items():
+            try:
+                create_attack(name, **a.params)
+            except (AdvShieldError, TypeError) as exc:
+                raise ValueError(f"attack {name}: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Preset":
+        unknown = set(self.adaptive_attacks) - set(self.attacks)
+        if unknown:
+            raise ValueError(f"adaptive_attacks {sorted(unknown)} are not in attacks")
+        for e in self.evaluations:
+            if e.defense_of not in self.train_for:
+                raise ValueError(f"evaluation of {e.target}: defense_of {e.defense_of!r} is not in train_for")
+        return self
+
+
+def builtin_presets() -> dict[str, Path]:
+    folder = Path(str(resources.files("advshield.reproduce") / "presets"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def load_preset(spec: str | Path) -> Preset:
+    """A built-in preset by name, or a YAML file."""
+    builtins = builtin_presets()
+    path = builtins.get(str(spec), Path(spec))
+    if not path.is_file():
+        raise AdvShieldError(f"unknown preset {spec!r}: not a file, and the built-in presets are "
+                             f"{', '.join(builtins)}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise AdvShieldError(f"{path.name}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict):
+        raise AdvShieldError(f"{path.name}: a preset must be a YAML mapping")
+    try:
+        return Preset.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'preset'}: {e['msg']}" for e in exc.errors())
+        raise AdvShieldError(f"{path.name}: invalid preset: {problems}") from None

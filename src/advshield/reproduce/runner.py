@@ -1,0 +1,100 @@
+"""``advshield reproduce <preset>``: targets from the zoo, attacks, restorer training, evaluation, report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from advshield.data import load_dataset
+from advshield.evaluation import Setting, run_evaluation
+from advshield.io import atomic_write_json
+from advshield.reproduce.preset import Budget, Preset
+from advshield.reproduce.report import write_report
+from advshield.training.defense_config import AttackMix, DefenseTrainConfig
+from advshield.training.defense_trainer import train_defense
+
+
+def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
+                    data_root: str | None) -> DefenseTrainConfig:
+    mixes = [AttackMix(name=n, params=a.params, proportion=a.proportion, on_the_fly=a.on_the_fly)
+             for n, a in preset.attacks.items()]
+    if preset.training.clean_proportion > 0:
+        mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
+    t = preset.training
+    return DefenseTrainConfig(defense=preset.defense, defense_params=preset.defense_params, target=target,
+                              dataset=preset.dataset.value, attacks=mixes, n_train=budget.n_train, n_val=budget.n_val,
+                              epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                              loss=t.loss, seed=seed, device=device, data_root=data_root)
+
+
+def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
+    out = []
+    for threat in threats:
+        name, _, sub = threat.partition(":")
+        if (name == "adaptive") != adaptive:
+            continue
+        for attack in preset.adaptive_attacks if adaptive else preset.attacks:
+            a = preset.attacks[attack]
+            out.append(Setting(attack, a.params, name, sub or None, a.max_test))
+    return out
+
+
+def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root: str | None = None,
+              device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "",
+              log: Callable[[str], None] = print) -> dict:
+    """Run the whole preset; write ``report.md``, ``reproduction.json`` and per-evaluation cards under ``out``."""
+    out = Path(out)
+    store = Path(store) if store else out / "adversarial"
+    budget = preset.full if full else preset.fast
+    t_start = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    restorers: dict[str, dict] = {}
+    for target in preset.train_for:
+        t0 = time.perf_counter()
+        log(f"== training {preset.defense} for {target}")
+        cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
+        result = train_defense(cfg, out / "defenses" / target, store=store, log=log)
+        restorers[target] = {"checkpoint": str(result.checkpoint), "card": result.card}
+        phases[f"train {target}"] = round(time.perf_counter() - t0, 1)
+
+    evaluations = []
+    for ev in preset.evaluations:
+        ckpt = restorers[ev.defense_of]["checkpoint"]
+        folder = out / "eval" / (ev.target if ev.defense_of == ev.target else f"{ev.target}--defense-of-{ev.defense_of}")
+        t0 = time.perf_counter()
+        log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}")
+        oblivious = run_evaluation(ev.target, ckpt, _settings(preset, ev.threats, False), folder, n=budget.n_test,
+                                   dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
+                                   device=device, log=log)
+        adaptive = None
+        adaptive_settings = _settings(preset, ev.threats, True)
+        if adaptive_settings and budget.n_adaptive:
+            # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
+            paired = [Setting(s.attack, s.params, n=s.n) for s in adaptive_settings] + adaptive_settings
+            adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", n=budget.n_adaptive,
+                                      dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
+                                      device=device, log=log)
+        phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
+        evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
+                            "oblivious": oblivious, "adaptive": adaptive})
+
+    test = load_dataset(preset.dataset.value, "test", data_root)
+    summary = {
+        "preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast", "budget": budget.model_dump(),
+        "seconds": round(time.perf_counter() - t_start, 1), "phases": phases, "command": command,
+        "data_source": test.meta.get("source", ""), "test_split_size": len(test),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": device},
+        "restorers": {t: {k: v for k, v in r["card"].items() if k != "recipe"} for t, r in restorers.items()},
+        "evaluations": evaluations,
+    }
+    atomic_write_json(out / "reproduction.json", summary)
+    write_report(preset, summary, out / "report.md")
+    log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
+    return summary
