@@ -226,6 +226,7 @@ def train_defense_cmd(
     epochs: int = typer.Option(10, min=1),
     batch_size: int = typer.Option(128, min=1),
     lr: float = typer.Option(1e-3),
+    schedule: str = typer.Option("constant", help="Learning-rate schedule: constant or cosine."),
     l1: float = typer.Option(0.0, help="Weight of an L1 term added to the MSE (Eq. 10)."),
     ssim_weight: float = typer.Option(0.0, "--ssim", help="Weight of a (1 - SSIM) term."),
     mse: float = typer.Option(1.0, help="Weight of the MSE term."),
@@ -250,7 +251,7 @@ def train_defense_cmd(
     cfg = DefenseTrainConfig(
         defense=defense, defense_params=_parse_params(defense_param), target=target,
         attacks=[AttackMix(name=n, params=params[n], proportion=p, on_the_fly=n in fly) for n, p in zip(names, shares)],
-        n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr,
+        n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
         loss={"mse": mse, "l1": l1, "ssim": ssim_weight}, seed=seed, device=device, data_root=data_root)
     out = out or Path("runs") / "defenses" / f"{defense}-{Path(target).stem}"
     with Progress(*_progress_columns(), console=console, transient=True, disable=as_json) as bar:
@@ -294,6 +295,11 @@ def evaluate_cmd(
         if name not in ("white-box", "transfer", "adaptive") or (name == "transfer") != bool(sub):
             raise AdvShieldError(f"--threat {t!r}: use white-box, adaptive or transfer:<substitute>")
         settings += [Setting(a, params[a], name, sub or None) for a in names]
+    if not Path(defense).is_file():
+        from advshield.defenses import DEFENSES
+
+        if DEFENSES.entry(defense).meta.get("kind") == "restorer":
+            raise AdvShieldError(f"{defense} must be trained first (advshield train-defense); pass its .safetensors file")
     _note_embedded(dataset or "mnist", data_root)
     out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
     card = run_evaluation(target, defense, settings, out, defense_params=_parse_params(defense_param), dataset=dataset,
@@ -312,6 +318,7 @@ def reproduce_cmd(
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/reproduce/<preset>[-full])."),
+    store: Optional[Path] = typer.Option(None, help="Adversarial-set store to reuse (default: <out>/adversarial)."),
     seed: int = typer.Option(0),
 ) -> None:
     """Run a paper's whole pipeline (zoo targets, attacks, restorer training, evaluation) and write a report."""
@@ -321,7 +328,7 @@ def reproduce_cmd(
     _note_embedded(p.dataset.value, data_root)
     out = out or Path("runs") / "reproduce" / f"{p.name}{'-full' if full else ''}"
     command = f"advshield reproduce {preset}{' --full' if full else ''}"
-    reproduce(p, out, full=full, data_root=data_root, device=device, seed=seed, command=command,
+    reproduce(p, out, full=full, data_root=data_root, device=device, seed=seed, store=store, command=command,
               log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 

@@ -5,9 +5,12 @@ Conv encoder (stride-2 convs, no pooling, batch norm), a dense bottleneck
 tables leave two things open, which we settle as follows:
 * MNIST: the decoder grows 2 -> 4 -> 8 -> 16 -> 32; the paper's three final
   Conv2D(1, 3x3) layers are taken with "valid" padding for the first two so the
-  output is 28 x 28 (32 -> 30 -> 28), the last one "same".
+  output is 28 x 28 (32 -> 30 -> 28), the last one "same". Their ReLUs are left
+  out: a ReLU on a single-channel map that starts negative everywhere never
+  receives a gradient again, and we saw untrained networks stuck that way.
 * The tables end in ReLU (+ batch norm); a restored image must lie in [0, 1],
-  so the last layer is a 3x3 convolution followed by a clip to [0, 1].
+  so the last layer is a 3x3 convolution followed by a sigmoid (a clip would
+  leave an untrained network with zero gradient wherever it starts outside).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class DeepImageRestoration(Restorer):
             dec = (_deconv(512, 512, 2) + _deconv(512, 512, 1) + _deconv(512, 256, 2) + [nn.BatchNorm2d(256)]
                    + _deconv(256, 128, 2) + _deconv(128, 128, 1) + [nn.BatchNorm2d(128)]
                    + _deconv(128, 64, 2) + _deconv(64, 64, 1) + [nn.BatchNorm2d(64)]
-                   + _conv(64, 1, padding=0) + _conv(1, 1, padding=0) + [nn.Conv2d(1, 1, 3, 1, 1)])
+                   + [nn.Conv2d(64, 1, 3, 1, 0), nn.Conv2d(1, 1, 3, 1, 0), nn.Conv2d(1, 1, 3, 1, 1)])
         elif image_size == 32:  # Table 2
             enc = [(64, 2), (128, 2), (256, 2)]              # 32 -> 16 -> 8 -> 4
             self.code_shape = (256, 4, 4)
@@ -61,7 +64,7 @@ class DeepImageRestoration(Restorer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         h = self.dense(self.encoder(x)).view(-1, *self.code_shape)
-        return torch.clamp(self.decoder(h), 0.0, 1.0)
+        return torch.sigmoid(self.decoder(h))
 
 
 @register_defense("dir", kind="restorer", paper="Deep image restoration (deep-image-restoration.txt, Tables 1-2)")

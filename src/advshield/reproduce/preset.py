@@ -49,6 +49,7 @@ class Training(BaseModel):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
     loss: LossWeights = Field(default_factory=LossWeights)
     clean_proportion: float = Field(0.0, ge=0)  # identity pairs, so clean images pass unharmed
 

@@ -28,7 +28,7 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
     t = preset.training
     return DefenseTrainConfig(defense=preset.defense, defense_params=preset.defense_params, target=target,
                               dataset=preset.dataset.value, attacks=mixes, n_train=budget.n_train, n_val=budget.n_val,
-                              epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                              epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size, lr=t.lr, weight_decay=t.weight_decay, schedule=t.schedule,
                               loss=t.loss, seed=seed, device=device, data_root=data_root)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
@@ -57,6 +59,7 @@ class DefenseTrainConfig(BaseModel):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
     loss: LossWeights = Field(default_factory=LossWeights)
     attack_batch_size: int = Field(250, ge=1)
     seed: int = 0

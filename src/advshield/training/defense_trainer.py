@@ -30,6 +30,7 @@ from advshield.errors import CheckpointError
 from advshield.models import count_parameters
 from advshield.training.defense_config import DefenseTrainConfig, LossWeights
 from advshield.training.pairs import PairSource, build_source, plan_sources
+from advshield.training.schedule import lr_factor
 from advshield.training.trainer import _OPTIM_PREFIX, _epoch_seed, _optimizer_tensors, _restore_optimizer
 from advshield.zoo import resolve_checkpoint
 
@@ -147,6 +148,8 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         model.train()
         loss_sum, seen = 0.0, 0
         for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * lr_factor(cfg.schedule, (epoch * steps + step) / (cfg.epochs * steps))
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             idx = idx[ctx.rank * per_rank:(ctx.rank + 1) * per_rank] if ctx.enabled else idx
             a, c = adv[idx].to(device), clean[idx].to(device)

@@ -1,0 +1,42 @@
+import json
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from advshield.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli import assert_one_line_error, run_cli  # noqa: E402
+
+runner = CliRunner()
+
+
+def test_train_defense_then_evaluate(tmp_path):
+    store = str(tmp_path / "store")
+    res = runner.invoke(app, ["train-defense", "--defense", "unet", "--target", "a-net", "--attacks", "fgsm,clean",
+                              "--proportions", "3,1", "--attack-param", "fgsm.eps=0.3", "--defense-param", "width=8",
+                              "--n-train", "120", "--n-val", "40", "--epochs", "1", "--batch-size", "40",
+                              "--out", str(tmp_path / "d"), "--store", store, "--json"])
+    assert res.exit_code == 0, res.output
+    card = json.loads(res.stdout)
+    assert card["architecture"] == "unet" and card["train_pairs"] == {"fgsm": 90, "clean": 30}
+    assert card["recipe"]["attacks"][0]["params"] == {"eps": 0.3}
+    ev = runner.invoke(app, ["evaluate", "--target", "a-net", "--defense", str(tmp_path / "d" / "model.safetensors"),
+                             "--attacks", "fgsm", "--attack-param", "fgsm.eps=0.3", "--threat", "white-box",
+                             "--threat", "transfer:b-net", "--n", "30", "--out", str(tmp_path / "e"), "--store", store,
+                             "--no-figures", "--json"])
+    assert ev.exit_code == 0, ev.output
+    rows = json.loads(ev.stdout)["rows"]
+    assert [r["threat"] for r in rows] == ["white-box", "transfer:b-net"] and rows[0]["n"] == 30
+    assert (tmp_path / "e" / "results.csv").exists()
+
+
+def test_defense_cli_errors_are_one_line(tmp_path):
+    assert_one_line_error(run_cli("train-defense", "--attacks", "fgsm", "--attack-param", "pgd.steps=3"),
+                          "not among the attacks")
+    assert_one_line_error(run_cli("train-defense", "--defense", "median"), "not a trainable restorer")
+    assert_one_line_error(run_cli("evaluate", "--target", "a-net", "--defense", "cru-net", "--attacks", "fgsm"),
+                          "must be trained first")
+    assert_one_line_error(run_cli("evaluate", "--target", "a-net", "--defense", "median", "--threat", "transfer"),
+                          "transfer:<substitute>")

@@ -1,0 +1,96 @@
+import json
+
+import pytest
+import torch
+
+from advshield.data import load_dataset
+from advshield.defenses import Defense
+from advshield.evaluation import Setting, evaluate_setting, run_evaluation, summarise
+from advshield.evaluation.restoration import _SUMS
+from advshield.zoo import load_pretrained
+
+
+class Identity(Defense):
+    def forward(self, x):
+        return x
+
+
+class Oracle(Defense):
+    """Returns a fixed clean batch: the ideal restorer for those images."""
+
+    def __init__(self, clean):
+        super().__init__()
+        self.clean = clean
+
+    def forward(self, x):
+        return self.clean[: len(x)]
+
+
+def test_summarise_arithmetic():
+    sums = dict.fromkeys(_SUMS, 0.0)
+    sums.update(n=10, clean_correct=8, restored_correct=6, recovered=5, fooled=7, adv_correct=1,
+                defended_clean_correct=8, psnr_restored=200.0)
+    row = summarise(sums)
+    assert row["success_rate"] == pytest.approx(0.6 / 0.8)  # restored / clean accuracy
+    assert row["recovery_rate"] == pytest.approx(5 / 8) and row["attack_success_rate"] == pytest.approx(7 / 8)
+    assert row["psnr_restored_paper_convention"] == pytest.approx(20.0 + 48.1308, abs=1e-3)
+
+
+def test_identity_and_oracle_defenses_bound_the_metrics(tmp_path):
+    model, card = load_pretrained("a-net")
+    data = load_dataset("mnist", "test").head(60)
+    setting = Setting("fgsm", {"eps": 0.3})
+    row, samples = evaluate_setting(setting, model, card["sha256"], Identity(), {"name": "id"}, data, "mnist",
+                                    tmp_path)
+    assert row["restored_accuracy"] == row["adv_accuracy"] < 0.3
+    assert row["ssim_restored"] == pytest.approx(row["ssim_adv"]) and row["mean_linf"] == pytest.approx(0.3)
+    assert row["defended_clean_accuracy"] == row["clean_accuracy"]
+    x, _ = data.tensors()
+    row, _ = evaluate_setting(setting, model, card["sha256"], Oracle(x), {"name": "oracle"}, data, "mnist", tmp_path,
+                              batch_size=60)
+    assert row["restored_accuracy"] == row["clean_accuracy"] and row["success_rate"] == 1.0
+    assert row["recovery_rate"] == 1.0 and row["ssim_restored"] == pytest.approx(1.0, abs=1e-5)
+    assert samples.x.shape == (2, 1, 28, 28)
+
+
+def test_transfer_reuses_the_substitute_white_box_set(tmp_path):
+    a, ca = load_pretrained("a-net")
+    b, cb = load_pretrained("b-net")
+    data = load_dataset("mnist", "test").head(50)
+    wb, _ = evaluate_setting(Setting("fgsm", {"eps": 0.2}), b, cb["sha256"], Identity(), {"name": "id"}, data,
+                             "mnist", tmp_path)
+    tr, _ = evaluate_setting(Setting("fgsm", {"eps": 0.2}, "transfer", "b-net"), a, ca["sha256"], Identity(),
+                             {"name": "id"}, data, "mnist", tmp_path, substitute=(b, cb["sha256"]))
+    assert len(list(tmp_path.iterdir())) == 1  # one stored set serves both
+    assert tr["mean_l2"] == pytest.approx(wb["mean_l2"])
+    assert tr["adv_accuracy"] > wb["adv_accuracy"]  # transferred examples hurt the other net less
+
+
+def test_adaptive_attack_sees_through_a_smoothing_defense(tmp_path):
+    from advshield.defenses import DEFENSES
+
+    model, card = load_pretrained("a-net")
+    data = load_dataset("mnist", "test").head(100)
+    median = DEFENSES.create("squeeze", bits=2, size=3)  # non-differentiable: the adaptive attack uses BPDA
+    ident = {"name": "squeeze", "params": {"bits": 2, "size": 3}}
+    pgd = {"eps": 0.2, "steps": 20, "abs_stepsize": 0.02, "early_stop": True}
+    ob, _ = evaluate_setting(Setting("pgd", pgd), model, card["sha256"], median, ident, data, "mnist", tmp_path)
+    ad, _ = evaluate_setting(Setting("pgd", pgd, "adaptive"), model, card["sha256"], median, ident, data, "mnist",
+                             tmp_path)
+    assert ob["restored_accuracy"] > 0.6 and ad["restored_accuracy"] < ob["restored_accuracy"] - 0.4, (ob, ad)
+
+
+def test_run_evaluation_writes_card_csv_and_figures(tmp_path):
+    card = run_evaluation("a-net", "bit-depth", [Setting("fgsm", {"eps": 0.3}), Setting("deepfool", {"steps": 20})],
+                          tmp_path / "out", defense_params={"bits": 1}, n=40, store=tmp_path / "store",
+                          log=lambda s: None)
+    written = json.loads((tmp_path / "out" / "card.json").read_text())
+    assert written["rows"] == card["rows"] and len(card["rows"]) == 2
+    csv_lines = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("threat,attack,n,") and len(csv_lines) == 3
+    for f in card["figures"]:
+        assert (tmp_path / "out" / f).stat().st_size > 1000
+    fgsm, deepfool = card["rows"]
+    # 1-bit quantisation undoes most eps-0.3 FGSM and nearly all minimal DeepFool perturbations on MNIST.
+    assert deepfool["restored_accuracy"] > 0.9 and deepfool["adv_accuracy"] < 0.1
+    assert fgsm["restored_accuracy"] > fgsm["adv_accuracy"]
