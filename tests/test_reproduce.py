@@ -28,7 +28,7 @@ TINY = {
 
 def _write(tmp_path, data) -> Path:
     p = tmp_path / "preset.yaml"
-    p.write_text(yaml.safe_dump(data))
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
     return p
 
 

@@ -1,0 +1,26 @@
+"""Copy a reproduction's report, cards, CSVs and figures (not the adversarial store or weights) into docs/.
+
+    python scripts/collect_reproduction.py runs/reproduce/cru-net-mnist-full docs/reproductions/cru-net-mnist-full
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+
+def main(src: str, dst: str) -> None:
+    src_p, dst_p = Path(src), Path(dst)
+    patterns = ["report.md", "reproduction.json", "eval/**/card.json", "eval/**/results.csv", "eval/**/*.png",
+                "defenses/*/model.json"]
+    for pattern in patterns:
+        for f in src_p.glob(pattern):
+            target = dst_p / f.relative_to(src_p)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+            print(target)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
