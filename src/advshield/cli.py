@@ -320,6 +320,8 @@ def reproduce_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/reproduce/<preset>[-full])."),
     store: Optional[Path] = typer.Option(None, help="Adversarial-set store to reuse (default: <out>/adversarial)."),
     seed: int = typer.Option(0),
+    retrain: bool = typer.Option(False, "--retrain", help="Train the restorers even where the zoo ships one "
+                                 "trained with the identical recipe."),
 ) -> None:
     """Run a paper's whole pipeline (zoo targets, attacks, restorer training, evaluation) and write a report."""
     from advshield.reproduce import load_preset, reproduce
@@ -328,7 +330,9 @@ def reproduce_cmd(
     _note_embedded(p.dataset.value, data_root)
     out = out or Path("runs") / "reproduce" / f"{p.name}{'-full' if full else ''}"
     command = f"advshield reproduce {preset}{' --full' if full else ''}"
+    command += " --retrain" if retrain else ""
     reproduce(p, out, full=full, data_root=data_root, device=device, seed=seed, store=store, command=command,
+              retrain=retrain,
               log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 

@@ -70,7 +70,10 @@ class CRUNet(Restorer):
         for i in reversed(range(len(skips))):
             h = self.smooth[i](torch.cat([skips[i], self.up[i](h)], 1))
             h = self.decoder[i](h)
-        return torch.clamp(self.head(h) + x, 0.0, 1.0)  # Eq. 11: global residual, clipped
+        y = self.head(h) + x  # Eq. 11: global residual, then clipped to [0, 1]
+        if self.training:  # straight-through clip: a hard clamp's zero gradient lets training die saturated
+            return y + (y.clamp(0.0, 1.0) - y).detach()
+        return y.clamp(0.0, 1.0)
 
 
 @register_defense("cru-net", kind="restorer", paper="CRU-Net (cru-net.txt, Eq. 11, Fig. 2)")

@@ -42,7 +42,12 @@ class UNet(Restorer):
         self.dec = nn.ModuleList(nn.Sequential(*_cbr(2 * c, c), *_cbr(c, c)) for c in w[:-1])
         self.head = nn.Conv2d(width, in_channels, 1)
 
+    @staticmethod
+    def merge(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return torch.cat([skip, up], 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder with max-pooling, decoder merging each skip (FusionNet overrides ``merge``), sigmoid head."""
         self._check(x)
         skips, h = [], x
         for enc in self.enc:
@@ -51,7 +56,7 @@ class UNet(Restorer):
             h = nn.functional.max_pool2d(h, 2)
         h = self.bottom(h)
         for i in reversed(range(len(skips))):
-            h = self.dec[i](torch.cat([skips[i], self.up[i](h)], 1))
+            h = self.dec[i](self.merge(skips[i], self.up[i](h)))
         return torch.sigmoid(self.head(h))
 
 
@@ -80,17 +85,11 @@ class FusionNet(Restorer):
         self.dec = nn.ModuleList(_FusionBlock(c, c) for c in w[:-1])
         self.head = nn.Conv2d(width, in_channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        skips, h = [], x
-        for enc in self.enc:
-            h = enc(h)
-            skips.append(h)
-            h = nn.functional.max_pool2d(h, 2)
-        h = self.bottom(h)
-        for i in reversed(range(len(skips))):
-            h = self.dec[i](skips[i] + self.up[i](h))  # summation skip (FusionNet)
-        return torch.sigmoid(self.head(h))
+    @staticmethod
+    def merge(skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return skip + up  # summation skip (FusionNet)
+
+    forward = UNet.forward
 
 
 @register_defense("unet", kind="restorer", paper="U-Net denoiser (perturbation-propagation.txt, Sec. 2.3)")

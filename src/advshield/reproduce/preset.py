@@ -41,6 +41,10 @@ class Budget(BaseModel):
     n_test: int | None = Field(None, ge=1)  # None: the whole test split
     n_adaptive: int = Field(ge=0)  # test images for the adaptive attacks (expensive: they backpropagate the defense)
     batch_size: int | None = Field(None, ge=1)  # overrides training.batch_size for this variant
+    schedule: Literal["constant", "cosine"] | None = None  # overrides training.schedule for this variant
+    defense_params: dict = Field(default_factory=dict)  # merged over the preset's defense_params
+    lr: float | None = Field(None, gt=0)  # overrides training.lr for this variant
+    grad_clip: float | None = Field(None, gt=0)  # overrides training.grad_clip for this variant
 
 
 class Training(BaseModel):
@@ -50,6 +54,7 @@ class Training(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = Field(None, gt=0)
     loss: LossWeights = Field(default_factory=LossWeights)
     clean_proportion: float = Field(0.0, ge=0)  # identity pairs, so clean images pass unharmed
 

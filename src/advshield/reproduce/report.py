@@ -73,9 +73,12 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              f"torch {summary['machine']['torch']} ({summary['machine']['torch_threads']} threads), "
              f"device {summary['machine']['device']}.", "",
              "## Budgets", "",
-             f"- Restorer: `{preset.defense}` {preset.defense_params or ''}, one per target ({', '.join(preset.train_for)}); "
-             f"{b['n_train']} training images turned into pairs, {b['n_val']} held out, {b['epochs']} epochs, "
-             f"batch {preset.training.batch_size}, Adam lr {preset.training.lr}, loss {preset.training.loss.model_dump()}"
+             f"- Restorer: `{preset.defense}` {dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one per "
+             f"target ({', '.join(preset.train_for)}); {b['n_train']} training images turned into pairs (split among "
+             f"the attacks), {b['n_val']} held out, {b['epochs']} epochs, batch {b.get('batch_size') or preset.training.batch_size}, "
+             f"Adam lr {b.get('lr') or preset.training.lr} ({b.get('schedule') or preset.training.schedule} schedule"
+             f"{', gradient norm clipped at ' + str(b.get('grad_clip')) if b.get('grad_clip') else ''}), "
+             f"loss {preset.training.loss.model_dump()}"
              + (f", clean identity pairs in proportion {preset.training.clean_proportion}"
                 if preset.training.clean_proportion else "") + ".",
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
@@ -86,12 +89,14 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                      + (", regenerated every epoch" if a.on_the_fly else "")
                      + (f"; evaluated on at most {a.max_test} test images" if a.max_test else ""))
     lines += ["", "Phases (seconds): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()), "",
-              "## Restorers", "", "| target | parameters | pairs | train time | best epoch | val loss | "
-              "val restored acc. |", "|---|---|---|---|---|---|---|"]
+              "## Restorers", "", "| target | source | parameters | pairs | train time | best epoch | val loss | "
+              "val restored acc. |", "|---|---|---|---|---|---|---|---|"]
     for t, c in summary["restorers"].items():
-        lines.append(f"| {t} | {c['n_params']:,} | {sum(c['train_pairs'].values())} | {c['train_time_s']:.0f} s "
-                     f"(+{c['pair_seconds']:.0f} s pairs) | {c['best_epoch']} | {c['val']['loss']:.5f} | "
-                     f"{c['val']['restored_accuracy']:.4f} |")
+        source = (f"zoo (trained on {c.get('device', '?')})" if c.get("source") == "zoo"
+                  else f"trained in this run ({c.get('device', '?')})")
+        lines.append(f"| {t} | {source} | {c['n_params']:,} | {sum(c['train_pairs'].values())} | "
+                     f"{c['train_time_s']:.0f} s (+{c['pair_seconds']:.0f} s pairs) | {c['best_epoch']} | "
+                     f"{c['val']['loss']:.5f} | {c['val']['restored_accuracy']:.4f} |")
     lines += ["", "## Oblivious attacks (the papers' setting)", "",
               "Columns: clean accuracy; clean accuracy through the restorer; accuracy on adversarial images without "
               "the defense; restored accuracy; success rate = restored / clean accuracy (the papers' metric); "

@@ -17,6 +17,7 @@ from advshield.reproduce.preset import Budget, Preset
 from advshield.reproduce.report import write_report
 from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 from advshield.training.defense_trainer import train_defense
+from advshield.zoo import find_restorer
 
 
 def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
@@ -26,9 +27,11 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
     if preset.training.clean_proportion > 0:
         mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
     t = preset.training
-    return DefenseTrainConfig(defense=preset.defense, defense_params=preset.defense_params, target=target,
-                              dataset=preset.dataset.value, attacks=mixes, n_train=budget.n_train, n_val=budget.n_val,
-                              epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size, lr=t.lr, weight_decay=t.weight_decay, schedule=t.schedule,
+    return DefenseTrainConfig(defense=preset.defense, defense_params={**preset.defense_params, **budget.defense_params},
+                              target=target, dataset=preset.dataset.value, attacks=mixes, n_train=budget.n_train,
+                              n_val=budget.n_val, epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size,
+                              lr=budget.lr or t.lr, weight_decay=t.weight_decay,
+                              schedule=budget.schedule or t.schedule, grad_clip=budget.grad_clip or t.grad_clip,
                               loss=t.loss, seed=seed, device=device, data_root=data_root)
 
 
@@ -45,9 +48,12 @@ def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Settin
 
 
 def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root: str | None = None,
-              device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "",
+              device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "", retrain: bool = False,
               log: Callable[[str], None] = print) -> dict:
-    """Run the whole preset; write ``report.md``, ``reproduction.json`` and per-evaluation cards under ``out``."""
+    """Run the whole preset; write ``report.md``, ``reproduction.json`` and per-evaluation cards under ``out``.
+
+    A restorer the zoo ships with exactly the recipe this run would train is used as it is, unless ``retrain``.
+    """
     out = Path(out)
     store = Path(store) if store else out / "adversarial"
     budget = preset.full if full else preset.fast
@@ -59,8 +65,14 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         t0 = time.perf_counter()
         log(f"== training {preset.defense} for {target}")
         cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
-        result = train_defense(cfg, out / "defenses" / target, store=store, log=log)
-        restorers[target] = {"checkpoint": str(result.checkpoint), "card": result.card}
+        shipped = None if retrain else find_restorer(cfg.recipe())
+        if shipped is not None:
+            log(f"   using the zoo restorer {shipped.path.name}: trained with this exact recipe "
+                f"(on {shipped.card.get('device', '?')}); pass --retrain to train it here")
+            restorers[target] = {"checkpoint": str(shipped.path), "card": dict(shipped.card, source="zoo")}
+        else:
+            result = train_defense(cfg, out / "defenses" / target, store=store, log=log)
+            restorers[target] = {"checkpoint": str(result.checkpoint), "card": dict(result.card, source="trained")}
         phases[f"train {target}"] = round(time.perf_counter() - t0, 1)
 
     evaluations = []

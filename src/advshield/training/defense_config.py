@@ -60,6 +60,7 @@ class DefenseTrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
+    grad_clip: float | None = Field(None, gt=0)  # max global gradient norm (stabilises deep restorers)
     loss: LossWeights = Field(default_factory=LossWeights)
     attack_batch_size: int = Field(250, ge=1)
     seed: int = 0

@@ -26,12 +26,11 @@ from advshield.data import load_dataset
 from advshield.defenses import DEFENSES, restorer_kwargs, save_defense
 from advshield.device import select_device
 from advshield.distributed import init_distributed, local_device
-from advshield.errors import CheckpointError
 from advshield.models import count_parameters
 from advshield.training.defense_config import DefenseTrainConfig, LossWeights
 from advshield.training.pairs import PairSource, build_source, plan_sources
 from advshield.training.schedule import lr_factor
-from advshield.training.trainer import _OPTIM_PREFIX, _epoch_seed, _optimizer_tensors, _restore_optimizer
+from advshield.training.trainer import _epoch_seed, _optimizer_tensors, resume_state
 from advshield.zoo import resolve_checkpoint
 
 
@@ -123,12 +122,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     start_epoch, best_val, train_time = 0, math.inf, 0.0
     last = out / "last.safetensors"
     if resume and last.exists():
-        card = read_card(last)
-        if card.get("recipe") != cfg.recipe():
-            raise CheckpointError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
-        tensors = load_tensors(last, card)
-        load_weights(net, {k: v for k, v in tensors.items() if not k.startswith(_OPTIM_PREFIX)}, str(last))
-        _restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith(_OPTIM_PREFIX)})
+        card = resume_state(last, cfg.recipe(), net, opt, device)
         start_epoch, best_val = card["epoch"], card["best_val_loss"]
         history, train_time = card["history"], card["train_time_s"]
         log(f"resuming {cfg.defense} after epoch {start_epoch}/{cfg.epochs}")
@@ -156,6 +150,8 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             loss = restoration_loss(model(a), c, cfg.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             opt.step()
             loss_sum, seen = loss_sum + float(loss.detach()) * len(idx), seen + len(idx)
             if progress:

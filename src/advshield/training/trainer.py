@@ -61,6 +61,18 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict(sd)
 
 
+def resume_state(last: Path, recipe: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                 device: torch.device) -> dict:
+    """Load weights and optimizer state from ``last`` after checking its recipe; returns its card."""
+    card = read_card(last)
+    if card.get("recipe") != recipe:
+        raise CheckpointError(f"{last.parent}: holds a run with a different recipe; use another --out or --no-resume")
+    tensors = load_tensors(last, card)
+    load_weights(model, {k: v for k, v in tensors.items() if not k.startswith(_OPTIM_PREFIX)}, str(last))
+    _restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith(_OPTIM_PREFIX)})
+    return card
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -87,12 +99,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
 
     last = out / "last.safetensors"
     if resume and last.exists():
-        card = read_card(last)
-        if card.get("recipe") != cfg.recipe():
-            raise CheckpointError(f"{out}: holds a run with a different recipe; use another --out or --no-resume")
-        tensors = load_tensors(last, card)
-        load_weights(model, {k: v for k, v in tensors.items() if not k.startswith(_OPTIM_PREFIX)}, str(last))
-        _restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith(_OPTIM_PREFIX)})
+        card = resume_state(last, cfg.recipe(), model, opt, device)
         start_epoch, best_val = card["epoch"], card["best_val_accuracy"]
         history, train_time = card["history"], card["train_time_s"]
         log(f"resuming {cfg.model} on {cfg.dataset.value} after epoch {start_epoch}/{cfg.epochs}")

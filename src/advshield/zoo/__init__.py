@@ -56,6 +56,14 @@ def load_pretrained(name: str, dataset: str | None = None, device="cpu"):
     return load_model(pretrained_path(name, dataset), device)
 
 
+def find_restorer(recipe: dict) -> ZooEntry | None:
+    """The zoo restorer trained with exactly ``recipe`` (a defense card's ``recipe``), if one is shipped."""
+    for e in list_checkpoints():
+        if e.card.get("kind") == "defense" and e.card.get("recipe") == recipe:
+            return e
+    return None
+
+
 def resolve_checkpoint(spec: str, dataset: str | None = None) -> Path:
     """A path to a .safetensors file, or the name of a zoo model."""
     p = Path(spec)
