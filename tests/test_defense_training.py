@@ -97,3 +97,22 @@ def test_config_rejects_unknown_names():
         AttackMix(name="nope")
     with pytest.raises(ValueError, match="Extra inputs"):
         DefenseTrainConfig(epochz=3)
+
+
+def test_classifier_guided_loss_terms():
+    from torch.nn import functional as F
+
+    from advshield.training.defense_config import LossWeights
+    from advshield.training.defense_trainer import restoration_loss
+
+    torch.manual_seed(0)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    out, clean = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
+    y = torch.tensor([0, 1, 2, 3])
+    w = LossWeights(mse=1.0, ce=0.5, logit=0.25)
+    expected = (F.mse_loss(out, clean) + 0.5 * F.cross_entropy(clf(out), y)
+                + 0.25 * F.l1_loss(clf(out), clf(clean)))
+    assert float(restoration_loss(out, clean, w, clf, y)) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="need the classifier"):
+        restoration_loss(out, clean, w)
+    assert float(restoration_loss(out, clean, LossWeights())) == pytest.approx(float(F.mse_loss(out, clean)))

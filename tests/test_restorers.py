@@ -80,3 +80,19 @@ def test_defense_checkpoint_round_trip_and_rejections(tmp_path):
     save_model(target, create_model("a-net"), {"architecture": "a-net", "dataset": "mnist"})
     with pytest.raises(CheckpointError, match="not a defense"):
         load_defense(target)
+
+
+def test_cru_net_clip_passes_gradient_while_training():
+    """A saturated output must still learn (straight-through clip); evaluation keeps the exact clamp."""
+    net = DEFENSES.create("cru-net", in_channels=1, image_size=28, width=8)
+    nn.init.constant_(net.head.bias, 5.0)  # every output far above 1
+    x = torch.rand(2, 1, 28, 28)
+    net.train()
+    out = net(x)
+    assert torch.equal(out, torch.ones_like(x))  # the forward value is still clipped (Eq. 11)
+    ((out - x) ** 2).mean().backward()
+    assert float(net.head.bias.grad.abs().sum()) > 0
+    net.zero_grad()
+    net.eval()
+    ((net(x) - x) ** 2).mean().backward()
+    assert float(net.head.bias.grad.abs().sum()) == 0  # exact clamp gradient in evaluation

@@ -9,7 +9,7 @@ from advshield.metrics import accuracy
 from advshield.zoo import list_checkpoints, load_pretrained
 from conftest import SHARED_DATA
 
-ZOO = list_checkpoints()
+ZOO = [e for e in list_checkpoints() if e.card.get("kind") != "defense"]
 MNIST_ZOO = [e for e in ZOO if e.dataset == "mnist"]
 REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20"}}
 # Acceptance floors on the full offline test sets.

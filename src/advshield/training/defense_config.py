@@ -28,19 +28,30 @@ class AttackMix(BaseModel):
 
 
 class LossWeights(BaseModel):
-    """MSE (CRU-Net Eq. 10) plus optional L1 and (1 - SSIM) terms."""
+    """MSE (CRU-Net Eq. 10) plus optional L1, (1 - SSIM) and classifier-guided terms.
+
+    ``ce``: cross-entropy of the attacked classifier on the restored image (DKN Eq. 7);
+    ``logit``: L1 between its logits on the restored and on the clean image (HGD's
+    logit-guided denoiser, Liao et al. 2018). Both look through the frozen target.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     mse: float = Field(1.0, ge=0)
     l1: float = Field(0.0, ge=0)
     ssim: float = Field(0.0, ge=0)
+    ce: float = Field(0.0, ge=0)
+    logit: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _some(self) -> "LossWeights":
-        if self.mse + self.l1 + self.ssim <= 0:
+        if self.mse + self.l1 + self.ssim + self.ce + self.logit <= 0:
             raise ValueError("at least one loss weight must be positive")
         return self
+
+    @property
+    def guided(self) -> bool:
+        return bool(self.ce or self.logit)
 
 
 class DefenseTrainConfig(BaseModel):

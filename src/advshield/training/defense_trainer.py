@@ -40,8 +40,13 @@ class DefenseTrainResult:
     card: dict
 
 
-def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights) -> torch.Tensor:
-    """w.mse * MSE (CRU-Net Eq. 10) + w.l1 * L1 + w.ssim * (1 - SSIM)."""
+def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights, classifier: torch.nn.Module | None = None,
+                     labels: torch.Tensor | None = None) -> torch.Tensor:
+    """w.mse * MSE (CRU-Net Eq. 10) + w.l1 * L1 + w.ssim * (1 - SSIM) + classifier-guided terms.
+
+    The guided terms need the frozen ``classifier`` (and ``labels`` for ``ce``): w.ce * CE(f(out), y)
+    (DKN Eq. 7) + w.logit * |f(out) - f(clean)|_1 (HGD's logit guidance).
+    """
     loss = out.new_zeros(())
     if w.mse:
         loss = loss + w.mse * F.mse_loss(out, clean)
@@ -49,14 +54,24 @@ def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights) -> 
         loss = loss + w.l1 * F.l1_loss(out, clean)
     if w.ssim:
         loss = loss + w.ssim * (1 - kornia_ssim(out, clean, 11).mean())
+    if w.guided:
+        if classifier is None or (w.ce and labels is None):
+            raise ValueError("classifier-guided loss terms need the classifier (and the labels for ce)")
+        logits = classifier(out)
+        if w.ce:
+            loss = loss + w.ce * F.cross_entropy(logits, labels)
+        if w.logit:
+            with torch.no_grad():
+                target = classifier(clean)
+            loss = loss + w.logit * F.l1_loss(logits, target)
     return loss
 
 
 def _stack(sources: list[PairSource]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     adv = torch.cat([s.adv for s in sources])
     clean = torch.cat([s.clean() for s in sources])
-    which = torch.cat([torch.full((len(s.data),), i) for i, s in enumerate(sources)])
-    return adv, clean, which
+    labels = torch.cat([torch.from_numpy(s.data.labels).long() for s in sources])
+    return adv, clean, labels
 
 
 @torch.no_grad()
@@ -72,8 +87,9 @@ def _validate(defense, classifier, sources, w: LossWeights, device, batch_size=5
         for i in range(0, len(clean), batch_size):
             a, c = s.adv[i:i + batch_size].to(device), clean[i:i + batch_size].to(device)
             out = defense(a)
-            loss_sum += float(restoration_loss(out, c, w)) * len(a)
-            correct += int((classifier(out).argmax(1).cpu() == labels[i:i + batch_size]).sum())
+            y = labels[i:i + batch_size].long()
+            loss_sum += float(restoration_loss(out, c, w, classifier, y.to(device))) * len(a)
+            correct += int((classifier(out).argmax(1).cpu() == y).sum())
         per[s.name] = {"loss": loss_sum / len(clean), "restored_accuracy": correct / len(clean)}
         total_loss, total_n, restored = total_loss + loss_sum, total_n + len(clean), restored + correct
     return {"loss": total_loss / max(total_n, 1), "restored_accuracy": restored / max(total_n, 1), "per_attack": per}
@@ -92,6 +108,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         progress = None
     torch.manual_seed(cfg.seed)
     classifier, tcard = load_model(resolve_checkpoint(cfg.target, cfg.dataset), device)
+    classifier.requires_grad_(False)  # frozen: guided loss terms backpropagate through it to the restorer only
     dataset = cfg.dataset or tcard["dataset"]
     train = load_dataset(dataset, "train", cfg.data_root)
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
@@ -136,7 +153,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             if s.mix.on_the_fly:
                 build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
                              batch_size=cfg.attack_batch_size, epoch=epoch)
-        adv, clean, _ = _stack(sources)
+        adv, clean, labels = _stack(sources)
         order = torch.randperm(len(adv), generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
         steps = math.ceil(len(adv) / cfg.batch_size)
         model.train()
@@ -147,7 +164,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             idx = idx[ctx.rank * per_rank:(ctx.rank + 1) * per_rank] if ctx.enabled else idx
             a, c = adv[idx].to(device), clean[idx].to(device)
-            loss = restoration_loss(model(a), c, cfg.loss)
+            loss = restoration_loss(model(a), c, cfg.loss, classifier, labels[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
