@@ -22,6 +22,9 @@ models_app = typer.Typer(help="The target-classifier zoo: architectures and chec
 data_app = typer.Typer(help="Datasets: check that they load, counts and classes.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(data_app, name="data")
+analyze_app = typer.Typer(help="Analyses: how adversarial perturbations propagate through a classifier.",
+                          no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
 console = Console()
 notes = Console(stderr=True)
 
@@ -427,6 +430,37 @@ def data_info(
         console.print(f"{dataset}/{split}: {r['n']} images of shape {tuple(r['shape'])}, channel mean {r['mean']}, "
                       f"loaded in {r['seconds']}s")
     console.print(f"classes: {', '.join(report['classes'])}", markup=False)
+
+@analyze_app.command("propagation")
+def analyze_propagation(
+    model: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
+    attacks: str = typer.Option("fgsm,bim,mifgsm", help="Comma-separated attacks (i-FGSM is bim)."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. fgsm.eps=0.03."),
+    denoiser: Optional[str] = typer.Option(None, help="A restorer checkpoint (.safetensors) or zoo restorer; "
+                                           "measured as <attack>+denoiser beside the bare settings."),
+    layers: Optional[str] = typer.Option(None, help="Comma-separated layer (stage or submodule) names; "
+                                         "default: every named stage of the model."),
+    substitute: Optional[str] = typer.Option(None, help="Craft on this model (transfer) instead of the target."),
+    n: int = typer.Option(1000, min=1, help="Number of images (the paper samples 1000)."),
+    dataset: Optional[str] = typer.Option(None),
+    split: str = typer.Option("test"),
+    batch_size: int = typer.Option(100, min=1),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/propagation/<model>)."),
+) -> None:
+    """Layer-wise NE-D and COS-D between clean, adversarial and denoised-adversarial feature maps."""
+    from advshield.analysis.run import run_propagation
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    params = _attack_params(names, attack_param)
+    run_propagation(model, params, out or Path("runs") / "propagation" / Path(model).stem, denoiser=denoiser,
+                    layers=[s.strip() for s in layers.split(",")] if layers else None, n=n, dataset=dataset,
+                    split=split, substitute=substitute, data_root=data_root, store=store, batch_size=batch_size,
+                    seed=seed, device=device, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ def list_checkpoints(*dirs: str | Path) -> list[ZooEntry]:
 
 
 def pretrained_path(name: str, dataset: str | None = None) -> Path:
-    hits = [e for e in list_checkpoints() if e.name == name and (dataset is None or e.dataset == dataset)]
+    hits = [e for e in list_checkpoints()
+            if (e.path.stem == name or (e.name == name and e.card.get("kind") != "defense"))
+            and (dataset is None or e.dataset == dataset)]
     if not hits:
         have = ", ".join(f"{e.dataset}/{e.name}" for e in list_checkpoints()) or "none"
         raise CheckpointError(f"no pretrained {name!r}{' for ' + dataset if dataset else ''} in the zoo; available: {have}")
