@@ -10,8 +10,8 @@ from advshield.models import count_parameters, create_model
 RESTORERS = DEFENSES.names(kind="restorer")
 
 
-def test_all_four_restorers_are_registered():
-    assert set(RESTORERS) == {"cru-net", "dir", "unet", "fusionnet"}
+def test_all_restorers_are_registered():
+    assert set(RESTORERS) == {"cru-net", "dir", "unet", "fusionnet", "dkn"}
 
 
 @pytest.mark.parametrize("name", RESTORERS)
@@ -96,3 +96,23 @@ def test_cru_net_clip_passes_gradient_while_training():
     net.eval()
     ((net(x) - x) ** 2).mean().backward()
     assert float(net.head.bias.grad.abs().sum()) == 0  # exact clamp gradient in evaluation
+
+
+def test_dkn_applies_per_pixel_kernels_to_shifted_crops():
+    """Eq. 3 checked against a direct loop over the m^2 shifts of the zero-padded input."""
+    torch.manual_seed(0)
+    net = DEFENSES.create("dkn", in_channels=3, image_size=8, m=3, width=4, levels=1).eval()
+    x = torch.rand(2, 3, 8, 8) * 0.5
+    d = net.kernels(x)  # (N, C, 9, H, W)
+    xp = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    crops = [xp[..., i:i + 8, j:j + 8] for i in range(3) for j in range(3)]
+    expected = sum(d[:, :, k] * crops[k] for k in range(9)) / 9
+    assert torch.allclose(net(x), expected.clamp(0, 1), atol=1e-6)
+
+
+def test_dkn_starts_near_the_identity_and_pads_mnist_to_32():
+    net = DEFENSES.create("dkn", in_channels=1, image_size=28).eval()
+    assert net.pad == 4 and net.backbone.image_size == 32
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert float((net(x) - x).abs().mean()) < 0.1

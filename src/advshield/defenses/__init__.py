@@ -1,6 +1,6 @@
 """Defenses: modules mapping images to images (preprocessing and restoration)."""
 
-from advshield.defenses import cru_net, image_restoration, preprocessing, unet  # noqa: F401  (registers)
+from advshield.defenses import cru_net, image_restoration, kernel_network, preprocessing, unet  # noqa: F401,E501  (registers)
 from advshield.defenses.base import DEFENSES, Defense, apply_with_bpda, register_defense
 from advshield.defenses.restorer import Restorer, load_defense, restorer_kwargs, save_defense
 

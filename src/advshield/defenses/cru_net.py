@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from advshield.defenses.base import register_defense
-from advshield.defenses.restorer import Restorer
+from advshield.defenses.restorer import Restorer, clip01
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -70,10 +70,7 @@ class CRUNet(Restorer):
         for i in reversed(range(len(skips))):
             h = self.smooth[i](torch.cat([skips[i], self.up[i](h)], 1))
             h = self.decoder[i](h)
-        y = self.head(h) + x  # Eq. 11: global residual, then clipped to [0, 1]
-        if self.training:  # straight-through clip: a hard clamp's zero gradient lets training die saturated
-            return y + (y.clamp(0.0, 1.0) - y).detach()
-        return y.clamp(0.0, 1.0)
+        return clip01(self.head(h) + x, self.training)  # Eq. 11: global residual, clipped to [0, 1]
 
 
 @register_defense("cru-net", kind="restorer", paper="CRU-Net (cru-net.txt, Eq. 11, Fig. 2)")

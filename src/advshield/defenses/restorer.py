@@ -28,6 +28,12 @@ class Restorer(Defense):
                              f"{self.image_size}, {self.image_size}), got {tuple(x.shape)}")
 
 
+def clip01(y: torch.Tensor, training: bool) -> torch.Tensor:
+    """Clip to [0, 1]; while training the gradient passes straight through (a hard clamp's zero
+    gradient can leave a network stuck with every output saturated), at evaluation it is exact."""
+    return y + (y.clamp(0.0, 1.0) - y).detach() if training else y.clamp(0.0, 1.0)
+
+
 def restorer_kwargs(image_shape: tuple[int, int, int]) -> dict:
     """Constructor arguments matching a dataset's image shape (C, H, W)."""
     c, h, w = image_shape

@@ -49,6 +49,10 @@ class UNet(Restorer):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder with max-pooling, decoder merging each skip (FusionNet overrides ``merge``), sigmoid head."""
         self._check(x)
+        return torch.sigmoid(self.head(self.trunk(x)))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Full-resolution decoder features (``width`` channels) before the head."""
         skips, h = [], x
         for enc in self.enc:
             h = enc(h)
@@ -57,7 +61,7 @@ class UNet(Restorer):
         h = self.bottom(h)
         for i in reversed(range(len(skips))):
             h = self.dec[i](self.merge(skips[i], self.up[i](h)))
-        return torch.sigmoid(self.head(h))
+        return h
 
 
 class _FusionBlock(nn.Module):
@@ -90,6 +94,7 @@ class FusionNet(Restorer):
         return skip + up  # summation skip (FusionNet)
 
     forward = UNet.forward
+    trunk = UNet.trunk
 
 
 @register_defense("unet", kind="restorer", paper="U-Net denoiser (perturbation-propagation.txt, Sec. 2.3)")
