@@ -99,20 +99,29 @@ def test_config_rejects_unknown_names():
         DefenseTrainConfig(epochz=3)
 
 
-def test_classifier_guided_loss_terms():
+def test_guided_and_perceptual_loss_terms():
     from torch.nn import functional as F
 
+    from advshield.models import create_model
     from advshield.training.defense_config import LossWeights
-    from advshield.training.defense_trainer import restoration_loss
+    from advshield.training.restoration_loss import LossGuide, restoration_loss
 
     torch.manual_seed(0)
     clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    feat = create_model("a-net").eval()
     out, clean = torch.rand(4, 1, 28, 28), torch.rand(4, 1, 28, 28)
     y = torch.tensor([0, 1, 2, 3])
-    w = LossWeights(mse=1.0, ce=0.5, logit=0.25)
-    expected = (F.mse_loss(out, clean) + 0.5 * F.cross_entropy(clf(out), y)
-                + 0.25 * F.l1_loss(clf(out), clf(clean)))
-    assert float(restoration_loss(out, clean, w, clf, y)) == pytest.approx(float(expected), rel=1e-6)
+    w = LossWeights(mse=1.0, l1=2.0, perceptual=3.0, ce=0.5, logit=0.25)
+    fo, fc = feat.features(out, ["conv1", "conv2"]), feat.features(clean, ["conv1", "conv2"])
+    expected = (F.mse_loss(out, clean) + 2.0 * F.l1_loss(out, clean)
+                + 3.0 * (F.mse_loss(fo["conv1"], fc["conv1"]) + F.mse_loss(fo["conv2"], fc["conv2"])) / 2
+                + 0.5 * F.cross_entropy(clf(out), y) + 0.25 * F.l1_loss(clf(out), clf(clean)))
+    guide = LossGuide(clf, y, feat, ["conv1", "conv2"])
+    assert float(restoration_loss(out, clean, w, guide)) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ValueError, match="perceptual network"):
+        restoration_loss(out, clean, w, LossGuide(clf, y))
     with pytest.raises(ValueError, match="need the classifier"):
-        restoration_loss(out, clean, w)
+        restoration_loss(out, clean, LossWeights(ce=1.0))
     assert float(restoration_loss(out, clean, LossWeights())) == pytest.approx(float(F.mse_loss(out, clean)))
+    with pytest.raises(ValueError, match="perceptual_net"):
+        DefenseTrainConfig(loss=LossWeights(perceptual=1.0))

@@ -33,6 +33,7 @@ class LossWeights(BaseModel):
     ``ce``: cross-entropy of the attacked classifier on the restored image (DKN Eq. 7);
     ``logit``: L1 between its logits on the restored and on the clean image (HGD's
     logit-guided denoiser, Liao et al. 2018). Both look through the frozen target.
+    ``perceptual``: feature MSE through a frozen feature network (DKN Eq. 5).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,12 +41,13 @@ class LossWeights(BaseModel):
     mse: float = Field(1.0, ge=0)
     l1: float = Field(0.0, ge=0)
     ssim: float = Field(0.0, ge=0)
+    perceptual: float = Field(0.0, ge=0)
     ce: float = Field(0.0, ge=0)
     logit: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _some(self) -> "LossWeights":
-        if self.mse + self.l1 + self.ssim + self.ce + self.logit <= 0:
+        if self.mse + self.l1 + self.ssim + self.perceptual + self.ce + self.logit <= 0:
             raise ValueError("at least one loss weight must be positive")
         return self
 
@@ -73,6 +75,8 @@ class DefenseTrainConfig(BaseModel):
     schedule: Literal["constant", "cosine"] = "constant"
     grad_clip: float | None = Field(None, gt=0)  # max global gradient norm (stabilises deep restorers)
     loss: LossWeights = Field(default_factory=LossWeights)
+    perceptual_net: str | None = None  # zoo name or checkpoint of the feature network (loss.perceptual)
+    perceptual_layers: list[str] = Field(default_factory=list)  # its stages; default: the last two before logits
     attack_batch_size: int = Field(250, ge=1)
     seed: int = 0
     device: str = "auto"
@@ -86,6 +90,12 @@ class DefenseTrainConfig(BaseModel):
         if DEFENSES.entry(v).meta.get("kind") != "restorer":
             raise ValueError(f"{v} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
         return v
+
+    @model_validator(mode="after")
+    def _perceptual(self) -> "DefenseTrainConfig":
+        if self.loss.perceptual and not self.perceptual_net:
+            raise ValueError("loss.perceptual needs perceptual_net (a zoo classifier or checkpoint)")
+        return self
 
     def recipe(self) -> dict:
         return self.model_dump(mode="json", exclude={"device", "data_root", "attack_batch_size"})

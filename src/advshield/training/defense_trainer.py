@@ -9,6 +9,7 @@ Under ``torchrun --nproc_per_node N`` each process takes 1/N of every batch
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -17,8 +18,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from kornia.metrics import ssim as kornia_ssim
-from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from advshield.checkpoint import load_model, load_tensors, load_weights, read_card, save_tensors
@@ -29,6 +28,7 @@ from advshield.distributed import init_distributed, local_device
 from advshield.models import count_parameters
 from advshield.training.defense_config import DefenseTrainConfig, LossWeights
 from advshield.training.pairs import PairSource, build_source, plan_sources
+from advshield.training.restoration_loss import LossGuide, restoration_loss
 from advshield.training.schedule import lr_factor
 from advshield.training.trainer import _epoch_seed, _optimizer_tensors, resume_state
 from advshield.zoo import resolve_checkpoint
@@ -40,33 +40,6 @@ class DefenseTrainResult:
     card: dict
 
 
-def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights, classifier: torch.nn.Module | None = None,
-                     labels: torch.Tensor | None = None) -> torch.Tensor:
-    """w.mse * MSE (CRU-Net Eq. 10) + w.l1 * L1 + w.ssim * (1 - SSIM) + classifier-guided terms.
-
-    The guided terms need the frozen ``classifier`` (and ``labels`` for ``ce``): w.ce * CE(f(out), y)
-    (DKN Eq. 7) + w.logit * |f(out) - f(clean)|_1 (HGD's logit guidance).
-    """
-    loss = out.new_zeros(())
-    if w.mse:
-        loss = loss + w.mse * F.mse_loss(out, clean)
-    if w.l1:
-        loss = loss + w.l1 * F.l1_loss(out, clean)
-    if w.ssim:
-        loss = loss + w.ssim * (1 - kornia_ssim(out, clean, 11).mean())
-    if w.guided:
-        if classifier is None or (w.ce and labels is None):
-            raise ValueError("classifier-guided loss terms need the classifier (and the labels for ce)")
-        logits = classifier(out)
-        if w.ce:
-            loss = loss + w.ce * F.cross_entropy(logits, labels)
-        if w.logit:
-            with torch.no_grad():
-                target = classifier(clean)
-            loss = loss + w.logit * F.l1_loss(logits, target)
-    return loss
-
-
 def _stack(sources: list[PairSource]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     adv = torch.cat([s.adv for s in sources])
     clean = torch.cat([s.clean() for s in sources])
@@ -75,7 +48,7 @@ def _stack(sources: list[PairSource]) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 @torch.no_grad()
-def _validate(defense, classifier, sources, w: LossWeights, device, batch_size=500) -> dict:
+def _validate(defense, classifier, sources, w: LossWeights, guide: LossGuide, device, batch_size=500) -> dict:
     defense.eval()
     per, total_loss, total_n, restored = {}, 0.0, 0, 0
     for s in sources:
@@ -88,7 +61,8 @@ def _validate(defense, classifier, sources, w: LossWeights, device, batch_size=5
             a, c = s.adv[i:i + batch_size].to(device), clean[i:i + batch_size].to(device)
             out = defense(a)
             y = labels[i:i + batch_size].long()
-            loss_sum += float(restoration_loss(out, c, w, classifier, y.to(device))) * len(a)
+            batch_guide = dataclasses.replace(guide, labels=y.to(device))
+            loss_sum += float(restoration_loss(out, c, w, batch_guide)) * len(a)
             correct += int((classifier(out).argmax(1).cpu() == y).sum())
         per[s.name] = {"loss": loss_sum / len(clean), "restored_accuracy": correct / len(clean)}
         total_loss, total_n, restored = total_loss + loss_sum, total_n + len(clean), restored + correct
@@ -109,6 +83,12 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     torch.manual_seed(cfg.seed)
     classifier, tcard = load_model(resolve_checkpoint(cfg.target, cfg.dataset), device)
     classifier.requires_grad_(False)  # frozen: guided loss terms backpropagate through it to the restorer only
+    guide = LossGuide(classifier)
+    if cfg.loss.perceptual:
+        guide.perceptual = load_model(resolve_checkpoint(cfg.perceptual_net, cfg.dataset or tcard["dataset"]),
+                                      device)[0]
+        guide.perceptual.requires_grad_(False)
+        guide.perceptual_layers = cfg.perceptual_layers or guide.perceptual.feature_names[-3:-1]
     dataset = cfg.dataset or tcard["dataset"]
     train = load_dataset(dataset, "train", cfg.data_root)
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
@@ -164,7 +144,8 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
             idx = idx[ctx.rank * per_rank:(ctx.rank + 1) * per_rank] if ctx.enabled else idx
             a, c = adv[idx].to(device), clean[idx].to(device)
-            loss = restoration_loss(model(a), c, cfg.loss, classifier, labels[idx].to(device))
+            batch_guide = dataclasses.replace(guide, labels=labels[idx].to(device))
+            loss = restoration_loss(model(a), c, cfg.loss, batch_guide)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
@@ -173,7 +154,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             loss_sum, seen = loss_sum + float(loss.detach()) * len(idx), seen + len(idx)
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
-        val = _validate(net, classifier, val_sources or sources, cfg.loss, device)
+        val = _validate(net, classifier, val_sources or sources, cfg.loss, guide, device)
         train_time += time.perf_counter() - t_epoch
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_loss": val["loss"],
                         "val_restored_accuracy": val["restored_accuracy"], "val_per_attack": val["per_attack"],
