@@ -58,3 +58,19 @@ def test_registry_refuses_double_registration():
     with pytest.raises(ValueError):
         reg.register("x")(lambda: 2)
     assert reg.create("x") == 1 and "x" in reg and len(reg) == 1
+
+
+def test_propagation_paper_models_observe_table_6_layers():
+    """Stage counts follow Table 6 of perturbation-propagation.txt (one stage per observed layer)."""
+    expected = {"resnet-v2-50": 8, "vgg19": 8, "senet-154": 7, "inception-resnet-v2": 14}
+    for name, count in expected.items():
+        assert len(create_model(name).feature_names) == count, name
+    dense = create_model("densenet-201", blocks=(1, 1, 1, 1), growth=4)
+    assert dense.feature_names[-2:] == ["pool", "fc"]
+    conv_head = create_model("densenet-201-conv", blocks=(1, 1, 1, 1), growth=4)
+    assert isinstance(conv_head.stages.logits[0], torch.nn.Conv2d) and conv_head.stages.logits[0].kernel_size == (4, 4)
+    assert not any(isinstance(m, torch.nn.Linear) for m in conv_head.modules())  # convolutions only
+    prelu = create_model("densenet-201-prelu", blocks=(1, 1, 1, 1), growth=4)
+    assert isinstance(prelu.stages.logits, torch.nn.PReLU) and float(prelu.stages.logits.weight) == 0.25
+    small = create_model("senet-154", width=4, blocks=(1, 1, 1, 1), groups=2)
+    assert small(torch.rand(2, 3, 32, 32)).shape == (2, 10)
