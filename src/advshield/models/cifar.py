@@ -66,16 +66,21 @@ def resnet20() -> Classifier:
 @register_model("vgg19-bn", dataset="cifar10", paper="Simonyan & Zisserman 2015, CIFAR variant (DKN white-box target)")
 def vgg19_bn() -> Classifier:
     """VGG-19 with batch norm for CIFAR: 16 3x3 convs in 5 blocks, each block + MaxPool(2), one FC(512->10)."""
-    cfg = [[64, 64], [128, 128], [256] * 4, [512] * 4, [512] * 4]
+    stages = vgg_blocks(64)
+    return Classifier(stages + [("flatten", nn.Flatten()), ("logits", nn.Linear(512, 10))], last_conv="block5", **_CIFAR)
+
+
+def vgg_blocks(width: int) -> list[tuple[str, nn.Module]]:
+    """VGG-19's five conv blocks (2, 2, 4, 4, 4 convs with BN, each block ending in MaxPool(2))."""
+    cfg = [[width] * 2, [2 * width] * 2, [4 * width] * 4, [8 * width] * 4, [8 * width] * 4]
     stages, cin = [], 3
     for i, block in enumerate(cfg):
         layers: list[nn.Module] = []
         for w in block:
             layers.append(conv_bn(cin, w))
             cin = w
-        layers.append(nn.MaxPool2d(2))
-        stages.append((f"block{i + 1}", nn.Sequential(*layers)))
-    return Classifier(stages + [("flatten", nn.Flatten()), ("logits", nn.Linear(512, 10))], last_conv="block5", **_CIFAR)
+        stages.append((f"block{i + 1}", nn.Sequential(*layers, nn.MaxPool2d(2))))
+    return stages
 
 
 class InvertedResidual(nn.Module):

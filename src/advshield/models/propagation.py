@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from advshield.models.base import CIFAR10_MEAN, CIFAR10_STD, Classifier, register_model
-from advshield.models.cifar import DenseLayer, conv_bn
+from advshield.models.cifar import DenseLayer, conv_bn, vgg_blocks
 
 _CIFAR = dict(input_shape=(3, 32, 32), num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
@@ -27,14 +27,7 @@ def _flat_pool() -> nn.Sequential:
 # --- VGG-19 (Table 6: 2, 2, 4, 4, 4 convs, then three FC layers) ---------------------------------
 @register_model("vgg19", dataset="cifar10", paper="Simonyan & Zisserman 2015; propagation paper Table 6 (3 FCs)")
 def vgg19(width: int = 64, fc: int = 512) -> Classifier:
-    cfg = [[width] * 2, [2 * width] * 2, [4 * width] * 4, [8 * width] * 4, [8 * width] * 4]
-    stages, cin = [], 3
-    for i, block in enumerate(cfg):
-        layers: list[nn.Module] = []
-        for w in block:
-            layers.append(conv_bn(cin, w))
-            cin = w
-        stages.append((f"block{i + 1}", nn.Sequential(*layers, nn.MaxPool2d(2))))
+    stages, cin = vgg_blocks(width), 8 * width
     stages += [("fc1", nn.Sequential(nn.Flatten(), nn.Linear(cin, fc), nn.ReLU(inplace=True))),
                ("fc2", nn.Sequential(nn.Linear(fc, fc), nn.ReLU(inplace=True))), ("logits", nn.Linear(fc, 10))]
     return Classifier(stages, last_conv="block5", **_CIFAR)
