@@ -34,7 +34,7 @@ def _write(tmp_path, data) -> Path:
 
 def test_builtin_presets_validate():
     names = set(builtin_presets())
-    assert {"cru-net-mnist", "cru-net-cifar10", "dir-mnist", "dir-cifar10"} <= names
+    assert {"cru-net-mnist", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist"} <= names
     for n in names:
         p = load_preset(n)
         assert p.fast.n_train < p.full.n_train
@@ -48,6 +48,9 @@ def test_builtin_presets_validate():
     (lambda d: d["evaluations"][0].update(threats=["transfer"]), "bad threat"),
     (lambda d: d.update(adaptive_attacks=["cw"]), "not in attacks"),
     (lambda d: d["paper_results"][0].update(metric="accuracy"), "paper_results.0.metric"),
+    (lambda d: d.update(baselines=[{"defense": "cru-net"}]), "not a preprocessing baseline"),
+    (lambda d: d["attacks"].update(clean={}), "put it in train_attacks"),
+    (lambda d: d["training"].update(loss={"perceptual": 1.0}), "perceptual_net"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     import copy
@@ -81,3 +84,34 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert (tmp_path / "out" / "defenses" / "a-net" / "model.safetensors").exists()
     for f in ev["oblivious"]["figures"]:
         assert (tmp_path / "out" / ev["folder"] / f).exists()
+
+
+@pytest.mark.slow
+def test_reproduction_with_training_mix_and_baselines(tmp_path):
+    """DKN-style preset: its own training inputs (Algorithm 1), baselines evaluated on the same examples."""
+    import copy
+
+    data = copy.deepcopy(TINY)
+    data.update(defense="dkn", defense_params={"width": 4, "levels": 2},
+                train_attacks={"clean": {}, "uniform-noise": {"params": {"eps": 0.3}, "on_the_fly": True},
+                               "fgsm": {"params": {"eps": 0.3}, "on_the_fly": True}},
+                attacks={"fgsm": {"label": "FGSM", "params": {"eps": 0.3}}},
+                baselines=[{"defense": "bit-depth", "params": {"bits": 1}, "label": "Featuresqueezing",
+                            "setting": "depth=1"}, {"defense": "median", "params": {"size": 2}}],
+                evaluations=[{"target": "a-net", "defense_of": "a-net", "threats": ["white-box", "adaptive"]}])
+    data["training"].update(loss={"mse": 0.0, "l1": 1.0, "perceptual": 1.0, "ce": 1.0}, perceptual_net="m1",
+                            perceptual_layers=["pool2"])
+    data["fast"].update(n_train=60, n_val=12, n_test=30, n_adaptive=10)
+    data["paper_results"].append({"table": "Table 1", "baseline": "Featuresqueezing depth=1", "target": "a-net",
+                                  "threat": "white-box", "metric": "restored_accuracy", "values": {"fgsm": 0.5827}})
+    summary = reproduce(load_preset(_write(tmp_path, data)), tmp_path / "out", log=lambda s: None)
+    [ev] = summary["evaluations"]
+    assert set(ev["baselines"]) == {"Featuresqueezing depth=1", "median"}
+    assert summary["restorers"]["a-net"]["train_pairs"] == {"clean": 20, "uniform-noise": 20, "fgsm": 20}
+    squeeze = ev["baselines"]["Featuresqueezing depth=1"]
+    assert squeeze["oblivious"]["rows"][0]["restored_accuracy"] > ev["baselines"]["median"]["oblivious"]["rows"][0][
+        "restored_accuracy"]  # 1-bit squeezing undoes oblivious FGSM on MNIST, a 2x2 median does not
+    assert [r["threat"] for r in squeeze["adaptive"]["rows"]] == ["white-box", "adaptive"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## The restorer beside the preprocessing baselines" in report
+    assert "| FGSM | Featuresqueezing | depth=1 |" in report and "(0.5827)" in report

@@ -47,6 +47,34 @@ class Budget(BaseModel):
     grad_clip: float | None = Field(None, gt=0)  # overrides training.grad_clip for this variant
 
 
+class Baseline(BaseModel):
+    """A registered preprocessing defense evaluated beside the restorer (DKN Tables 1-2)."""
+
+    model_config = _STRICT
+
+    defense: str
+    params: dict = Field(default_factory=dict)
+    label: str | None = None  # the paper's name, e.g. Featuresqueezing
+    setting: str = "-"  # the paper's setting column, e.g. depth=1
+
+    @property
+    def name(self) -> str:
+        return f"{self.label or self.defense} {self.setting}".strip(" -")
+
+    @property
+    def key(self) -> str:
+        return self.defense + "".join(f"-{k}{v}" for k, v in sorted(self.params.items()))
+
+    @field_validator("defense")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from advshield.defenses import DEFENSES
+
+        if DEFENSES.entry(v).meta.get("kind") == "restorer":
+            raise ValueError(f"{v} is a trainable restorer, not a preprocessing baseline")
+        return v
+
+
 class Training(BaseModel):
     model_config = _STRICT
 
@@ -57,6 +85,8 @@ class Training(BaseModel):
     grad_clip: float | None = Field(None, gt=0)
     loss: LossWeights = Field(default_factory=LossWeights)
     clean_proportion: float = Field(0.0, ge=0)  # identity pairs, so clean images pass unharmed
+    perceptual_net: str | None = None  # for loss.perceptual: a zoo classifier or checkpoint
+    perceptual_layers: list[str] = Field(default_factory=list)
 
 
 class Evaluation(BaseModel):
@@ -89,6 +119,7 @@ class PaperTable(BaseModel):
     metric: Metric
     values: dict[str, float]
     defense_of: str | None = None  # default: the target
+    baseline: str | None = None  # a baseline's name (label + setting) instead of the restorer
 
 
 class Preset(BaseModel):
@@ -101,7 +132,9 @@ class Preset(BaseModel):
     defense: str
     defense_params: dict = Field(default_factory=dict)
     train_for: list[str] = Field(min_length=1)  # targets that get their own restorer
-    attacks: dict[str, PresetAttack] = Field(min_length=1)
+    attacks: dict[str, PresetAttack] = Field(min_length=1)  # evaluated (and, unless train_attacks, trained on)
+    train_attacks: dict[str, PresetAttack] = Field(default_factory=dict)  # the training pairs, when they differ
+    baselines: list[Baseline] = Field(default_factory=list)
     adaptive_attacks: list[str] = Field(default_factory=list)
     training: Training = Field(default_factory=Training)
     evaluations: list[Evaluation] = Field(min_length=1)
@@ -119,12 +152,14 @@ class Preset(BaseModel):
             raise ValueError(f"{v} is not a trainable restorer")
         return v
 
-    @field_validator("attacks")
+    @field_validator("attacks", "train_attacks")
     @classmethod
     def _attacks(cls, v: dict[str, PresetAttack]) -> dict[str, PresetAttack]:
         from advshield.attacks import create_attack
 
         for name, a in v.items():
+            if name == "clean":  # identity pairs (train_attacks only)
+                continue
             try:
                 create_attack(name, **a.params)
             except (AdvShieldError, TypeError) as exc:
@@ -133,6 +168,8 @@ class Preset(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Preset":
+        if "clean" in self.attacks:
+            raise ValueError("'clean' makes identity training pairs: put it in train_attacks, not attacks")
         unknown = set(self.adaptive_attacks) - set(self.attacks)
         if unknown:
             raise ValueError(f"adaptive_attacks {sorted(unknown)} are not in attacks")

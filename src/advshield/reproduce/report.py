@@ -16,9 +16,50 @@ def _paper(preset: Preset, target: str, defense_of: str, threat: str) -> dict[st
     """metric -> (table name, values per attack) for one block of our results."""
     found = {}
     for t in preset.paper_results:
-        if t.target == target and t.threat == threat and (t.defense_of or t.target) == defense_of:
+        if (t.target == target and t.threat == threat and (t.defense_of or t.target) == defense_of
+                and t.baseline is None):
             found[_PAPER_METRIC[t.metric]] = (t.table, t.values)
     return found
+
+
+def _paper_baseline(preset: Preset, target: str, threat: str, name: str) -> tuple[str, dict] | None:
+    for t in preset.paper_results:
+        if t.baseline == name and t.target == target and t.threat == threat and t.metric == "restored_accuracy":
+            return t.table, t.values
+    return None
+
+
+def _comparison_block(preset: Preset, e: dict) -> list[str]:
+    """Every baseline and the restorer, attack by attack, like DKN Tables 1-2 (accuracy after the defense)."""
+    ev = e["evaluation"]
+    threats = [t for t in ev["threats"] if t != "adaptive"]
+    adaptive = "adaptive" in ev["threats"] and e["adaptive"] is not None
+    head = ["attack", "defense", "setting"] + [f"{t}" for t in threats] + (
+        ["white-box (adaptive subset)", "adaptive"] if adaptive else [])
+    lines = [f"**{ev['target']}**: accuracy after each defense (paper values in parentheses); the restorer "
+             f"was trained for {ev['defense_of']}" + (f"; adaptive columns on {e['adaptive']['n']} images"
+                                                      if adaptive else "") + ":", "",
+             "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    entries = [(b, e["baselines"][b]) for b in e["baselines"]] + [(None, {"oblivious": e["oblivious"],
+                                                                          "adaptive": e["adaptive"]})]
+    for attack in preset.attacks:
+        for name, res in entries:
+            base = next((b for b in preset.baselines if b.name == name), None)
+            label = (base.label or base.defense, base.setting) if base else (preset.defense.upper() + " (ours)", "-")
+            cells = []
+            for t in threats:
+                row = next((r for r in res["oblivious"]["rows"] if r["attack"] == attack and r["threat"] == t), None)
+                paper = (_paper_baseline(preset, ev["target"], t, name) if base
+                         else _paper(preset, ev["target"], ev["defense_of"], t).get("restored_accuracy"))
+                cells.append(_cell(row["restored_accuracy"] if row else None, paper, attack, ".4f"))
+            if adaptive:
+                rows = res["adaptive"]["rows"] if res.get("adaptive") else []
+                for t in ("white-box", "adaptive"):
+                    row = next((r for r in rows if r["attack"] == attack and r["threat"] == t), None)
+                    cells.append("-" if row is None else f"{row['restored_accuracy']:.4f}")
+            lines.append(f"| {preset.attacks[attack].label or attack} | {label[0]} | {label[1]} | "
+                         + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _cell(ours: float | None, paper: tuple[str, dict] | None, attack: str, fmt: str) -> str:
@@ -112,6 +153,14 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                 lines += _block(preset, sel, ev["target"], ev["defense_of"], threat)
         figs = e["oblivious"].get("figures", [])
         lines += [f"![{f}]({e['folder']}/{f})" for f in figs if "bars" in f or "grid" in f] + [""]
+    compared = [e for e in summary["evaluations"] if e.get("baselines")]
+    if compared:
+        lines += ["## The restorer beside the preprocessing baselines", "",
+                  "Every defense sees the same stored adversarial examples; the adaptive columns attack each "
+                  "defense itself (exact gradients through the restorer, BPDA through the non-differentiable "
+                  "baselines, EOT over 8 draws for the randomised ones).", ""]
+        for e in compared:
+            lines += _comparison_block(preset, e)
     adaptive = [e for e in summary["evaluations"] if e["adaptive"]]
     if adaptive:
         lines += ["## Adaptive attacks (beyond the papers)", "",

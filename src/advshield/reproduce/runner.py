@@ -23,7 +23,7 @@ from advshield.zoo import find_restorer
 def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
                     data_root: str | None) -> DefenseTrainConfig:
     mixes = [AttackMix(name=n, params=a.params, proportion=a.proportion, on_the_fly=a.on_the_fly)
-             for n, a in preset.attacks.items()]
+             for n, a in (preset.train_attacks or preset.attacks).items()]
     if preset.training.clean_proportion > 0:
         mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
     t = preset.training
@@ -32,7 +32,8 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
                               n_val=budget.n_val, epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size,
                               lr=budget.lr or t.lr, weight_decay=t.weight_decay,
                               schedule=budget.schedule or t.schedule, grad_clip=budget.grad_clip or t.grad_clip,
-                              loss=t.loss, seed=seed, device=device, data_root=data_root)
+                              loss=t.loss, perceptual_net=t.perceptual_net, perceptual_layers=t.perceptual_layers,
+                              seed=seed, device=device, data_root=data_root)
 
 
 def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
@@ -86,15 +87,31 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
                                    device=device, log=log)
         adaptive = None
         adaptive_settings = _settings(preset, ev.threats, True)
+        # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
+        paired = [Setting(s.attack, s.params, n=s.n) for s in adaptive_settings] + adaptive_settings
         if adaptive_settings and budget.n_adaptive:
-            # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
-            paired = [Setting(s.attack, s.params, n=s.n) for s in adaptive_settings] + adaptive_settings
             adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", n=budget.n_adaptive,
                                       dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
                                       device=device, log=log)
         phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
+        baselines = {}
+        for b in preset.baselines:  # the same settings (same stored adversarial sets) through each baseline
+            t0 = time.perf_counter()
+            log(f"== evaluating {ev.target} behind the baseline {b.name}")
+            bfolder = folder / "baselines" / b.key
+            baselines[b.name] = {
+                "oblivious": run_evaluation(ev.target, b.defense, _settings(preset, ev.threats, False), bfolder,
+                                            defense_params=b.params, n=budget.n_test, dataset=preset.dataset.value,
+                                            data_root=data_root, store=store, seed=seed, device=device,
+                                            figures=False, log=log),
+                "adaptive": (run_evaluation(ev.target, b.defense, paired, bfolder / "adaptive",
+                                            defense_params=b.params, n=budget.n_adaptive,
+                                            dataset=preset.dataset.value, data_root=data_root, store=store,
+                                            seed=seed, device=device, figures=False, log=log)
+                             if adaptive_settings and budget.n_adaptive else None)}
+            phases[f"evaluate {folder.name} / {b.key}"] = round(time.perf_counter() - t0, 1)
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
-                            "oblivious": oblivious, "adaptive": adaptive})
+                            "oblivious": oblivious, "adaptive": adaptive, "baselines": baselines})
 
     test = load_dataset(preset.dataset.value, "test", data_root)
     summary = {
