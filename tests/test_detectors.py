@@ -1,0 +1,74 @@
+"""Detectors: calibration at a stated FPR, metrics that cannot hide a flag-everything detector, MagNet."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advshield.attacks import Pipeline, create_attack, run_attack
+from advshield.data import load_dataset
+from advshield.detectors import (DETECTORS, Detector, DivergenceDetector, MagNetAutoencoder, MagNetReformer,
+                                 ReconstructionErrorDetector, detection_metrics, train_autoencoder)
+from advshield.errors import InputError
+from advshield.zoo import load_pretrained
+
+
+class Fixed(Detector):
+    def score(self, x):
+        return x.flatten(1).mean(1)
+
+
+def test_fpr_calibration_and_uncalibrated_use():
+    det = Fixed()
+    with pytest.raises(InputError, match="not calibrated"):
+        det.flag(torch.rand(2, 1, 4, 4))
+    clean = torch.arange(100, dtype=torch.float32) / 100
+    t = det.calibrate_fpr(clean, 0.05)
+    assert float((clean > t).float().mean()) <= 0.05 and float((clean >= t).float().mean()) > 0.0
+    assert det.calibrate_max(clean) == pytest.approx(0.99) and det.calibration["rule"] == "max"
+    with pytest.raises(InputError, match="fpr"):
+        det.calibrate_fpr(clean, 1.0)
+
+
+def test_metrics_expose_a_detector_that_flags_everything():
+    clean, adv = torch.rand(200), torch.rand(200) + 0.5
+    m = detection_metrics(clean, adv, threshold=-1.0)  # flags everything
+    assert m["detection_rate"] == 1.0 and m["fpr"] == 1.0
+    good = detection_metrics(clean, adv, threshold=1.0)
+    assert good["fpr"] == 0.0 and 0.4 < good["detection_rate"] < 0.6
+    assert 0.85 < good["auc"] < 0.9  # P(U+0.5 > U) = 7/8
+    perfect = detection_metrics(torch.zeros(100), torch.ones(100), 0.5)
+    assert perfect["auc"] == 1.0 and perfect["tpr_at_1pct_fpr"] == 1.0
+    assert math.isclose(detection_metrics(clean, clean, 0.5)["auc"], 0.5)
+
+
+def test_registry_lists_magnet():
+    assert {"magnet-error", "magnet-divergence"} <= set(DETECTORS.names())
+
+
+@pytest.mark.slow
+def test_magnet_detects_fgsm_and_its_reformer_restores():
+    torch.manual_seed(0)
+    train = load_dataset("mnist", "train")
+    x_train = train.tensors(slice(0, 2000))[0]
+    ae = MagNetAutoencoder(activation="relu")  # the paper's sigmoids need its 100 epochs
+    losses = train_autoencoder(ae, x_train, epochs=8, batch_size=128, lr=3e-3)
+    assert losses[-1] < losses[0]
+    ae.eval()
+    x_val = train.tensors(slice(3000, 3500))[0]
+    x, y = load_dataset("mnist", "test").tensors(slice(0, 300))
+    model, _ = load_pretrained("a-net")
+    adv = run_attack(create_attack("fgsm", eps=0.3), Pipeline(model), x, y, batch_size=300, seed=0).adv
+    det = ReconstructionErrorDetector(ae)
+    with torch.no_grad():
+        det.calibrate_fpr(det.score(x_val), 0.05)
+        m = detection_metrics(det.score(x), det.score(adv), det.threshold)
+    assert m["fpr"] <= 0.1 and m["detection_rate"] >= 0.95 and m["auc"] >= 0.97  # FGSM 0.3 is loud
+    div = DivergenceDetector(ae, model)
+    with torch.no_grad():
+        assert float(div.score(adv).mean()) > float(div.score(x).mean())
+        reformed = MagNetReformer(ae)(adv)
+        assert float((model(reformed).argmax(1) == y).float().mean()) > float((model(adv).argmax(1) == y)
+                                                                               .float().mean())
+    assert np.isfinite(m["tpr_at_1pct_fpr"])
