@@ -72,3 +72,39 @@ def test_magnet_detects_fgsm_and_its_reformer_restores():
         assert float((model(reformed).argmax(1) == y).float().mean()) > float((model(adv).argmax(1) == y)
                                                                                .float().mean())
     assert np.isfinite(m["tpr_at_1pct_fpr"])
+
+
+def test_cmag_structure_and_ablation_switch():
+    from advshield.detectors import CMAG, CMAGDetector
+
+    model, _ = load_pretrained("a-net")
+    cmag = CMAG(model)
+    assert cmag.layer == model.last_conv
+    x = torch.rand(3, 1, 28, 28)
+    a, b = cmag.branches(x)
+    assert a.shape == b.shape == x.shape and cmag(x).shape == x.shape
+    assert not any(p.requires_grad for p in cmag.classifier.parameters())  # the target stays frozen
+    avg = CMAG(model, combine="average")
+    avg.load_state_dict(cmag.state_dict())
+    assert not torch.allclose(avg(x), cmag(x))  # Fig. 4: attention (Hadamard) vs weighted average
+    with pytest.raises(ValueError, match="criterion"):
+        CMAGDetector(cmag, "l3")
+
+
+@pytest.mark.slow
+def test_cmag_training_and_fgsm_detection():
+    from advshield.detectors import CMAG, CMAGDetector, train_cmag
+
+    torch.manual_seed(0)
+    train = load_dataset("mnist", "train")
+    model, _ = load_pretrained("a-net")
+    cmag = CMAG(model)
+    history = train_cmag(cmag, train.tensors(slice(0, 2000))[0], epochs=4, batch_size=100)
+    assert history["fmr+lr"][-1] < history["fmr+lr"][0] and history["gr"][-1] < history["gr"][0]
+    x, y = load_dataset("mnist", "test").tensors(slice(0, 200))
+    adv = run_attack(create_attack("fgsm", eps=0.1), Pipeline(model), x, y, batch_size=200, seed=0).adv
+    det = CMAGDetector(cmag, "ssim")
+    with torch.no_grad():
+        det.calibrate_fpr(det.score(train.tensors(slice(2000, 2500))[0]), 0.05)
+        m = detection_metrics(det.score(x), det.score(adv), det.threshold)
+    assert m["fpr"] <= 0.1 and m["detection_rate"] >= 0.9
