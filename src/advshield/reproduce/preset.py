@@ -88,6 +88,12 @@ class Training(BaseModel):
     perceptual_net: str | None = None  # for loss.perceptual: a zoo classifier or checkpoint
     perceptual_layers: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _perceptual(self) -> "Training":
+        if self.loss.perceptual and not self.perceptual_net:
+            raise ValueError("loss.perceptual needs perceptual_net (a zoo classifier or checkpoint)")
+        return self
+
 
 class Evaluation(BaseModel):
     """Evaluate ``target`` behind the restorer trained for ``defense_of`` under ``threats``."""

@@ -24,7 +24,7 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
                     data_root: str | None) -> DefenseTrainConfig:
     mixes = [AttackMix(name=n, params=a.params, proportion=a.proportion, on_the_fly=a.on_the_fly)
              for n, a in (preset.train_attacks or preset.attacks).items()]
-    if preset.training.clean_proportion > 0:
+    if preset.training.clean_proportion > 0 and not any(m.name == "clean" for m in mixes):
         mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
     t = preset.training
     return DefenseTrainConfig(defense=preset.defense, defense_params={**preset.defense_params, **budget.defense_params},
