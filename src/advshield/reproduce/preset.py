@@ -43,6 +43,7 @@ class Budget(BaseModel):
     batch_size: int | None = Field(None, ge=1)  # overrides training.batch_size for this variant
     schedule: Literal["constant", "cosine"] | None = None  # overrides training.schedule for this variant
     defense_params: dict = Field(default_factory=dict)  # merged over the preset's defense_params
+    zoo_restorer: bool = False  # fast variant: evaluate the zoo restorer of the full recipe when one is shipped
     lr: float | None = Field(None, gt=0)  # overrides training.lr for this variant
     grad_clip: float | None = Field(None, gt=0)  # overrides training.grad_clip for this variant
 

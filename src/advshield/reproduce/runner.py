@@ -67,9 +67,12 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         log(f"== training {preset.defense} for {target}")
         cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
         shipped = None if retrain else find_restorer(cfg.recipe())
+        if shipped is None and budget.zoo_restorer and not retrain:  # the full recipe's restorer, if shipped
+            full_cfg = training_config(preset, target, preset.full, seed=seed, device=device, data_root=data_root)
+            shipped = find_restorer(full_cfg.recipe())
         if shipped is not None:
-            log(f"   using the zoo restorer {shipped.path.name}: trained with this exact recipe "
-                f"(on {shipped.card.get('device', '?')}); pass --retrain to train it here")
+            log(f"   using the zoo restorer {shipped.path.name}: trained with the {'full' if budget.zoo_restorer else 'same'}"
+                f" variant's exact recipe (on {shipped.card.get('device', '?')}); pass --retrain to train here")
             restorers[target] = {"checkpoint": str(shipped.path), "card": dict(shipped.card, source="zoo")}
         else:
             result = train_defense(cfg, out / "defenses" / target, store=store, log=log)
