@@ -108,3 +108,23 @@ def test_cmag_training_and_fgsm_detection():
         det.calibrate_fpr(det.score(train.tensors(slice(2000, 2500))[0]), 0.05)
         m = detection_metrics(det.score(x), det.score(adv), det.threshold)
     assert m["fpr"] <= 0.1 and m["detection_rate"] >= 0.9
+
+
+@pytest.mark.slow
+def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
+    import json
+
+    from test_cli import assert_one_line_error, run_cli
+
+    r = run_cli("detect", "--target", "a-net", "--detector", "magnet-error", "--attacks", "fgsm",
+                "--attack-param", "fgsm.eps=0.3", "--n-train", "2000", "--n-calibration", "300", "--epochs", "8",
+                "--n", "200", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "out" / "detection.json").read_text())
+    m = card["attacks"]["fgsm"]["calibrated"]
+    assert {"detection_rate", "fpr", "auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"} <= set(m)
+    assert m["fpr"] <= 0.15 and m["auc"] > 0.9
+    assert card["attacks"]["fgsm"]["paper_threshold"]["fpr"] <= m["fpr"]  # the max rule is stricter
+    assert_one_line_error(run_cli("detect", "--target", "a-net", "--detector", "nope", "--n", "10",
+                                  "--n-train", "10", "--n-calibration", "10", "--epochs", "1",
+                                  "--out", str(tmp_path / "x")), "unknown detector")

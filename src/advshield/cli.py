@@ -463,6 +463,37 @@ def analyze_propagation(
 
 
 
+@app.command("detect")
+def detect_cmd(
+    target: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
+    detector: str = typer.Option("cmag-ssim", help="magnet-error, magnet-divergence, cmag-ssim or cmag-l2."),
+    attacks: str = typer.Option("fgsm,cw", help="Comma-separated attacks, crafted white-box on the target."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. cw.confidence=9."),
+    fpr: float = typer.Option(0.05, help="False-positive rate on held-out clean images that sets the threshold."),
+    n_train: int = typer.Option(5000, min=1, help="Clean training images for the generative model."),
+    n_calibration: int = typer.Option(1000, min=1, help="Held-out clean training images for the threshold."),
+    epochs: int = typer.Option(10, min=1),
+    n: int = typer.Option(1000, min=1, help="Test images (clean, and attacked)."),
+    dataset: Optional[str] = typer.Option(None),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/detect/<target>-<detector>)."),
+) -> None:
+    """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%."""
+    from advshield.detectors.run import KINDS, run_detection
+
+    if detector not in KINDS:
+        raise AdvShieldError(f"unknown detector {detector!r}; choose one of {', '.join(KINDS)}")
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    _note_embedded(dataset or "mnist", data_root)
+    run_detection(target, detector, _attack_params(names, attack_param),
+                  out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}", fpr=fpr, n_train=n_train,
+                  n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, data_root=data_root, store=store,
+                  seed=seed, device=device, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit status 2, never a traceback."""
     try:
