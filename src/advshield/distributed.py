@@ -6,6 +6,7 @@ code path runs on a laptop and on N processes.
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -63,7 +64,18 @@ def init_distributed(device: torch.device) -> DistContext:
             torch.cuda.set_device(local)
         # Long timeout: rank 0 may spend a while crafting adversarial pairs before the next collective.
         dist.init_process_group(backend, timeout=datetime.timedelta(hours=6))
+        atexit.register(_shutdown)
     return DistContext(rank, world, local)
+
+
+def _shutdown() -> None:
+    """Destroy the process group before the interpreter exits: gloo's threads torn down by exit alone
+    occasionally abort a rank ("terminate called without an active exception") after its work is done."""
+    if dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def local_device(device: torch.device, ctx: DistContext) -> torch.device:
