@@ -8,9 +8,9 @@ cd "$(dirname "$0")/.."
 DATA="${1:?usage: train_restorer_zoo.sh <data-root> [out] [preset ...]}"
 OUTDIR="${2:-runs/restorer-zoo}"
 shift $(( $# >= 2 ? 2 : 1 ))
-PRESETS=("${@:-cru-net-mnist cru-net-cifar10}")
+PRESETS="${*:-cru-net-mnist cru-net-cifar10}"
 PY="${PYTHON:-python3}"
-for preset in ${PRESETS[@]}; do
+for preset in $PRESETS; do
   "$PY" -m advshield reproduce "$preset" --full --retrain --data-root "$DATA" --out "$OUTDIR/$preset"
   "$PY" scripts/ship_restorers.py "$OUTDIR/$preset"
 done

@@ -32,6 +32,7 @@ def test_fpr_calibration_and_uncalibrated_use():
 
 
 def test_metrics_expose_a_detector_that_flags_everything():
+    torch.manual_seed(0)  # the bounds below hold for 200 draws with high probability, not surely
     clean, adv = torch.rand(200), torch.rand(200) + 0.5
     m = detection_metrics(clean, adv, threshold=-1.0)  # flags everything
     assert m["detection_rate"] == 1.0 and m["fpr"] == 1.0

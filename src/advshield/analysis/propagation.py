@@ -46,13 +46,14 @@ class FeatureTaps:
             self._outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
         return store
 
-    def __call__(self, model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(flattened feature maps per layer, the model's output) from one forward pass."""
         self._outputs = {}
-        model(x)
+        output = model(x)
         missing = [n for n in self.layers if n not in self._outputs]
         if missing:
             raise InputError(f"layers {missing} were not reached by the forward pass")
-        return {n: self._outputs[n].flatten(1).float() for n in self.layers}
+        return {n: self._outputs[n].flatten(1).float() for n in self.layers}, output
 
     def close(self) -> None:
         for h in self._handles:
@@ -108,20 +109,21 @@ def propagation(model: nn.Module, layers: Sequence[str],
     correct: dict[str, int] = {}
 
     def add(setting: str, images: torch.Tensor, ref_maps: dict, clean: torch.Tensor, y: torch.Tensor) -> None:
-        maps = taps(model, images)
-        ne = torch.stack([distances(ref_maps[n], maps[n])[0].sum() for n in layers])
-        cos = torch.stack([distances(ref_maps[n], maps[n])[1].sum() for n in layers])
-        ne_sum[setting] = ne_sum.get(setting, 0) + ne.cpu().double()
-        cos_sum[setting] = cos_sum.get(setting, 0) + cos.cpu().double()
+        maps, logits = taps(model, images)
+        per_layer = [distances(ref_maps[n], maps[n]) for n in layers]  # once per layer: (NE-D, COS-D)
+        ne = torch.stack([d[0].sum() for d in per_layer]).cpu().double()
+        cos = torch.stack([d[1].sum() for d in per_layer]).cpu().double()
+        ne_sum[setting] = ne_sum.get(setting, 0) + ne
+        cos_sum[setting] = cos_sum.get(setting, 0) + cos
         mse_sum[setting] = mse_sum.get(setting, 0.0) + float(((images - clean) ** 2).flatten(1).mean(1).sum())
-        correct[setting] = correct.get(setting, 0) + int((model(images).argmax(1) == y).sum())
+        correct[setting] = correct.get(setting, 0) + int((logits.argmax(1) == y).sum())
 
     with FeatureTaps(model, layers) as taps:
         for clean, advs, y in batches:
             clean, y = clean.to(device), y.to(device)
             check_images(clean)
-            ref = taps(model, clean)
-            correct["clean"] = correct.get("clean", 0) + int((model(clean).argmax(1) == y).sum())
+            ref, logits = taps(model, clean)
+            correct["clean"] = correct.get("clean", 0) + int((logits.argmax(1) == y).sum())
             for setting, adv in advs.items():
                 adv = adv.to(device)
                 if adv.shape != clean.shape:

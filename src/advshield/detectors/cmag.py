@@ -60,13 +60,17 @@ class CMAG(nn.Module):
                                 nn.ReLU(), nn.Conv2d(width, c, 3, padding=1), nn.Sigmoid())
 
     def branches(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        fm = self.classifier.features(x, [self.layer])[self.layer]
-        probs = F.softmax(self.classifier(x) / self.temperature, 1)  # distillation, Eq. 5
-        return self.fmr(fm), self.lr(probs)
+        logits_stage = self.classifier.feature_names[-1]
+        out = self.classifier.features(x, [self.layer, logits_stage])  # one pass gives both inputs
+        probs = F.softmax(out[logits_stage] / self.temperature, 1)  # distillation, Eq. 5
+        return self.fmr(out[self.layer]), self.lr(probs)
+
+    def merge(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """GR's input: the Hadamard product (attention) or the 0.5/0.5 weighted average (Fig. 4 ablation)."""
+        return a * b if self.combine == "attention" else 0.5 * (a + b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.branches(x)
-        return self.gr(a * b if self.combine == "attention" else 0.5 * (a + b))
+        return self.gr(self.merge(*self.branches(x)))
 
 
 def cmag_loss(r: torch.Tensor, x: torch.Tensor, mu: float = 0.5) -> torch.Tensor:
@@ -93,7 +97,7 @@ def train_cmag(model: CMAG, clean: torch.Tensor, *, epochs: int = 10, batch_size
                 else:
                     with torch.no_grad():
                         a, b = model.branches(x)
-                    loss = cmag_loss(model.gr(a * b if model.combine == "attention" else 0.5 * (a + b)), x, mu)
+                    loss = cmag_loss(model.gr(model.merge(a, b)), x, mu)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

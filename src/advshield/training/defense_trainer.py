@@ -48,7 +48,7 @@ def _stack(sources: list[PairSource]) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 @torch.no_grad()
-def _validate(defense, classifier, sources, w: LossWeights, guide: LossGuide, device, batch_size=500) -> dict:
+def _validate(defense, sources, w: LossWeights, guide: LossGuide, device, batch_size=500) -> dict:
     defense.eval()
     per, total_loss, total_n, restored = {}, 0.0, 0, 0
     for s in sources:
@@ -63,7 +63,7 @@ def _validate(defense, classifier, sources, w: LossWeights, guide: LossGuide, de
             y = labels[i:i + batch_size].long()
             batch_guide = dataclasses.replace(guide, labels=y.to(device))
             loss_sum += float(restoration_loss(out, c, w, batch_guide)) * len(a)
-            correct += int((classifier(out).argmax(1).cpu() == y).sum())
+            correct += int((guide.classifier(out).argmax(1).cpu() == y).sum())
         per[s.name] = {"loss": loss_sum / len(clean), "restored_accuracy": correct / len(clean)}
         total_loss, total_n, restored = total_loss + loss_sum, total_n + len(clean), restored + correct
     return {"loss": total_loss / max(total_n, 1), "restored_accuracy": restored / max(total_n, 1), "per_attack": per}
@@ -83,13 +83,12 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     torch.manual_seed(cfg.seed)
     classifier, tcard = load_model(resolve_checkpoint(cfg.target, cfg.dataset), device)
     classifier.requires_grad_(False)  # frozen: guided loss terms backpropagate through it to the restorer only
+    dataset = cfg.dataset or tcard["dataset"]
     guide = LossGuide(classifier)
     if cfg.loss.perceptual:
-        guide.perceptual = load_model(resolve_checkpoint(cfg.perceptual_net, cfg.dataset or tcard["dataset"]),
-                                      device)[0]
+        guide.perceptual = load_model(resolve_checkpoint(cfg.perceptual_net, dataset), device)[0]
         guide.perceptual.requires_grad_(False)
         guide.perceptual_layers = cfg.perceptual_layers or guide.perceptual.feature_names[-3:-1]
-    dataset = cfg.dataset or tcard["dataset"]
     train = load_dataset(dataset, "train", cfg.data_root)
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
     n_train = min(cfg.n_train, len(train))
@@ -154,7 +153,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
             loss_sum, seen = loss_sum + float(loss.detach()) * len(idx), seen + len(idx)
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps)
-        val = _validate(net, classifier, val_sources or sources, cfg.loss, guide, device)
+        val = _validate(net, val_sources or sources, cfg.loss, guide, device)
         train_time += time.perf_counter() - t_epoch
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "val_loss": val["loss"],
                         "val_restored_accuracy": val["restored_accuracy"], "val_per_attack": val["per_attack"],

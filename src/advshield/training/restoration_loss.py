@@ -44,7 +44,7 @@ def restoration_loss(out: torch.Tensor, clean: torch.Tensor, w: LossWeights, gui
         with torch.no_grad():
             want = guide.perceptual.features(clean, guide.perceptual_layers)
         loss = loss + w.perceptual * sum(F.mse_loss(got[k], want[k]) for k in got) / len(got)
-    if w.ce or w.logit:
+    if w.guided:
         if guide.classifier is None or (w.ce and guide.labels is None):
             raise ValueError("classifier-guided loss terms need the classifier (and the labels for ce)")
         logits = guide.classifier(out)
