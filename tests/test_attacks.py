@@ -255,3 +255,37 @@ def test_health_checks_flag_masked_gradients(anet, small):
         report = check_attack_health(lambda e, s: PGD(eps=e, steps=s), pipe, x, y, eps=0.3, steps=10)
     failed = {c["check"] for c in report.failures}
     assert "gradients" in failed and "unbounded" in failed
+
+
+def test_fgsm_search_keeps_the_smallest_fooling_budget(anet, small):
+    x, y = small
+    r = FGSM(0.3, search=30)(anet, x, y)
+    grid = [0.3 * i / 30 for i in range(1, 31)]
+    linf = r.norms["linf"]
+    for i in torch.nonzero(r.success).flatten()[:20]:
+        k = min(range(30), key=lambda j: abs(grid[j] - float(linf[i])))
+        if k > 0:  # the previous budget did not fool (up to clamping at the box)
+            prev = (x[i:i + 1] + grid[k - 1] * (r.adv[i:i + 1] - x[i:i + 1]).sign()).clamp(0, 1)
+            with torch.no_grad():
+                assert int(anet(prev).argmax(1)) == int(y[i])
+    plain = FGSM(0.3)(anet, x, y)
+    assert r.summary()["success_rate"] == plain.summary()["success_rate"]  # same last step, found earlier
+    assert float(linf[r.success].mean()) < 0.3 - 1e-3
+    with pytest.raises(InputError, match="search"):
+        FGSM(0.3, search=-1)
+
+
+def test_transfer_feedback_stops_on_the_victims_labels(anet, small):
+    x, y = small
+    victim = load_pretrained("b-net", "mnist")[0]  # crafted on A-net, transferred to B-net
+    kw = dict(substitute=anet, batch_size=64)
+    for attack in (FGSM(0.4, search=40), BIM(0.4, steps=40, abs_stepsize=0.01, early_stop=True)):
+        plain = run_attack(attack, Pipeline(victim), x, y, threat="transfer", **kw)
+        fed = run_attack(attack, Pipeline(victim), x, y, threat=ThreatModel.TRANSFER_FEEDBACK, **kw)
+        # Stopping on the substitute leaves B-net mostly unfooled; with feedback the attack goes on until it is.
+        assert fed.summary()["success_rate"] > plain.summary()["success_rate"] + 0.3, attack.name
+        assert float(fed.norms["linf"].mean()) > float(plain.norms["linf"].mean()), attack.name
+        stopped_early = fed.norms["linf"] < 0.4 - 1e-4
+        assert bool((fed.adv_pred != y)[stopped_early].all())  # it only stops early once B-net is fooled
+    with pytest.raises(InputError, match="substitute"):
+        run_attack(FGSM(0.2), Pipeline(anet), x, y, threat="transfer-feedback")

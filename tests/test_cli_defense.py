@@ -40,3 +40,21 @@ def test_defense_cli_errors_are_one_line(tmp_path):
                           "must be trained first")
     assert_one_line_error(run_cli("evaluate", "--target", "a-net", "--defense", "median", "--threat", "transfer"),
                           "transfer:<substitute>")
+
+
+def test_train_defense_from_a_yaml_config(tmp_path):
+    config = tmp_path / "mix.yaml"
+    config.write_text("defense: unet\ndefense_params: {width: 4}\ntarget: a-net\nsubstitute: b-net\n"
+                      "attacks:\n"
+                      "  - {name: fgsm, label: fgsm-v1, params: {eps: 0.3, search: 10}, threat: transfer}\n"
+                      "  - {name: fgsm, label: fgsm-v2, params: {eps: 0.3, search: 10}, threat: transfer-feedback}\n"
+                      "n_train: 60\nn_val: 20\nepochs: 1\nbatch_size: 20\n")
+    r = run_cli("train-defense", "--config", str(config), "--out", str(tmp_path / "run"), "--store",
+                str(tmp_path / "store"), "--json")
+    assert r.returncode == 0, r.stderr
+    card = json.loads(r.stdout)
+    assert card["train_pairs"] == {"fgsm-v1": 30, "fgsm-v2": 30} and card["recipe"]["substitute"] == "b-net"
+    assert card["recipe"]["attacks"][1]["threat"] == "transfer-feedback"
+    config.write_text("defense: unet\natacks: []\n")
+    r = run_cli("train-defense", "--config", str(config), "--out", str(tmp_path / "run2"))
+    assert r.returncode != 0 and "atacks" in r.stderr

@@ -125,3 +125,37 @@ def test_guided_and_perceptual_loss_terms():
     assert float(restoration_loss(out, clean, LossWeights())) == pytest.approx(float(F.mse_loss(out, clean)))
     with pytest.raises(ValueError, match="perceptual_net"):
         DefenseTrainConfig(loss=LossWeights(perceptual=1.0))
+
+
+def test_config_sources_need_distinct_labels_and_a_substitute_for_transfer():
+    two = [AttackMix(name="fgsm", params={"eps": 0.1}), AttackMix(name="fgsm", params={"eps": 0.3})]
+    with pytest.raises(ValueError, match="distinct names"):
+        DefenseTrainConfig(attacks=two)
+    labelled = [AttackMix(name="fgsm", label="fgsm-v1", threat="transfer"),
+                AttackMix(name="fgsm", label="fgsm-v2", threat="transfer-feedback")]
+    with pytest.raises(ValueError, match="substitute"):
+        DefenseTrainConfig(attacks=labelled)
+    cfg = DefenseTrainConfig(attacks=labelled, substitute="b-net")
+    assert [m.key for m in cfg.attacks] == ["fgsm-v1", "fgsm-v2"]
+    with pytest.raises(ValueError, match="threat"):
+        AttackMix(name="fgsm", threat="grey-box")
+
+
+def test_transfer_feedback_pairs_are_stored_under_their_own_key(tmp_path):
+    model, card = load_pretrained("a-net")
+    sub, sub_card = load_pretrained("b-net")
+    data = load_dataset("mnist", "train")
+    mixes = [AttackMix(name="bim", label="v1", params={"eps": 0.3, "abs_stepsize": 0.02, "steps": 15,
+                                                        "early_stop": True}, threat="transfer"),
+             AttackMix(name="bim", label="v2", params={"eps": 0.3, "abs_stepsize": 0.02, "steps": 15,
+                                                        "early_stop": True}, threat="transfer-feedback")]
+    v1, v2 = plan_sources(mixes, data, np.arange(80), "t")
+    kw = dict(seed=0, device=torch.device("cpu"), batch_size=40, substitute=(sub, sub_card["sha256"]))
+    for src in (v1, v2):
+        build_source(src, model, card["sha256"], "mnist", tmp_path, **kw)
+    assert v1.key != v2.key and len(list(tmp_path.iterdir())) == 2
+    with torch.no_grad():
+        def fooled(src):
+            return float((model(src.adv).argmax(1) != torch.from_numpy(src.data.labels)).float().mean())
+    # v1 stops once B-net (the attacker) is fooled; v2 goes on until A-net (the target) is.
+    assert fooled(v2) > fooled(v1)

@@ -68,7 +68,42 @@ def test_cli_on_zoo_model_with_restorer(tmp_path):
     card = json.loads((tmp_path / "out" / "propagation.json").read_text())
     assert card["n"] == 40 and card["layers"][-1] == "logits"
     # The restorer brings the logits of adversarial images back towards the clean ones.
-    assert card["ne_d"]["fgsm+denoiser"][-1] < card["ne_d"]["fgsm"][-1]
-    assert card["accuracy"]["fgsm+denoiser"] > card["accuracy"]["fgsm"]
+    assert card["ne_d"]["fgsm+cru-net"][-1] < card["ne_d"]["fgsm"][-1]
+    assert card["accuracy"]["fgsm+cru-net"] > card["accuracy"]["fgsm"]
     assert (tmp_path / "out" / "propagation.png").stat().st_size > 1000
     assert "NE-D" in (tmp_path / "out" / "propagation.md").read_text()
+
+
+def test_several_denoisers_are_measured_side_by_side():
+    torch.manual_seed(0)
+    net, x = UserNet(), torch.rand(6, 1, 8, 8)
+    y = net(x).argmax(1)
+    adv = (x + 0.2 * torch.sign(torch.randn_like(x))).clamp(0, 1)
+    blur = nn.AvgPool2d(3, 1, 1)
+    res = propagation(net, ["fc"], batched(x, {"a": adv}, y, 3), denoiser={"id": nn.Identity(), "blur": blur})
+    assert set(res.ne_d) == {"a", "a+id", "a+blur", "clean+id", "clean+blur"}
+    assert res.ne_d["a+id"] == pytest.approx(res.ne_d["a"]) and res.ne_d["clean+blur"][0] > 0
+
+
+@pytest.mark.slow
+def test_cli_paper_settings_on_a_reference_with_a_substitute(tmp_path):
+    """Table 2 on MNIST: crafted on B-net, stopped on B-net (v1) or on the reference A-net (v2, MI-FGSM)."""
+    args = ("analyze", "propagation", "--attacks", "paper", "--eps", "0.3", "--substitute", "b-net",
+            "--reference", "a-net", "--n", "40", "--store", str(tmp_path / "store"))
+    r = run_cli(*args, "--model", "a-net", "--out", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "a" / "propagation.json").read_text())
+    sets = card["settings"]
+    assert list(sets) == ["fgsm-v1", "fgsm-v2", "ifgsm-v1", "ifgsm-v2", "mifgsm"]
+    assert sets["fgsm-v1"]["threat"] == "transfer" and sets["mifgsm"]["threat"] == "transfer-feedback"
+    for v in ("fgsm", "ifgsm"):  # v2 goes on until the reference is fooled: larger, and fools it more
+        assert sets[f"{v}-v2"]["mean_linf"] > sets[f"{v}-v1"]["mean_linf"]
+        assert sets[f"{v}-v2"]["reference_accuracy"] < sets[f"{v}-v1"]["reference_accuracy"]
+    # Another model analysed on the very same sets (found in the store, not crafted again).
+    r = run_cli(*args, "--model", "lenet5", "--out", str(tmp_path / "l"))
+    assert r.returncode == 0, r.stderr
+    other = json.loads((tmp_path / "l" / "propagation.json").read_text())
+    assert {k: s["set"] for k, s in other["settings"].items()} == {k: s["set"] for k, s in sets.items()}
+    assert "found" in r.stdout and "crafted" not in r.stdout
+    r = run_cli("analyze", "propagation", "--model", "a-net", "--attacks", "paper", "--n", "4")
+    assert r.returncode != 0 and "--substitute" in r.stderr

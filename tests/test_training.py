@@ -10,6 +10,7 @@ from advshield.errors import CheckpointError
 from advshield.training import TrainConfig, train_target
 from advshield.training.augment import random_crop_flip
 from advshield.training.schedule import lr_factor
+from conftest import make_cifar_python
 
 FAST = dict(model="a-net", n_train=1500, val_fraction=0.2, batch_size=64, device="cpu", seed=1)
 
@@ -140,3 +141,15 @@ def test_schedules(schedule):
     if schedule != "constant":
         assert lr_factor(schedule, 0.99) < 0.11
     assert lr_factor(schedule, 0.01, warmup=0.1) == pytest.approx(0.1, rel=1e-3)
+
+
+def test_model_params_reach_the_architecture_and_the_card(tmp_path):
+    root = make_cifar_python(tmp_path / "data", n=20)  # 100 random training images, written in the official format
+    cfg = TrainConfig(model="vgg19", dataset="cifar10", model_params={"width": 4, "fc": 16}, epochs=1,
+                      val_fraction=0.2, batch_size=50, device="cpu", data_root=str(root))
+    res = train_target(cfg, tmp_path / "run", log=lambda s: None)
+    assert res.card["arch_kwargs"] == {"width": 4, "fc": 16}
+    model, _ = load_model(res.checkpoint)  # rebuilt with the same widths, or loading would fail
+    assert sum(p.numel() for p in model.parameters()) == res.card["n_params"] < 0.1e6  # default width: 20 M
+    with pytest.raises(Exception, match="takes no argument 'widht'"):
+        TrainConfig(model="vgg19", dataset="cifar10", model_params={"widht": 4})

@@ -45,6 +45,8 @@ def _note_embedded(dataset: str, data_root: Optional[str]) -> None:
 def train_target_cmd(
     dataset: str = typer.Option("mnist", help="mnist, fashion-mnist, cifar10 or gtsrb."),
     model: str = typer.Option("a-net", help="A registered architecture (see `advshield models list`)."),
+    model_param: list[str] = typer.Option([], "--model-param", help="Architecture argument NAME=VALUE "
+                                          "(JSON value), e.g. width=16; repeatable."),
     epochs: int = typer.Option(10, min=1),
     batch_size: int = typer.Option(128, min=1),
     optimizer: str = typer.Option("adam", help="adam or sgd."),
@@ -68,8 +70,9 @@ def train_target_cmd(
     """Train a target classifier; checkpoint every epoch, keep the best on validation, report clean test accuracy."""
     from advshield.training import TrainConfig, train_target
 
-    cfg = TrainConfig(dataset=dataset, model=model, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                      momentum=momentum, weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+    cfg = TrainConfig(dataset=dataset, model=model, model_params=_parse_params(model_param), epochs=epochs,
+                      batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                      schedule=schedule, warmup_epochs=warmup_epochs,
                       label_smoothing=label_smoothing, augment=augment, val_fraction=val_fraction, n_train=n_train,
                       seed=seed, device=device, data_root=data_root)
     _note_embedded(cfg.dataset.value, data_root)
@@ -111,7 +114,9 @@ def attack_cmd(
     eps: Optional[float] = typer.Option(None, help="Perturbation budget, for attacks that have one."),
     param: list[str] = typer.Option([], "--param", help="Other attack parameters, NAME=VALUE (repeatable), "
                                     "e.g. --param steps=40 --param confidence=9."),
-    threat: str = typer.Option("white-box", help="white-box, transfer:<substitute model or checkpoint>, or adaptive."),
+    threat: str = typer.Option("white-box", help="white-box, transfer:<substitute model or checkpoint>, "
+                               "transfer-feedback:<substitute> (substitute gradients, early stop on the "
+                               "target's labels) or adaptive."),
     defense: Optional[str] = typer.Option(None, help="A registered defense placed before the classifier."),
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
@@ -143,9 +148,9 @@ def attack_cmd(
     ds_name = dataset or card["dataset"]
     threat_name, _, sub_name = threat.partition(":")
     substitute, sub_sha = None, None
-    if threat_name == "transfer":
+    if threat_name in ("transfer", "transfer-feedback"):
         if not sub_name:
-            raise AdvShieldError("--threat transfer needs a substitute: transfer:<model or checkpoint>")
+            raise AdvShieldError(f"--threat {threat_name} needs a substitute: {threat_name}:<model or checkpoint>")
         substitute, sub_card = load_model(resolve_checkpoint(sub_name, ds_name), dev)
         sub_sha = sub_card["sha256"]
     defense_obj = DEFENSES.create(defense) if defense else None
@@ -230,6 +235,11 @@ def train_defense_cmd(
     batch_size: int = typer.Option(128, min=1),
     lr: float = typer.Option(1e-3),
     schedule: str = typer.Option("constant", help="Learning-rate schedule: constant or cosine."),
+    substitute: Optional[str] = typer.Option(None, help="Model the transfer sources of a --config are crafted on (overrides its substitute)."),
+    config: Optional[Path] = typer.Option(None, help="A YAML training config (the DefenseTrainConfig fields: "
+                                          "attacks with label, params, proportion and threat, substitute, loss, ...); "
+                                          "when given, only --device, --data-root, --out, --store and --resume "
+                                          "apply beside it."),
     l1: float = typer.Option(0.0, help="Weight of an L1 term added to the MSE (Eq. 10)."),
     ssim_weight: float = typer.Option(0.0, "--ssim", help="Weight of a (1 - SSIM) term."),
     mse: float = typer.Option(1.0, help="Weight of the MSE term."),
@@ -245,18 +255,26 @@ def train_defense_cmd(
     from advshield.training.defense_config import AttackMix, DefenseTrainConfig
     from advshield.training.defense_trainer import train_defense
 
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    shares = [float(p) for p in proportions.split(",")] if proportions else [1.0] * len(names)
-    if len(shares) != len(names):
-        raise AdvShieldError(f"--proportions has {len(shares)} values for {len(names)} attacks")
-    params = _attack_params(names, attack_param)
-    fly = {a.strip() for a in on_the_fly.split(",") if a.strip()}
-    cfg = DefenseTrainConfig(
-        defense=defense, defense_params=_parse_params(defense_param), target=target,
-        attacks=[AttackMix(name=n, params=params[n], proportion=p, on_the_fly=n in fly) for n, p in zip(names, shares)],
-        n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-        loss={"mse": mse, "l1": l1, "ssim": ssim_weight}, seed=seed, device=device, data_root=data_root)
-    out = out or Path("runs") / "defenses" / f"{defense}-{Path(target).stem}"
+    if config is not None:
+        from advshield.config_file import load_yaml_model
+
+        cfg = load_yaml_model(config, DefenseTrainConfig, "training config")
+        cfg = cfg.model_copy(update={"device": device, "data_root": data_root or cfg.data_root,
+                                     "substitute": substitute or cfg.substitute})
+    else:
+        names = [a.strip() for a in attacks.split(",") if a.strip()]
+        shares = [float(p) for p in proportions.split(",")] if proportions else [1.0] * len(names)
+        if len(shares) != len(names):
+            raise AdvShieldError(f"--proportions has {len(shares)} values for {len(names)} attacks")
+        params = _attack_params(names, attack_param)
+        fly = {a.strip() for a in on_the_fly.split(",") if a.strip()}
+        cfg = DefenseTrainConfig(
+            defense=defense, defense_params=_parse_params(defense_param), target=target, substitute=substitute,
+            attacks=[AttackMix(name=n, params=params[n], proportion=p, on_the_fly=n in fly)
+                     for n, p in zip(names, shares)],
+            n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+            loss={"mse": mse, "l1": l1, "ssim": ssim_weight}, seed=seed, device=device, data_root=data_root)
+    out = out or Path("runs") / "defenses" / f"{cfg.defense}-{Path(cfg.target).stem}"
     with Progress(*_progress_columns(), console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("training", total=None)
         result = train_defense(cfg, out, store=store, resume=resume,
@@ -434,13 +452,18 @@ def data_info(
 @analyze_app.command("propagation")
 def analyze_propagation(
     model: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
-    attacks: str = typer.Option("fgsm,bim,mifgsm", help="Comma-separated attacks (i-FGSM is bim)."),
+    attacks: str = typer.Option("fgsm,bim,mifgsm", help="Comma-separated attacks (i-FGSM is bim), or 'paper': "
+                                "the five sets of the paper's Table 2 (needs --substitute; see --reference)."),
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. fgsm.eps=0.03."),
-    denoiser: Optional[str] = typer.Option(None, help="A restorer checkpoint (.safetensors) or zoo restorer; "
-                                           "measured as <attack>+denoiser beside the bare settings."),
+    eps: float = typer.Option(16 / 255, help="With --attacks paper: the largest L-inf budget of the sweeps."),
+    denoiser: list[str] = typer.Option([], "--denoiser", help="A restorer checkpoint (.safetensors) or zoo "
+                                       "restorer, measured as <set>+<architecture> beside the bare sets; repeatable."),
     layers: Optional[str] = typer.Option(None, help="Comma-separated layer (stage or submodule) names; "
                                          "default: every named stage of the model."),
     substitute: Optional[str] = typer.Option(None, help="Craft on this model (transfer) instead of the target."),
+    reference: Optional[str] = typer.Option(None, help="The classifier the sets are crafted against (whose labels "
+                                            "stop transfer-feedback attacks); default: --model. Give several "
+                                            "models the same reference to analyse them on the same sets."),
     n: int = typer.Option(1000, min=1, help="Number of images (the paper samples 1000)."),
     dataset: Optional[str] = typer.Option(None),
     split: str = typer.Option("test"),
@@ -454,12 +477,20 @@ def analyze_propagation(
     """Layer-wise NE-D and COS-D between clean, adversarial and denoised-adversarial feature maps."""
     from advshield.analysis.run import run_propagation
 
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
-    params = _attack_params(names, attack_param)
-    run_propagation(model, params, out or Path("runs") / "propagation" / Path(model).stem, denoiser=denoiser,
+    from advshield.analysis.settings import paper_settings
+
+    if attacks.strip() == "paper":
+        if not substitute:
+            raise AdvShieldError("--attacks paper crafts on a substitute (the paper's ResNet-18): pass --substitute")
+        settings = paper_settings(eps=eps)
+    else:
+        names = [a.strip() for a in attacks.split(",") if a.strip()]
+        settings = _attack_params(names, attack_param)
+    run_propagation(model, settings, out or Path("runs") / "propagation" / Path(model).stem, denoiser=denoiser,
                     layers=[s.strip() for s in layers.split(",")] if layers else None, n=n, dataset=dataset,
-                    split=split, substitute=substitute, data_root=data_root, store=store, batch_size=batch_size,
-                    seed=seed, device=device, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+                    split=split, substitute=substitute, reference=reference, data_root=data_root, store=store,
+                    batch_size=batch_size, seed=seed, device=device,
+                    log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 

@@ -6,6 +6,7 @@ through these, so a new component is usable everywhere once registered.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
@@ -47,6 +48,16 @@ class Registry(Generic[T]):
 
     def create(self, name: str, **kwargs: Any) -> T:
         return self.entry(name).factory(**kwargs)
+
+    def check_params(self, name: str, params: dict[str, Any]) -> None:
+        """Fail, naming the culprit, when ``params`` holds an argument the factory does not take."""
+        sig = inspect.signature(self.entry(name).factory)
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return
+        unknown = sorted(set(params) - set(sig.parameters))
+        if unknown:
+            raise AdvShieldError(f"{self.kind} {name!r} takes no argument {', '.join(map(repr, unknown))}; "
+                                 f"it takes: {', '.join(sig.parameters) or 'none'}")
 
     def names(self, **where: Any) -> list[str]:
         """Registered names, optionally filtered on metadata (``names(dataset="mnist")``)."""

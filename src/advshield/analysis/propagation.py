@@ -93,15 +93,18 @@ class PropagationResult:
 @torch.no_grad()
 def propagation(model: nn.Module, layers: Sequence[str],
                 batches: Iterable[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]],
-                denoiser: nn.Module | None = None, device: torch.device | str = "cpu") -> PropagationResult:
+                denoiser: nn.Module | dict[str, nn.Module] | None = None,
+                device: torch.device | str = "cpu") -> PropagationResult:
     """Stream ``(clean, {setting: adversarial}, labels)`` batches; returns the averaged distances.
 
     With a ``denoiser``, every setting is also measured after it, as ``<setting>+denoiser``
     (the paper's configuration 2); ``clean+denoiser`` shows what the denoiser alone changes.
+    A dict ``{name: denoiser}`` measures several, as ``<setting>+<name>``.
     """
     model = model.to(device).eval()
-    if denoiser is not None:
-        denoiser = denoiser.to(device).eval()
+    denoisers = ({} if denoiser is None else dict(denoiser) if isinstance(denoiser, dict)
+                 else {"denoiser": denoiser})
+    denoisers = {k: d.to(device).eval() for k, d in denoisers.items()}
     result = PropagationResult(list(layers))
     ne_sum: dict[str, torch.Tensor] = {}
     cos_sum: dict[str, torch.Tensor] = {}
@@ -130,10 +133,10 @@ def propagation(model: nn.Module, layers: Sequence[str],
                     raise InputError(f"{setting}: adversarial batch {tuple(adv.shape)} differs from clean "
                                      f"{tuple(clean.shape)}")
                 add(setting, adv, ref, clean, y)
-                if denoiser is not None:
-                    add(f"{setting}+denoiser", denoiser(adv), ref, clean, y)
-            if denoiser is not None:
-                add("clean+denoiser", denoiser(clean), ref, clean, y)
+                for name, den in denoisers.items():
+                    add(f"{setting}+{name}", den(adv), ref, clean, y)
+            for name, den in denoisers.items():
+                add(f"clean+{name}", den(clean), ref, clean, y)
             result.n += len(clean)
     if result.n == 0:
         raise InputError("no samples were given")

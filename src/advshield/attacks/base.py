@@ -153,6 +153,20 @@ def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, tar
     return loss.detach(), grad, logits.detach()
 
 
+def judged_logits(surface: nn.Module, x: torch.Tensor, logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits that decide whether ``x`` fools: the surface's judge (transfer-feedback), else the surface."""
+    judge = getattr(surface, "judge", None)
+    if judge is None and logits is not None:
+        return logits
+    with torch.no_grad():
+        return (judge if judge is not None else surface)(x)
+
+
+def is_fooled(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    pred = logits.argmax(1)
+    return pred == target if target is not None else pred != labels
+
+
 class Attack(ABC):
     """Base of every attack: validation, seeding, evaluation, timing."""
 

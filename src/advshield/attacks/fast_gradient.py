@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from advshield.attacks.base import Attack, Norm, check_linf_eps, loss_gradient, register_attack
+from advshield.attacks.base import (Attack, Norm, check_linf_eps, is_fooled, judged_logits, loss_gradient,
+                                    register_attack)
 from advshield.errors import InputError
 
 
@@ -13,17 +14,33 @@ class FGSM(Attack):
     """Fast Gradient Sign Method: x + eps * sign(grad_x loss).
 
     Paper: Goodfellow et al. 2015, "Explaining and Harnessing Adversarial Examples".
-    Norm: L-inf. Defaults: eps = 0.3 (the MNIST value of CRU-Net and DIR).
+    Norm: L-inf. Defaults: eps = 0.3 (the MNIST value of CRU-Net and DIR), search = 0.
+    ``search`` = k > 0 tries eps * i / k for i = 1..k along the one gradient and keeps, per
+    sample, the smallest that fools (foolbox 1's GradientSignAttack epsilon sweep, which the
+    propagation paper used); samples never fooled keep eps.
     """
 
     name, norm = "fgsm", Norm.LINF
 
-    def __init__(self, eps: float = 0.3) -> None:
+    def __init__(self, eps: float = 0.3, search: int = 0) -> None:
         self.eps = check_linf_eps(eps)
+        if not isinstance(search, int) or search < 0:
+            raise InputError(f"search must be a non-negative integer, got {search!r}")
+        self.search = search
 
     def perturb(self, surface, x, labels, target, generator):
         _, grad, _ = loss_gradient(surface, x, labels, target)
-        return (x + self.eps * grad.sign()).clamp(0, 1)
+        step = grad.sign()
+        adv = (x + self.eps * step).clamp(0, 1)
+        todo = torch.arange(len(x), device=x.device)
+        for i in range(1, self.search):  # the last candidate, eps itself, is the default
+            cand = (x[todo] + self.eps * i / self.search * step[todo]).clamp(0, 1)
+            hit = is_fooled(judged_logits(surface, cand), labels[todo], None if target is None else target[todo])
+            adv[todo[hit]] = cand[hit]
+            todo = todo[~hit]
+            if len(todo) == 0:
+                break
+        return adv
 
 
 @register_attack("rfgsm", norm="linf", family="fast-gradient")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from advshield.attacks.base import (Attack, Norm, check_eps, check_linf_eps, check_positive_int, loss_gradient,
-                                    register_attack)
+from advshield.attacks.base import (Attack, Norm, check_eps, check_linf_eps, check_positive_int, is_fooled,
+                                    judged_logits, loss_gradient, register_attack)
 from advshield.errors import InputError
 
 
@@ -33,7 +33,8 @@ class IterativeAttack(Attack):
     """Shared loop: steps of size alpha along the (normalised) gradient, projected onto the eps-ball.
 
     ``early_stop`` freezes samples as soon as they are fooled (faster, and the
-    examples then sit just past the decision boundary); ``restarts`` keeps,
+    examples then sit just past the decision boundary; under ``transfer-feedback``
+    "fooled" means the victim's label, not the substitute's); ``restarts`` keeps,
     per sample, the first restart that fools the surface.
     """
 
@@ -58,10 +59,6 @@ class IterativeAttack(Attack):
         step = grad.sign() if self._norm is Norm.LINF else grad / _l2(grad)
         return step, velocity
 
-    def _fooled(self, logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-        pred = logits.argmax(1)
-        return pred == target if target is not None else pred != labels
-
     def _one_run(self, surface, x, labels, target, generator):
         delta = _random_start(x, self.eps, self._norm, generator) if self.random_start else torch.zeros_like(x)
         adv = (x + delta).clamp(0, 1)
@@ -74,7 +71,7 @@ class IterativeAttack(Attack):
             ta = target[active] if target is not None else None
             _, grad, logits = loss_gradient(surface, xa, ya, ta)
             if self.early_stop and getattr(surface, "detector", None) is None:
-                keep = ~self._fooled(logits, ya, ta)
+                keep = ~is_fooled(judged_logits(surface, xa, logits), ya, ta)
                 active, xa, ya, grad = active[keep], xa[keep], ya[keep], grad[keep]
                 ta = ta[keep] if ta is not None else None
                 if len(active) == 0:
@@ -90,8 +87,7 @@ class IterativeAttack(Attack):
     def perturb(self, surface, x, labels, target, generator):
         best = self._one_run(surface, x, labels, target, generator)
         for _ in range(self.restarts - 1):
-            with torch.no_grad():
-                done = self._fooled(surface(best), labels, target)
+            done = is_fooled(judged_logits(surface, best), labels, target)
             if done.all():
                 break
             todo = (~done).nonzero().squeeze(1)

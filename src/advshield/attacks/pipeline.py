@@ -6,6 +6,10 @@ differentiable function it takes gradients of, chosen by the threat model:
 
 * ``white-box``  -- the classifier alone (the papers' oblivious setting);
 * ``transfer``   -- a substitute classifier (black-box transfer);
+* ``transfer-feedback`` -- gradients from a substitute, but the decisions an attack
+  takes on success (early stopping, the epsilon search) read the victim's labels:
+  the propagation paper's black-box setting, "iteratively conducted until a
+  classifier returns a wrong label" (perturbation-propagation.txt, Sec. 2.1);
 * ``adaptive``   -- the whole pipeline: exact gradients through a differentiable
   defense, BPDA through a non-differentiable one, EOT over a randomised one,
   and a penalty that keeps the detector's score under its threshold.
@@ -28,6 +32,7 @@ from advshield.errors import InputError
 class ThreatModel(str, enum.Enum):
     WHITE_BOX = "white-box"
     TRANSFER = "transfer"
+    TRANSFER_FEEDBACK = "transfer-feedback"
     ADAPTIVE = "adaptive"
 
 
@@ -64,10 +69,10 @@ class Pipeline(nn.Module):
     def surface(self, threat: ThreatModel | str = ThreatModel.WHITE_BOX, substitute: nn.Module | None = None,
                 eot_samples: int = 1, detector_weight: float = 1.0) -> "Surface":
         threat = ThreatModel(threat)
-        if threat is ThreatModel.TRANSFER:
+        if threat in (ThreatModel.TRANSFER, ThreatModel.TRANSFER_FEEDBACK):
             if substitute is None:
-                raise InputError("the transfer threat model needs a substitute classifier")
-            return Surface(substitute)
+                raise InputError(f"the {threat.value} threat model needs a substitute classifier")
+            return Surface(substitute, judge=self if threat is ThreatModel.TRANSFER_FEEDBACK else None)
         if threat is ThreatModel.WHITE_BOX:
             return Surface(self.classifier)
         samples = eot_samples if self.randomized else 1
@@ -75,15 +80,20 @@ class Pipeline(nn.Module):
 
 
 class Surface(nn.Module):
-    """The function an attack differentiates: logits, plus an optional detector penalty."""
+    """The function an attack differentiates: logits, plus an optional detector penalty.
+
+    ``judge``, when set, is the module whose labels decide whether an example already
+    fools (see :func:`judged_logits`); by default the surface's own logits decide.
+    """
 
     def __init__(self, classifier: nn.Module, defense: Defense | None = None, eot_samples: int = 1,
-                 detector: Detector | None = None, detector_weight: float = 1.0) -> None:
+                 detector: Detector | None = None, detector_weight: float = 1.0, judge: nn.Module | None = None):
         super().__init__()
         if eot_samples < 1:
             raise InputError(f"eot_samples must be >= 1, got {eot_samples}")
         self.classifier, self.defense, self.eot_samples = classifier, defense, eot_samples
         self.detector, self.detector_weight = detector, detector_weight
+        self.__dict__["judge"] = judge  # not a submodule: the victim is not part of what is differentiated
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.defense is None:

@@ -6,9 +6,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from advshield.config_file import load_yaml_model
 from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
 from advshield.training.defense_config import LossWeights
@@ -198,14 +198,4 @@ def load_preset(spec: str | Path) -> Preset:
     if not path.is_file():
         raise AdvShieldError(f"unknown preset {spec!r}: not a file, and the built-in presets are "
                              f"{', '.join(builtins)}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise AdvShieldError(f"{path.name}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict):
-        raise AdvShieldError(f"{path.name}: a preset must be a YAML mapping")
-    try:
-        return Preset.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'preset'}: {e['msg']}" for e in exc.errors())
-        raise AdvShieldError(f"{path.name}: invalid preset: {problems}") from None
+    return load_yaml_model(path, Preset, "preset")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.data.core import DatasetName
 
@@ -16,6 +16,7 @@ class TrainConfig(BaseModel):
 
     dataset: DatasetName = DatasetName.MNIST
     model: str = "a-net"
+    model_params: dict = Field(default_factory=dict)  # architecture arguments, e.g. {"width": 16}
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -41,6 +42,13 @@ class TrainConfig(BaseModel):
 
         MODELS.entry(v)  # raises with the list of choices
         return v
+
+    @model_validator(mode="after")
+    def _known_params(self) -> "TrainConfig":
+        from advshield.models import MODELS
+
+        MODELS.check_params(self.model, self.model_params)
+        return self
 
     def augmentation(self) -> str:
         if self.augment is not None:

@@ -8,14 +8,25 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class AttackMix(BaseModel):
-    """One source of (adversarial, clean) pairs: a registered attack, or ``clean`` for identity pairs."""
+    """One source of (adversarial, clean) pairs: a registered attack, or ``clean`` for identity pairs.
+
+    ``threat``: crafted on the target (white-box), on the run's ``substitute`` (transfer), or on
+    the substitute with early stopping read from the target's labels (transfer-feedback, the
+    propagation paper's v2 sets). ``label`` names the source where one attack appears twice.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    label: str | None = None
     params: dict = Field(default_factory=dict)
     proportion: float = Field(1.0, gt=0)
+    threat: Literal["white-box", "transfer", "transfer-feedback"] = "white-box"
     on_the_fly: bool = False  # regenerate these pairs every epoch (for cheap attacks)
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
 
     @field_validator("name")
     @classmethod
@@ -66,6 +77,7 @@ class DefenseTrainConfig(BaseModel):
     target: str = "a-net"  # zoo name or checkpoint path: the classifier whose attacks make the pairs
     dataset: str | None = None  # default: the target card's dataset
     attacks: list[AttackMix] = Field(default_factory=lambda: [AttackMix(name="fgsm")], min_length=1)
+    substitute: str | None = None  # zoo name or checkpoint the transfer sources are crafted on
     n_train: int = Field(10000, ge=1)  # training images turned into pairs
     n_val: int = Field(1000, ge=0)  # held-out training images for validation pairs
     epochs: int = Field(10, ge=1)
@@ -90,6 +102,16 @@ class DefenseTrainConfig(BaseModel):
         if DEFENSES.entry(v).meta.get("kind") != "restorer":
             raise ValueError(f"{v} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
         return v
+
+    @model_validator(mode="after")
+    def _sources(self) -> "DefenseTrainConfig":
+        keys = [m.key for m in self.attacks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"attack sources must have distinct names; give repeated attacks a label: {keys}")
+        needs = [m.key for m in self.attacks if m.threat != "white-box"]
+        if needs and not self.substitute:
+            raise ValueError(f"sources {needs} are crafted on a substitute: set substitute")
+        return self
 
     @model_validator(mode="after")
     def _perceptual(self) -> "DefenseTrainConfig":

@@ -85,6 +85,10 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     classifier.requires_grad_(False)  # frozen: guided loss terms backpropagate through it to the restorer only
     dataset = cfg.dataset or tcard["dataset"]
     guide = LossGuide(classifier)
+    substitute = None
+    if cfg.substitute:
+        sub_model, sub_card = load_model(resolve_checkpoint(cfg.substitute, dataset), device)
+        substitute = (sub_model, sub_card["sha256"])
     if cfg.loss.perceptual:
         guide.perceptual = load_model(resolve_checkpoint(cfg.perceptual_net, dataset), device)[0]
         guide.perceptual.requires_grad_(False)
@@ -102,12 +106,12 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         if i % ctx.world_size == ctx.rank:
             log(f"pairs: {s.name} on {len(s.data)} {s.label.split('[')[0]} images")
             build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                         batch_size=cfg.attack_batch_size)
+                         batch_size=cfg.attack_batch_size, substitute=substitute)
     ctx.barrier()
     for s in fixed:
         if s.adv is None:
             build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                         batch_size=cfg.attack_batch_size)
+                         batch_size=cfg.attack_batch_size, substitute=substitute)
     pair_seconds = time.perf_counter() - t0
 
     kwargs = dict(restorer_kwargs(train.shape), **cfg.defense_params)
@@ -131,7 +135,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         for s in sources:
             if s.mix.on_the_fly:
                 build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                             batch_size=cfg.attack_batch_size, epoch=epoch)
+                             batch_size=cfg.attack_batch_size, epoch=epoch, substitute=substitute)
         adv, clean, labels = _stack(sources)
         order = torch.randperm(len(adv), generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
         steps = math.ceil(len(adv) / cfg.batch_size)

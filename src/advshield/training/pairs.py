@@ -43,7 +43,7 @@ class PairSource:
 
     @property
     def name(self) -> str:
-        return self.mix.name
+        return self.mix.key
 
     def clean(self) -> torch.Tensor:
         return self.data.tensors()[0]
@@ -61,19 +61,25 @@ def plan_sources(mixes: list[AttackMix], data: ImageDataset, indices: np.ndarray
 
 
 def build_source(src: PairSource, classifier: torch.nn.Module, checkpoint_sha: str, dataset: str, store: Path, *,
-                 seed: int, device: torch.device, batch_size: int, epoch: int | None = None) -> None:
-    """Fill ``src.adv``: identity for ``clean``, the store for fixed pairs, a fresh run for on-the-fly ones."""
-    if len(src.data) == 0 or src.name == "clean":
+                 seed: int, device: torch.device, batch_size: int, epoch: int | None = None,
+                 substitute: tuple[torch.nn.Module, str] | None = None) -> None:
+    """Fill ``src.adv``: identity for ``clean``, the store for fixed pairs, a fresh run for on-the-fly ones.
+
+    ``substitute`` (model, SHA-256) is what transfer sources are crafted on.
+    """
+    if len(src.data) == 0 or src.mix.name == "clean":
         src.adv = src.clean()
         return
-    attack = create_attack(src.name, **src.mix.params)
+    attack = create_attack(src.mix.name, **src.mix.params)
+    sub_model, sub_sha = substitute if src.mix.threat != "white-box" and substitute else (None, None)
     if src.mix.on_the_fly and epoch is not None:
         x, y = src.data.tensors()
-        r = run_attack(attack, Pipeline(classifier), x, y, batch_size=batch_size, seed=seed * 7919 + epoch * 104_729,
-                       device=device)
+        r = run_attack(attack, Pipeline(classifier), x, y, threat=src.mix.threat, substitute=sub_model,
+                       batch_size=batch_size, seed=seed * 7919 + epoch * 104_729, device=device)
         src.adv = r.adv
         return
-    spec = AdversarialSpec(checkpoint_sha, src.name, attack.params(), dataset, src.label, len(src.data), seed)
+    spec = AdversarialSpec(checkpoint_sha, src.mix.name, attack.params(), dataset, src.label, len(src.data), seed,
+                           src.mix.threat, sub_sha)
     folder, result, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), src.data, store,
-                                                 batch_size=batch_size, device=device)
+                                                 substitute=sub_model, batch_size=batch_size, device=device)
     src.adv, src.key = result.adv, spec.key()

@@ -87,7 +87,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     full = load_dataset(cfg.dataset, "train", cfg.data_root).head(cfg.n_train)
     test = load_dataset(cfg.dataset, "test", cfg.data_root)
     train, val = train_val_split(full, cfg.val_fraction, cfg.seed)
-    model = create_model(cfg.model).to(device)
+    model = create_model(cfg.model, **cfg.model_params).to(device)
     if tuple(model.input_shape) != train.shape:
         raise CheckpointError(f"model {cfg.model} takes {model.input_shape} images but {cfg.dataset.value} "
                               f"has {train.shape}")
@@ -134,7 +134,8 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
                         "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 2)})
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "
             f"val acc {val_acc:.4f}  ({time.perf_counter() - t0:.1f}s)")
-        base = {"architecture": cfg.model, "dataset": cfg.dataset.value, "recipe": cfg.recipe()}
+        base = {"architecture": cfg.model, "arch_kwargs": cfg.model_params, "dataset": cfg.dataset.value,
+                "recipe": cfg.recipe()}
         if val_acc > best_val:
             best_val = val_acc
             save_model(out / "best.safetensors", model, dict(base, epoch=epoch + 1, val_accuracy=val_acc))
@@ -146,7 +147,8 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     load_weights(model, load_tensors(best, best_card), str(best))
     test_acc = accuracy(model, test, device=device)
     card = {
-        "architecture": cfg.model, "dataset": cfg.dataset.value, "epochs": cfg.epochs, "seed": cfg.seed,
+        "architecture": cfg.model, "arch_kwargs": cfg.model_params, "dataset": cfg.dataset.value,
+        "epochs": cfg.epochs, "seed": cfg.seed,
         "best_epoch": best_card["epoch"], "val_accuracy": best_card["val_accuracy"], "test_accuracy": test_acc,
         "test_set": {"n": len(test), "source": test.meta.get("source", "")},
         "train_images": len(train), "train_time_s": round(train_time, 1), "device": str(device),
