@@ -74,6 +74,18 @@ def test_cli_on_zoo_model_with_restorer(tmp_path):
     assert "NE-D" in (tmp_path / "out" / "propagation.md").read_text()
 
 
+def test_observation_ratios():
+    from advshield.analysis.report import observation
+
+    card = {"ne_d": {"s": [0.01, 0.02, 1.0]}, "cos_d": {"s": [0.1, 0.3, 0.05]}, "sizes": [1000, 100, 10]}
+    o = observation(card, "s")
+    assert o["ne_d_ratio"] == pytest.approx(50) and o["ne_d_jumps"]
+    assert o["rms_ratio"] == pytest.approx(10 ** 0.5 / (0.01 * 1000 ** 0.5)) and o["rms_jumps"]
+    assert o["cos_d_ratio"] == pytest.approx(1 / 6) and o["cos_d_fades"]
+    card["cos_d"]["s"] = [0.1, 0.3, 0.6]
+    assert not observation(card, "s")["cos_d_fades"]
+
+
 def test_several_denoisers_are_measured_side_by_side():
     torch.manual_seed(0)
     net, x = UserNet(), torch.rand(6, 1, 8, 8)
@@ -105,5 +117,25 @@ def test_cli_paper_settings_on_a_reference_with_a_substitute(tmp_path):
     other = json.loads((tmp_path / "l" / "propagation.json").read_text())
     assert {k: s["set"] for k, s in other["settings"].items()} == {k: s["set"] for k, s in sets.items()}
     assert "found" in r.stdout and "crafted" not in r.stdout
+    r = run_cli("analyze", "propagation-report", str(tmp_path / "a"), str(tmp_path / "l"), "--out",
+                str(tmp_path / "report"))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "report" / "README.md").read_text()
+    assert "Table 5" in text and "| a | a-net |" in text and "| l | lenet5 |" in text and "![l](l/propagation.png)" in text
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["runs"]) == {"a", "l"} and "fgsm-v2" in summary["runs"]["l"]
     r = run_cli("analyze", "propagation", "--model", "a-net", "--attacks", "paper", "--n", "4")
     assert r.returncode != 0 and "--substitute" in r.stderr
+
+
+def test_shipped_denoiser_config_uses_the_papers_sets():
+    from pathlib import Path
+
+    from advshield.analysis.settings import PAPER_PROPORTIONS, paper_settings
+    from advshield.config_file import load_yaml_model
+    from advshield.training.defense_config import DefenseTrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "propagation-unet-cifar10.yaml"
+    cfg = load_yaml_model(path, DefenseTrainConfig, "training config")
+    got = [(m.key, m.name, m.params, m.threat, m.proportion) for m in cfg.attacks]
+    assert got == [(s.label, s.attack, s.params, s.threat, PAPER_PROPORTIONS[s.label]) for s in paper_settings()]

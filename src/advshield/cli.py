@@ -494,6 +494,21 @@ def analyze_propagation(
 
 
 
+@analyze_app.command("propagation-report")
+def analyze_propagation_report(
+    runs: list[Path] = typer.Argument(..., help="Folders written by `advshield analyze propagation` (same sets)."),
+    out: Path = typer.Option(..., help="Folder for README.md and summary.json (links the runs' curves relatively)."),
+    title: str = typer.Option("Perturbation propagation"),
+    notes: Optional[Path] = typer.Option(None, help="A markdown file placed under the title."),
+) -> None:
+    """Tables 4-5 across models, per-layer curves, and the paper's observation tested on every (model, set)."""
+    from advshield.analysis.report import propagation_report
+
+    summary = propagation_report(runs, out, title, notes.read_text() if notes else "")
+    console.print(f"NE-D jumps at the output in {summary['holds']['ne_d_jumps']} (model, set) pairs, COS-D fades in "
+                  f"{summary['holds']['cos_d_fades']}; -> {out / 'README.md'}", markup=False)
+
+
 @app.command("detect")
 def detect_cmd(
     target: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),

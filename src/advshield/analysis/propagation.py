@@ -80,13 +80,14 @@ class PropagationResult:
 
     layers: list[str]
     n: int = 0
+    sizes: list[int] = field(default_factory=list)  # elements per sample of each layer's output (the n of NE-D)
     ne_d: dict[str, list[float]] = field(default_factory=dict)
     cos_d: dict[str, list[float]] = field(default_factory=dict)
     mse: dict[str, float] = field(default_factory=dict)  # input-space MSE against the clean images (Tables 1, 4)
     accuracy: dict[str, float] = field(default_factory=dict)  # classifier accuracy (Tables 1, 5)
 
     def to_dict(self) -> dict:
-        return {"layers": self.layers, "n": self.n, "ne_d": self.ne_d, "cos_d": self.cos_d, "mse": self.mse,
+        return {"layers": self.layers, "n": self.n, "sizes": self.sizes, "ne_d": self.ne_d, "cos_d": self.cos_d, "mse": self.mse,
                 "accuracy": self.accuracy}
 
 
@@ -126,6 +127,7 @@ def propagation(model: nn.Module, layers: Sequence[str],
             clean, y = clean.to(device), y.to(device)
             check_images(clean)
             ref, logits = taps(model, clean)
+            result.sizes = [ref[name].shape[1] for name in layers]
             correct["clean"] = correct.get("clean", 0) + int((logits.argmax(1) == y).sum())
             for setting, adv in advs.items():
                 adv = adv.to(device)
