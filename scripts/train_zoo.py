@@ -27,7 +27,7 @@ RECIPES: dict[str, dict] = {
     "dkn-a": dict(dataset="mnist", epochs=10, **ADAM),
     "dkn-b": dict(dataset="mnist", epochs=10, **ADAM),
     # The propagation study's classifiers (perturbation-propagation.txt, Table 3), scaled to train on two CPU cores.
-    "vgg19": dict(dataset="cifar10", epochs=10, model_params={"width": 16, "fc": 256}, **dict(ADAM, lr=2e-3)),
+    "vgg19": dict(dataset="cifar10", epochs=10, model_params={"width": 14, "fc": 256}, **dict(ADAM, lr=2e-3)),
     "resnet-v2-50": dict(dataset="cifar10", epochs=6, model_params={"width": 8}, **dict(ADAM, lr=2e-3)),
     "inception-resnet-v2": dict(dataset="cifar10", epochs=6, model_params={"width": 8, "blocks": [3, 5, 3]},
                                 **dict(ADAM, lr=2e-3)),
