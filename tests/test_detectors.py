@@ -119,13 +119,25 @@ def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
 
     r = run_cli("detect", "--target", "a-net", "--detector", "magnet-error", "--attacks", "fgsm",
                 "--attack-param", "fgsm.eps=0.3", "--n-train", "2000", "--n-calibration", "300", "--epochs", "8",
-                "--n", "200", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"))
+                "--n", "200", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"),
+                "--adaptive", "50", "--adaptive-steps", "30")
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "out" / "detection.json").read_text())
     m = card["attacks"]["fgsm"]["calibrated"]
+    joint = card["attacks"]["adaptive-joint"]
+    assert joint["n"] == 50 and joint["params"]["eps"] == 0.3 and joint["n_clean_correct"] >= 45
+    assert joint["detection_rate"] < m["detection_rate"] - 0.3  # the detector-aware attack gets through
     assert {"detection_rate", "fpr", "auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"} <= set(m)
     assert m["fpr"] <= 0.15 and m["auc"] > 0.9
     assert card["attacks"]["fgsm"]["paper_threshold"]["fpr"] <= m["fpr"]  # the max rule is stricter
+    r = run_cli("detect", "--target", "a-net", "--detector", "defense-gan", "--attacks", "fgsm", "--attack-param",
+                "fgsm.eps=0.3", "--n-train", "300", "--n-calibration", "50", "--epochs", "1", "--n", "20",
+                "--gan-steps", "5", "--gan-restarts", "2", "--store", str(tmp_path / "store"),
+                "--out", str(tmp_path / "gan"))
+    assert r.returncode == 0, r.stderr
+    card = json.loads((tmp_path / "gan" / "detection.json").read_text())
+    assert card["projection"]["steps"] == 5 and card["projection"]["restarts"] == 2
+    assert len(card["history"]["wasserstein"]) == 1  # 300 images x 1 epoch / 64 = 4 generator iterations
     assert_one_line_error(run_cli("detect", "--target", "a-net", "--detector", "nope", "--n", "10",
                                   "--n-train", "10", "--n-calibration", "10", "--epochs", "1",
                                   "--out", str(tmp_path / "x")), "unknown detector")

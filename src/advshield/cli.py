@@ -512,7 +512,8 @@ def analyze_propagation_report(
 @app.command("detect")
 def detect_cmd(
     target: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
-    detector: str = typer.Option("cmag-ssim", help="magnet-error, magnet-divergence, cmag-ssim or cmag-l2."),
+    detector: str = typer.Option("cmag-ssim", help="magnet-error, magnet-divergence, cmag-ssim, cmag-l2 or "
+                                                  "defense-gan."),
     attacks: str = typer.Option("fgsm,cw", help="Comma-separated attacks, crafted white-box on the target."),
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. cw.confidence=9."),
     fpr: float = typer.Option(0.05, help="False-positive rate on held-out clean images that sets the threshold."),
@@ -526,8 +527,16 @@ def detect_cmd(
     data_root: Optional[str] = DataRoot,
     store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/detect/<target>-<detector>)."),
+    gan_steps: int = typer.Option(200, min=1, help="Defense-GAN: gradient steps L of the latent search."),
+    gan_restarts: int = typer.Option(10, min=1, help="Defense-GAN: random starts R of the latent search."),
+    adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
+                                                "(misclassify and stay under the threshold)."),
+    adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
+    adaptive_steps: int = typer.Option(100, min=1, help="Steps per constant of the adaptive attack."),
 ) -> None:
     """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%."""
+    from advshield.detectors.adaptive import JointAttack
+    from advshield.detectors.defense_gan import Projection
     from advshield.detectors.run import KINDS, run_detection
 
     if detector not in KINDS:
@@ -537,7 +546,10 @@ def detect_cmd(
     run_detection(target, detector, _attack_params(names, attack_param),
                   out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}", fpr=fpr, n_train=n_train,
                   n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, data_root=data_root, store=store,
-                  seed=seed, device=device, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+                  seed=seed, device=device, projection=Projection(steps=gan_steps, restarts=gan_restarts),
+                  adaptive=adaptive, joint=JointAttack(eps=adaptive_eps, steps=adaptive_steps,
+                                                       stepsize=adaptive_eps / 25),
+                  log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 def main() -> None:

@@ -1,11 +1,15 @@
 """Adversarial-example detectors: a score per input and a threshold calibrated at a stated FPR."""
 
+from advshield.detectors.adaptive import JointAttack, joint_attack
 from advshield.detectors.base import DETECTORS, Detector, register_detector
 from advshield.detectors.cmag import CMAG, CMAGDetector, train_cmag
+from advshield.detectors.defense_gan import (DefenseGANDetector, DefenseGANReconstruction, Generator, Projection,
+                                             project, train_wgan_gp)
 from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, MagNetReformer,
                                         ReconstructionErrorDetector, train_autoencoder)
 from advshield.detectors.metrics import detection_metrics, tpr_at_fpr
 
-__all__ = ["CMAG", "CMAGDetector", "DETECTORS", "Detector", "DivergenceDetector", "MagNetAutoencoder", "MagNetReformer",
+__all__ = ["CMAG", "CMAGDetector", "DETECTORS", "DefenseGANDetector", "DefenseGANReconstruction", "Detector",
+           "Generator", "JointAttack", "Projection", "joint_attack", "project", "train_wgan_gp", "DivergenceDetector", "MagNetAutoencoder", "MagNetReformer",
            "ReconstructionErrorDetector", "detection_metrics", "register_detector", "tpr_at_fpr", "train_cmag",
            "train_autoencoder"]

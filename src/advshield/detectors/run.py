@@ -12,8 +12,10 @@ from advshield.adversarial import AdversarialSpec, generate_adversarial_set
 from advshield.attacks import Pipeline, create_attack
 from advshield.checkpoint import load_model
 from advshield.data import load_dataset
+from advshield.detectors.adaptive import JointAttack, joint_attack
 from advshield.detectors.base import Detector
 from advshield.detectors.cmag import CMAG, CMAGDetector, train_cmag
+from advshield.detectors.defense_gan import DefenseGANDetector, Generator, Projection, train_wgan_gp
 from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, ReconstructionErrorDetector,
                                         train_autoencoder)
 from advshield.detectors.metrics import detection_metrics
@@ -22,12 +24,15 @@ from advshield.errors import InputError
 from advshield.io import atomic_write_json
 from advshield.zoo import resolve_checkpoint
 
-KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2")
+KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-gan")
 
 
 def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, *, epochs: int, seed: int,
-                   device: torch.device) -> tuple[Detector, dict]:
-    """Train the generative part of ``kind`` on ``clean`` images; returns the detector and its training history."""
+                   device: torch.device, projection: Projection = Projection()) -> tuple[Detector, dict]:
+    """Train the generative part of ``kind`` on ``clean`` images; returns the detector and its training history.
+
+    For Defense-GAN, ``epochs`` counts passes of the generator's batches (64 images) over ``clean``.
+    """
     torch.manual_seed(seed)
     if kind.startswith("magnet"):
         ae = MagNetAutoencoder(clean.shape[1], activation="relu")
@@ -40,13 +45,21 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
         model = CMAG(classifier)
         history = train_cmag(model, clean, epochs=epochs, seed=seed, device=device)
         return CMAGDetector(model.eval(), kind.split("-")[1]).to(device), history
+    if kind == "defense-gan":
+        gen = Generator(tuple(clean.shape[1:]))
+        history = {"wasserstein": train_wgan_gp(gen, clean, iterations=max(1, epochs * len(clean) // 64), seed=seed,
+                                                device=device)}
+        return DefenseGANDetector(gen, projection, seed).to(device), history
     raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
 
 
 def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | Path, *, fpr: float = 0.05,
                   n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10, n: int = 1000,
                   dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
-                  seed: int = 0, device: str = "auto", log: Callable[[str], None] = print) -> dict:
+                  seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
+                  joint: JointAttack = JointAttack(), log: Callable[[str], None] = print) -> dict:
+    """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
+    the threshold) and report how many evade, beside the oblivious rates."""
     t0 = time.perf_counter()
     dev = select_device(device)
     classifier, card = load_model(resolve_checkpoint(target, dataset), dev)
@@ -56,7 +69,8 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
     if n_train + n_calibration > len(train):
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
-    detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev)
+    detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
+                                       projection=projection)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
     with torch.no_grad():
         cal = detector.scores(held_out.split(200), dev)
@@ -81,11 +95,32 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
         m = results[name]["calibrated"]
         log(f"{kind} vs {name}: detection {m['detection_rate']:.4f} at FPR {m['fpr']:.4f} (threshold for "
             f"{fpr:.0%} on held-out clean), AUC {m['auc']:.4f}, TPR@1% {m['tpr_at_1pct_fpr']:.4f}")
+    if adaptive:
+        results["adaptive-joint"] = _adaptive(classifier, detector, test.head(adaptive), joint, dev, log)
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
                "n_train": n_train, "n_calibration": n_calibration, "epochs": epochs, "n_test": len(test),
+               **({"projection": vars(projection)} if kind == "defense-gan" else {}),
                "history": history, "attacks": results, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "notes": ["detection rates count successful adversarial examples only; FPR is on the clean test images",
-                         "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)"]}
+                         "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)",
+                         "adaptive-joint: among the clean-correct images, the share the joint attack got misclassified "
+                         "and unflagged (evasion); detection_rate = 1 - evasion"]}
     atomic_write_json(Path(out) / "detection.json", summary)
     return summary
+
+
+def _adaptive(classifier: torch.nn.Module, detector: Detector, data, joint: JointAttack, dev: torch.device,
+              log: Callable[[str], None]) -> dict:
+    x, y = (t.to(dev) for t in data.tensors())
+    with torch.no_grad():
+        correct = classifier(x).argmax(1) == y
+    evaded = torch.zeros_like(correct)
+    for i in range(0, len(x), 100):
+        _, evaded[i:i + 100] = joint_attack(classifier, detector, x[i:i + 100], y[i:i + 100], joint)
+    n_ok = int(correct.sum())
+    rate = float((evaded & correct).sum()) / max(n_ok, 1)
+    log(f"adaptive joint attack (eps {joint.eps}, {joint.steps} steps, c in {list(joint.constants)}): "
+        f"{rate:.4f} of {n_ok} clean-correct images misclassified and unflagged")
+    return {"params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(joint).items()}, "n": len(x),
+            "n_clean_correct": n_ok, "evasion_rate": rate, "detection_rate": 1 - rate}
