@@ -132,11 +132,12 @@ def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
     assert card["attacks"]["fgsm"]["paper_threshold"]["fpr"] <= m["fpr"]  # the max rule is stricter
     r = run_cli("detect", "--target", "a-net", "--detector", "defense-gan", "--attacks", "fgsm", "--attack-param",
                 "fgsm.eps=0.3", "--n-train", "300", "--n-calibration", "50", "--epochs", "1", "--n", "20",
-                "--gan-steps", "5", "--gan-restarts", "2", "--store", str(tmp_path / "store"),
+                "--gan-steps", "5", "--gan-restarts", "2", "--max-rule-n", "40", "--store", str(tmp_path / "store"),
                 "--out", str(tmp_path / "gan"))
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "gan" / "detection.json").read_text())
     assert card["projection"]["steps"] == 5 and card["projection"]["restarts"] == 2
+    assert card["max_rule_images"] == 40 and card["n_train"] == 300
     assert len(card["history"]["wasserstein"]) == 1  # 300 images x 1 epoch / 64 = 4 generator iterations
     assert_one_line_error(run_cli("detect", "--target", "a-net", "--detector", "nope", "--n", "10",
                                   "--n-train", "10", "--n-calibration", "10", "--epochs", "1",

@@ -529,10 +529,14 @@ def detect_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/detect/<target>-<detector>)."),
     gan_steps: int = typer.Option(200, min=1, help="Defense-GAN: gradient steps L of the latent search."),
     gan_restarts: int = typer.Option(10, min=1, help="Defense-GAN: random starts R of the latent search."),
+    gan_search_lr: float = typer.Option(10.0, help="Defense-GAN: initial rate of the latent search (decays 10x)."),
+    gan_lr: float = typer.Option(1e-4, help="Defense-GAN: Adam rate of the WGAN-GP training."),
     adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
                                                 "(misclassify and stay under the threshold)."),
     adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
     adaptive_steps: int = typer.Option(100, min=1, help="Steps per constant of the adaptive attack."),
+    max_rule_n: int = typer.Option(0, min=0, help="Training images for the papers' max-rule threshold "
+                                                  "(0: all of --n-train)."),
 ) -> None:
     """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%."""
     from advshield.detectors.adaptive import JointAttack
@@ -546,9 +550,11 @@ def detect_cmd(
     run_detection(target, detector, _attack_params(names, attack_param),
                   out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}", fpr=fpr, n_train=n_train,
                   n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, data_root=data_root, store=store,
-                  seed=seed, device=device, projection=Projection(steps=gan_steps, restarts=gan_restarts),
+                  seed=seed, device=device, gan_lr=gan_lr,
+                  projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
+                                        final_lr=gan_search_lr / 10),
                   adaptive=adaptive, joint=JointAttack(eps=adaptive_eps, steps=adaptive_steps,
-                                                       stepsize=adaptive_eps / 25),
+                                                       stepsize=adaptive_eps / 25), max_rule_n=max_rule_n,
                   log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 

@@ -28,7 +28,8 @@ KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-g
 
 
 def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, *, epochs: int, seed: int,
-                   device: torch.device, projection: Projection = Projection()) -> tuple[Detector, dict]:
+                   device: torch.device, projection: Projection = Projection(), gan_lr: float = 1e-4
+                   ) -> tuple[Detector, dict]:
     """Train the generative part of ``kind`` on ``clean`` images; returns the detector and its training history.
 
     For Defense-GAN, ``epochs`` counts passes of the generator's batches (64 images) over ``clean``.
@@ -47,8 +48,8 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
         return CMAGDetector(model.eval(), kind.split("-")[1]).to(device), history
     if kind == "defense-gan":
         gen = Generator(tuple(clean.shape[1:]))
-        history = {"wasserstein": train_wgan_gp(gen, clean, iterations=max(1, epochs * len(clean) // 64), seed=seed,
-                                                device=device)}
+        history = {"wasserstein": train_wgan_gp(gen, clean, iterations=max(1, epochs * len(clean) // 64), lr=gan_lr,
+                                                seed=seed, device=device)}
         return DefenseGANDetector(gen, projection, seed).to(device), history
     raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
 
@@ -57,9 +58,11 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
                   n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10, n: int = 1000,
                   dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
                   seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
-                  joint: JointAttack = JointAttack(), log: Callable[[str], None] = print) -> dict:
+                  joint: JointAttack = JointAttack(), max_rule_n: int = 0,
+                  gan_lr: float = 1e-4, log: Callable[[str], None] = print) -> dict:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
-    the threshold) and report how many evade, beside the oblivious rates."""
+    the threshold) and report how many evade, beside the oblivious rates. ``max_rule_n`` > 0 takes the papers'
+    max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow)."""
     t0 = time.perf_counter()
     dev = select_device(device)
     classifier, card = load_model(resolve_checkpoint(target, dataset), dev)
@@ -70,11 +73,11 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
     detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
-                                       projection=projection)
+                                       projection=projection, gan_lr=gan_lr)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
     with torch.no_grad():
         cal = detector.scores(held_out.split(200), dev)
-        train_scores = detector.scores(clean_train.split(200), dev)
+        train_scores = detector.scores(clean_train[:max_rule_n or None].split(200), dev)
     paper_threshold = float(train_scores.max())  # CMAG Algorithm 2 / MagNet: the extreme over legitimate data
     detector.calibrate_fpr(cal, fpr)
     test = load_dataset(ds_name, "test", data_root).head(n)
@@ -99,8 +102,9 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
         results["adaptive-joint"] = _adaptive(classifier, detector, test.head(adaptive), joint, dev, log)
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
-               "n_train": n_train, "n_calibration": n_calibration, "epochs": epochs, "n_test": len(test),
-               **({"projection": vars(projection)} if kind == "defense-gan" else {}),
+               "n_train": n_train, "n_calibration": n_calibration,
+               "max_rule_images": len(train_scores), "epochs": epochs, "n_test": len(test),
+               **({"projection": vars(projection), "gan_lr": gan_lr} if kind == "defense-gan" else {}),
                "history": history, "attacks": results, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "notes": ["detection rates count successful adversarial examples only; FPR is on the clean test images",
                          "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)",
