@@ -72,6 +72,11 @@ def test_cli_on_zoo_model_with_restorer(tmp_path):
     assert card["accuracy"]["fgsm+cru-net"] > card["accuracy"]["fgsm"]
     assert (tmp_path / "out" / "propagation.png").stat().st_size > 1000
     assert "NE-D" in (tmp_path / "out" / "propagation.md").read_text()
+    r = run_cli("analyze", "propagation", "--model", "a-net", "--attacks", "fgsm", "--attack-param", "fgsm.eps=0.2",
+                "--denoiser", "none", "--n", "40", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "bare"))
+    assert r.returncode == 0, r.stderr
+    bare = json.loads((tmp_path / "bare" / "propagation.json").read_text())
+    assert set(bare["ne_d"]) == {"fgsm"} and bare["ne_d"]["fgsm"] == card["ne_d"]["fgsm"]
 
 
 def test_observation_ratios():

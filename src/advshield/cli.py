@@ -457,7 +457,8 @@ def analyze_propagation(
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. fgsm.eps=0.03."),
     eps: float = typer.Option(16 / 255, help="With --attacks paper: the largest L-inf budget of the sweeps."),
     denoiser: list[str] = typer.Option([], "--denoiser", help="A restorer checkpoint (.safetensors) or zoo "
-                                       "restorer, measured as <set>+<architecture> beside the bare sets; repeatable."),
+                                       "restorer, measured as <set>+<architecture> beside the bare sets; repeatable; "
+                                       "'none' (the default) measures the bare sets only."),
     layers: Optional[str] = typer.Option(None, help="Comma-separated layer (stage or submodule) names; "
                                          "default: every named stage of the model."),
     substitute: Optional[str] = typer.Option(None, help="Craft on this model (transfer) instead of the target."),
@@ -486,6 +487,7 @@ def analyze_propagation(
     else:
         names = [a.strip() for a in attacks.split(",") if a.strip()]
         settings = _attack_params(names, attack_param)
+    denoiser = [d for d in denoiser if d.strip().lower() != "none"]
     run_propagation(model, settings, out or Path("runs") / "propagation" / Path(model).stem, denoiser=denoiser,
                     layers=[s.strip() for s in layers.split(",")] if layers else None, n=n, dataset=dataset,
                     split=split, substitute=substitute, reference=reference, data_root=data_root, store=store,
