@@ -117,13 +117,16 @@ def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
 
     from test_cli import assert_one_line_error, run_cli
 
-    r = run_cli("detect", "--target", "a-net", "--detector", "magnet-error", "--attacks", "fgsm",
-                "--attack-param", "fgsm.eps=0.3", "--n-train", "2000", "--n-calibration", "300", "--epochs", "8",
+    r = run_cli("detect", "--target", "a-net", "--detector", "magnet-error", "--attacks", "fgsm,fgsm-0.1=fgsm",
+                "--attack-param", "fgsm.eps=0.3", "--attack-param", "fgsm-0.1.eps=0.1", "--n-train", "2000", "--n-calibration", "300", "--epochs", "8",
                 "--n", "200", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "out"),
                 "--adaptive", "50", "--adaptive-steps", "30")
     assert r.returncode == 0, r.stderr
     card = json.loads((tmp_path / "out" / "detection.json").read_text())
     m = card["attacks"]["fgsm"]["calibrated"]
+    weak = card["attacks"]["fgsm-0.1"]  # a second intensity of the same attack, under its own label
+    assert weak["attack"] == "fgsm" and weak["params"]["eps"] == 0.1 and card["attacks"]["fgsm"]["params"]["eps"] == 0.3
+    assert weak["calibrated"]["auc"] <= m["auc"] + 1e-9
     joint = card["attacks"]["adaptive-joint"]
     assert joint["n"] == 50 and joint["params"]["eps"] == 0.3 and joint["n_clean_correct"] >= 45
     assert joint["detection_rate"] < m["detection_rate"] - 0.3  # the detector-aware attack gets through

@@ -203,7 +203,7 @@ def _attack_params(names: list[str], items: list[str]) -> dict[str, dict]:
     out: dict[str, dict] = {n: {} for n in names}
     for item in items:
         head, sep, value = item.partition("=")
-        attack, dot, key = head.partition(".")
+        attack, dot, key = head.rpartition(".")  # labels may hold dots (fgsm-0.1.eps)
         if not sep or not dot:
             raise AdvShieldError(f"--attack-param expects ATTACK.NAME=VALUE, got {item!r}")
         if attack not in out:
@@ -516,8 +516,10 @@ def detect_cmd(
     target: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
     detector: str = typer.Option("cmag-ssim", help="magnet-error, magnet-divergence, cmag-ssim, cmag-l2 or "
                                                   "defense-gan."),
-    attacks: str = typer.Option("fgsm,cw", help="Comma-separated attacks, crafted white-box on the target."),
-    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE, e.g. cw.confidence=9."),
+    attacks: str = typer.Option("fgsm,cw", help="Comma-separated attacks, crafted white-box on the target; "
+                                "LABEL=ATTACK names one setting, e.g. cw-29=cw with --attack-param cw-29.confidence=29."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (or LABEL.NAME=VALUE), "
+                                           "e.g. cw.confidence=9."),
     fpr: float = typer.Option(0.05, help="False-positive rate on held-out clean images that sets the threshold."),
     n_train: int = typer.Option(5000, min=1, help="Clean training images for the generative model."),
     n_calibration: int = typer.Option(1000, min=1, help="Held-out clean training images for the threshold."),
@@ -547,10 +549,12 @@ def detect_cmd(
 
     if detector not in KINDS:
         raise AdvShieldError(f"unknown detector {detector!r}; choose one of {', '.join(KINDS)}")
-    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    labelled = dict((a.partition("=")[0].strip(), (a.partition("=")[2] or a).strip())
+                    for a in attacks.split(",") if a.strip())
     _note_embedded(dataset or "mnist", data_root)
-    run_detection(target, detector, _attack_params(names, attack_param),
-                  out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}", fpr=fpr, n_train=n_train,
+    run_detection(target, detector, _attack_params(list(labelled), attack_param),
+                  out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}", attack_names=labelled,
+                  fpr=fpr, n_train=n_train,
                   n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, data_root=data_root, store=store,
                   seed=seed, device=device, gan_lr=gan_lr,
                   projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,

@@ -55,13 +55,16 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
 
 
 def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | Path, *, fpr: float = 0.05,
+                  attack_names: dict[str, str] | None = None,
                   n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10, n: int = 1000,
                   dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
                   seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
                   joint: JointAttack = JointAttack(), max_rule_n: int = 0,
                   gan_lr: float = 1e-4, log: Callable[[str], None] = print) -> dict:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
-    the threshold) and report how many evade, beside the oblivious rates. ``max_rule_n`` > 0 takes the papers'
+    the threshold) and report how many evade, beside the oblivious rates. ``attacks`` maps a label to the
+    attack's parameters; ``attack_names`` maps a label to the registered attack (default: the label itself),
+    so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
     max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow)."""
     t0 = time.perf_counter()
     dev = select_device(device)
@@ -86,13 +89,14 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
         clean_scores = detector.scores(x_test.split(200), dev)
     results = {}
     for name, params in attacks.items():
-        attack = create_attack(name, **params)
-        spec = AdversarialSpec(card["sha256"], name, attack.params(), ds_name, "test", len(test), seed)
+        attack_name = (attack_names or {}).get(name, name)
+        attack = create_attack(attack_name, **params)
+        spec = AdversarialSpec(card["sha256"], attack_name, attack.params(), ds_name, "test", len(test), seed)
         _, adv, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), test, store, device=dev)
         with torch.no_grad():
             adv_scores = detector.scores(adv.adv.split(200), dev)
         ok = adv.success  # detection is measured on successful adversarial examples
-        results[name] = {"params": attack.params(), "attack_success_rate": adv.summary()["success_rate"],
+        results[name] = {"attack": attack_name, "params": attack.params(), "attack_success_rate": adv.summary()["success_rate"],
                          "calibrated": detection_metrics(clean_scores, adv_scores[ok], detector.threshold),
                          "paper_threshold": detection_metrics(clean_scores, adv_scores[ok], paper_threshold)}
         m = results[name]["calibrated"]
