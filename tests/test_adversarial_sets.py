@@ -30,6 +30,19 @@ def test_key_depends_on_everything(setup):
     assert len(keys) == 5 and base.key() == spec_for(card, PGD(0.3)).key()
 
 
+def test_set_made_on_other_data_is_not_reused(setup, tmp_path):
+    """Same spec, other images (another copy or order of the split): the store must not hand back the old set."""
+    model, card, data = setup
+    attack = FGSM(0.2)
+    spec = spec_for(card, attack, n=40)
+    first, a, _ = generate_adversarial_set(spec, attack, Pipeline(model), data, tmp_path)
+    shifted = data.subset(slice(40, 80))
+    second, b, cached = generate_adversarial_set(spec, attack, Pipeline(model), shifted, tmp_path)
+    assert not cached and first != second and not torch.equal(a.adv, b.adv)
+    _, _, cached = generate_adversarial_set(spec, attack, Pipeline(model), data, tmp_path)
+    assert cached
+
+
 def test_crash_resumes_and_equals_uninterrupted(setup, tmp_path, monkeypatch):
     model, card, data = setup
     monkeypatch.setattr(adversarial, "SHARD", 50)
@@ -47,7 +60,7 @@ def test_crash_resumes_and_equals_uninterrupted(setup, tmp_path, monkeypatch):
 
     with pytest.raises(KeyboardInterrupt):
         generate_adversarial_set(spec, attack, Pipeline(model), data, tmp_path / "b", progress=crash_after_first_shard)
-    folder = tmp_path / "b" / spec.key()
+    folder = tmp_path / "b" / whole_dir.name
     assert (folder / "shard-00000.safetensors").exists() and not (folder / "meta.json").exists()
     _, resumed, cached = generate_adversarial_set(spec, attack, Pipeline(model), data, tmp_path / "b")
     assert not cached and torch.equal(resumed.adv, whole.adv)
@@ -56,7 +69,7 @@ def test_crash_resumes_and_equals_uninterrupted(setup, tmp_path, monkeypatch):
     _, again, cached = generate_adversarial_set(spec, attack, Pipeline(model), data, tmp_path / "b")
     assert cached and torch.equal(again.adv, whole.adv)
     loaded, meta = load_adversarial_set(whole_dir)
-    assert meta["key"] == spec.key() and meta["summary"]["n"] == 120 and loaded.adv.dtype == torch.float32
+    assert meta["key"] == whole_dir.name and meta["spec"]["data_sha256"] and meta["summary"]["n"] == 120 and loaded.adv.dtype == torch.float32
 
 
 def test_cli_attack_json_and_cache(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +42,7 @@ class AdversarialSpec:
     threat: str = ThreatModel.WHITE_BOX.value
     substitute_sha256: str | None = None
     defense: dict[str, Any] | None = None
+    data_sha256: str | None = None  # the images attacked (filled in by generate_adversarial_set)
 
     def key(self) -> str:
         blob = json.dumps(self.__dict__, sort_keys=True, default=str)
@@ -73,13 +74,18 @@ def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pi
                              root: str | Path, *, substitute: torch.nn.Module | None = None, batch_size: int = 250,
                              device: torch.device | str = "cpu", eot_samples: int = 8,
                              progress: Callable[[int, int], None] | None = None) -> tuple[Path, AttackResult, bool]:
-    """Compute (or find) the set for ``spec``; returns (folder, result, was_cached)."""
+    """Compute (or find) the set for ``spec``; returns (folder, result, was_cached).
+
+    The key includes a fingerprint of the attacked images, so a set made on other data (another copy, order
+    or version of the dataset) is never reused.
+    """
+    data = data.head(spec.n)
+    spec = replace(spec, data_sha256=data.fingerprint())
     folder = Path(root) / spec.key()
     if (folder / "meta.json").exists():
         result, _ = load_adversarial_set(folder)
         return folder, result, True
     folder.mkdir(parents=True, exist_ok=True)
-    data = data.head(spec.n)
     parts: list[AttackResult] = []
     n_shards = -(-len(data) // SHARD)
     for i in range(n_shards):

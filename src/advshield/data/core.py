@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -68,6 +69,12 @@ class ImageDataset:
 
     def head(self, n: int | None) -> "ImageDataset":
         return self if n is None or n >= len(self) else self.subset(slice(0, n))
+
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the images, labels and their order: which data a stored result was made on."""
+        h = hashlib.sha256(self.images.tobytes())
+        h.update(self.labels.tobytes())
+        return h.hexdigest()[:16]
 
     def tensors(self, index: np.ndarray | slice | None = None, device: torch.device | str = "cpu"):
         """Images as float32 in [0, 1] and labels as int64, on ``device``."""

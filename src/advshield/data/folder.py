@@ -24,6 +24,9 @@ from advshield.errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 
 
+FOLDER_ORDER_SEED = 0
+
+
 def _decode(blob: bytes, where: str, size: int | None, mode: str) -> np.ndarray:
     try:
         img = Image.open(io.BytesIO(blob))
@@ -43,6 +46,10 @@ def _assemble(items: list[tuple[str, str, bytes]], where: str, size: int | None,
     classes = sorted({c for c, _, _ in items})
     index = {c: i for i, c in enumerate(classes)}
     items.sort(key=lambda t: (t[0], t[1]))
+    # Class folders list a split class by class; a fixed shuffle makes every prefix (``head(n)``, the first
+    # n_train images) a random, class-mixed sample, as in the official CIFAR-10 files.
+    order = np.random.default_rng(FOLDER_ORDER_SEED).permutation(len(items))
+    items = [items[i] for i in order]
     images = [_decode(b, f"{where}:{m}", size, mode) for _, m, b in items]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:

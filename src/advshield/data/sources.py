@@ -160,7 +160,7 @@ def load_dataset(name: str | DatasetName, split: str | Split = "train", root: st
     if not base.is_dir():
         raise DataError(f"data root {base} does not exist; expected {HOW_TO_GET[name]}")
     paths, decode = _LOADERS[name](base, split)
-    key = cache.source_key(paths, dataset=name.value, split=split, version=1)
+    key = cache.source_key(paths, dataset=name.value, split=split, version=2)  # 2: folder splits shuffled
     hit = cache.load_cached(key) if use_cache else None
     images, labels, classes = hit if hit is not None else decode()
     if hit is None and use_cache:

@@ -82,4 +82,4 @@ def build_source(src: PairSource, classifier: torch.nn.Module, checkpoint_sha: s
                            src.mix.threat, sub_sha)
     folder, result, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), src.data, store,
                                                  substitute=sub_model, batch_size=batch_size, device=device)
-    src.adv, src.key = result.adv, spec.key()
+    src.adv, src.key = result.adv, folder.name
