@@ -1,6 +1,8 @@
 """Train the pretrained zoo shipped in src/advshield/zoo with this repository's own code.
 
-    python scripts/train_zoo.py --data-root <folder with mnist/ and cifar10/> [--only a-net,b-net]
+    python scripts/train_zoo.py --data-root <folder with mnist/, cifar10/...> [--only a-net,b-net]
+
+A recipe named ``<dataset>/<model>`` trains a registered architecture on another dataset (CMAG's targets).
 
 Each run writes runs/zoo/<dataset>-<model>/ (resumable) and copies the final
 checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}.
@@ -31,6 +33,9 @@ RECIPES: dict[str, dict] = {
     "resnet-v2-50": dict(dataset="cifar10", epochs=6, model_params={"width": 8}, **dict(ADAM, lr=2e-3)),
     "inception-resnet-v2": dict(dataset="cifar10", epochs=6, model_params={"width": 8, "blocks": [3, 5, 3]},
                                 **dict(ADAM, lr=2e-3)),
+    # CMAG's targets (cmag-detection.txt, Sec. 4.1 names the datasets, not the models).
+    "fashion-mnist/a-net": dict(dataset="fashion-mnist", epochs=10, **ADAM),
+    "gtsrb-cnn": dict(dataset="gtsrb", epochs=8, **ADAM),
 }
 
 
@@ -45,6 +50,7 @@ def main() -> None:
     names = [n for n in args.only.split(",") if n] or list(RECIPES)
     for name in names:
         recipe = RECIPES[name]
+        name = name.rpartition("/")[2]
         cfg = TrainConfig(model=name, data_root=args.data_root, device=args.device, seed=0, **recipe)
         result = train_target(cfg, Path(args.runs) / f"{recipe['dataset']}-{name}")
         dest = zoo / recipe["dataset"]

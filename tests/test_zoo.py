@@ -6,14 +6,16 @@ import torch
 from advshield.checkpoint import load_model
 from advshield.data import load_dataset
 from advshield.metrics import accuracy
-from advshield.zoo import list_checkpoints, load_pretrained
+from advshield.zoo import list_checkpoints, load_pretrained, pretrained_path
 from conftest import SHARED_DATA
 
 ZOO = [e for e in list_checkpoints() if e.card.get("kind") != "defense"]
 MNIST_ZOO = [e for e in ZOO if e.dataset == "mnist"]
-REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20"}}
+REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20"},
+            "fashion-mnist": {"a-net"}, "gtsrb": {"gtsrb-cnn"}}
 # Acceptance floors on the full offline test sets.
-FLOORS = {("mnist", "a-net"): 0.990, ("mnist", "b-net"): 0.992, ("cifar10", "resnet20"): 0.80}
+FLOORS = {("mnist", "a-net"): 0.990, ("mnist", "b-net"): 0.992, ("cifar10", "resnet20"): 0.80,
+          ("fashion-mnist", "a-net"): 0.90, ("gtsrb", "gtsrb-cnn"): 0.95}
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data copies not present")
 
 
@@ -46,7 +48,7 @@ def test_card_accuracy_reproduces_on_full_test_set(entry, monkeypatch, shared_ca
     model, card = load_model(entry.path)
     test = load_dataset(entry.dataset, "test", SHARED_DATA)
     acc = accuracy(model, test)
-    assert len(test) == card["test_set"]["n"] == 10000
+    assert len(test) == card["test_set"]["n"] == {"gtsrb": 12630}.get(entry.dataset, 10000)
     assert acc == pytest.approx(card["test_accuracy"], abs=2e-4)
     assert acc >= FLOORS.get((entry.dataset, entry.name), 0.0)
 
@@ -56,3 +58,10 @@ def test_load_pretrained_by_name():
     assert card["architecture"] == "a-net" and not model.training
     x = torch.rand(2, 1, 28, 28)
     assert model(x).shape == (2, 10)
+
+
+def test_one_architecture_on_two_datasets_resolves_to_its_own_by_default():
+    assert pretrained_path("a-net").parent.name == "mnist"  # a-net is registered for MNIST
+    assert pretrained_path("a-net", "fashion-mnist").parent.name == "fashion-mnist"
+    model, card = load_pretrained("a-net", "fashion-mnist")
+    assert card["dataset"] == "fashion-mnist" and model(torch.rand(1, 1, 28, 28)).shape == (1, 10)

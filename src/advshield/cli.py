@@ -334,7 +334,8 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    preset: str = typer.Argument(..., help="cru-net-mnist, cru-net-cifar10, dir-mnist, dir-cifar10, or a YAML file."),
+    preset: str = typer.Argument(..., help="cru-net-mnist, cru-net-cifar10, dir-mnist, dir-cifar10, dkn-mnist, "
+                                 "cmag-mnist, cmag-fmnist, cmag-gtsrb, or a YAML file."),
     full: bool = typer.Option(False, "--full", help="The whole budget (whole test split) instead of the fast variant."),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
@@ -352,6 +353,12 @@ def reproduce_cmd(
     out = out or Path("runs") / "reproduce" / f"{p.name}{'-full' if full else ''}"
     command = f"advshield reproduce {preset}{' --full' if full else ''}"
     command += " --retrain" if retrain else ""
+    if p.kind == "detection":
+        from advshield.reproduce.detection_runner import reproduce_detection
+
+        reproduce_detection(p, out, full=full, data_root=data_root, device=device, seed=seed, store=store,
+                            command=command, log=lambda s: console.print(s, markup=False, soft_wrap=True))
+        return
     reproduce(p, out, full=full, data_root=data_root, device=device, seed=seed, store=store, command=command,
               retrain=retrain,
               log=lambda s: console.print(s, markup=False, soft_wrap=True))

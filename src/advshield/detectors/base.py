@@ -34,7 +34,22 @@ class Detector(nn.Module):
         return float(self._threshold)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.reconstruct(x)
+        if r is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement score or reconstruct")
+        return self.score_reconstruction(x, r)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The image a reconstruction-based detector compares ``x`` with; None for the others."""
+        return None
+
+    def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def inspect(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(scores, reconstructions or None) from one reconstruction pass."""
+        r = self.reconstruct(x)
+        return (self.score(x), None) if r is None else (self.score_reconstruction(x, r), r)
 
     @torch.no_grad()
     def scores(self, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:

@@ -173,8 +173,10 @@ class CMAGDetector(Detector):
             raise ValueError(f"criterion must be ssim or l2, got {criterion!r}")
         self.model, self.criterion = model, criterion
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.model(x)
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         if self.criterion == "l2":
             return (r - x).pow(2).flatten(1).mean(1)
         return 1 - kornia_ssim(r, x, 7).flatten(1).mean(1)

@@ -154,6 +154,12 @@ class DefenseGANDetector(Detector):
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return project(self.generator, x, self.projection, self.seed)[1]
 
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return project(self.generator, x, self.projection, self.seed)[0]
+
+    def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return (x - r).pow(2).flatten(1).mean(1)
+
     def adaptive_score(self, x: torch.Tensor) -> torch.Tensor:
         """The same score with G(z*) held fixed, so it has a gradient in x (BPDA through the latent search)."""
         rec = project(self.generator, x.detach(), self.projection, self.seed)[0]

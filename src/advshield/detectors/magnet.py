@@ -46,8 +46,11 @@ class ReconstructionErrorDetector(Detector):
             raise ValueError(f"p must be 1 or 2, got {p}")
         self.autoencoder, self.p = autoencoder, p
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.autoencoder(x)).abs().pow(self.p).flatten(1).mean(1)
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder(x)
+
+    def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return (x - r).abs().pow(self.p).flatten(1).mean(1)
 
 
 def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -62,9 +65,12 @@ class DivergenceDetector(Detector):
         super().__init__()
         self.autoencoder, self.classifier, self.temperature = autoencoder, classifier, temperature
 
-    def score(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.autoencoder(x)
+
+    def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         p = F.softmax(self.classifier(x) / self.temperature, 1)
-        q = F.softmax(self.classifier(self.autoencoder(x)) / self.temperature, 1)
+        q = F.softmax(self.classifier(r) / self.temperature, 1)
         return jensen_shannon(p, q)
 
 

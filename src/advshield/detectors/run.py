@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from advshield.adversarial import AdversarialSpec, generate_adversarial_set
-from advshield.attacks import Pipeline, create_attack
+from advshield.attacks import AttackResult, Pipeline, create_attack
 from advshield.checkpoint import load_model
 from advshield.data import load_dataset
 from advshield.detectors.adaptive import JointAttack, joint_attack
@@ -21,15 +22,17 @@ from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, R
 from advshield.detectors.metrics import detection_metrics
 from advshield.device import select_device
 from advshield.errors import InputError
+from advshield.evaluation.similarity import ssim
 from advshield.io import atomic_write_json
+from advshield.validation import check_images
 from advshield.zoo import resolve_checkpoint
 
 KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-gan")
 
 
 def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, *, epochs: int, seed: int,
-                   device: torch.device, projection: Projection = Projection(), gan_lr: float = 1e-4
-                   ) -> tuple[Detector, dict]:
+                   device: torch.device, projection: Projection = Projection(), gan_lr: float = 1e-4,
+                   cmag_combine: str = "attention") -> tuple[Detector, dict]:
     """Train the generative part of ``kind`` on ``clean`` images; returns the detector and its training history.
 
     For Defense-GAN, ``epochs`` counts passes of the generator's batches (64 images) over ``clean``.
@@ -43,7 +46,7 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
         det = (ReconstructionErrorDetector(ae) if kind == "magnet-error" else DivergenceDetector(ae, classifier))
         return det.to(device), history
     if kind.startswith("cmag"):
-        model = CMAG(classifier)
+        model = CMAG(classifier, combine=cmag_combine)
         history = train_cmag(model, clean, epochs=epochs, seed=seed, device=device)
         return CMAGDetector(model.eval(), kind.split("-")[1]).to(device), history
     if kind == "defense-gan":
@@ -54,13 +57,53 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
     raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
 
 
-def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | Path, *, fpr: float = 0.05,
+@dataclass
+class DetectionRun:
+    """What a detection run leaves behind: its card, the trained detector and the data it was measured on."""
+
+    summary: dict
+    detector: Detector
+    classifier: torch.nn.Module
+    clean: torch.Tensor  # the clean test images
+    adversarial: dict[str, AttackResult] = field(default_factory=dict)  # label -> the stored set
+
+
+def run_detection(*args, **kwargs) -> dict:
+    """Train, calibrate and measure a detector; returns the card (see :func:`detection_experiment`)."""
+    return detection_experiment(*args, **kwargs).summary
+
+
+def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device
+                         ) -> tuple[torch.Tensor, dict | None]:
+    """Scores of ``x`` and, for reconstruction detectors, the SSIM (standard, 11x11) and L2 distance
+    ||x - x'||_2 between each input and its reconstruction (CMAG Tables 6-7), from one pass."""
+    if not len(x):
+        return torch.empty(0), None
+    scores, ssims, l2s = [], [], []
+    detector.eval()
+    with torch.no_grad():
+        for xb in x.split(200):
+            xb = check_images(xb).to(dev)
+            s, r = detector.inspect(xb)
+            scores.append(s.cpu())
+            if r is not None:
+                ssims.append(ssim(r.clamp(0, 1), xb).cpu())
+                l2s.append((r - xb).flatten(1).norm(dim=1).cpu())
+    if not ssims:
+        return torch.cat(scores), None
+    sim, dist = torch.cat(ssims), torch.cat(l2s)
+    return torch.cat(scores), {"n": len(sim), "ssim_mean": float(sim.mean()), "ssim_min": float(sim.min()),
+                               "l2_mean": float(dist.mean()), "l2_max": float(dist.max())}
+
+
+def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: str | Path, *, fpr: float = 0.05,
                   attack_names: dict[str, str] | None = None,
                   n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10, n: int = 1000,
                   dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
                   seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
                   joint: JointAttack = JointAttack(), max_rule_n: int = 0,
-                  gan_lr: float = 1e-4, log: Callable[[str], None] = print) -> dict:
+                  gan_lr: float = 1e-4, cmag_combine: str = "attention",
+                  log: Callable[[str], None] = print) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
     the threshold) and report how many evade, beside the oblivious rates. ``attacks`` maps a label to the
     attack's parameters; ``attack_names`` maps a label to the registered attack (default: the label itself),
@@ -76,29 +119,29 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
     detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
-                                       projection=projection, gan_lr=gan_lr)
+                                       projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
     with torch.no_grad():
         cal = detector.scores(held_out.split(200), dev)
-        train_scores = detector.scores(clean_train[:max_rule_n or None].split(200), dev)
+    train_scores, train_rec = reconstruction_stats(detector, clean_train[:max_rule_n or None], dev)
     paper_threshold = float(train_scores.max())  # CMAG Algorithm 2 / MagNet: the extreme over legitimate data
     detector.calibrate_fpr(cal, fpr)
     test = load_dataset(ds_name, "test", data_root).head(n)
     x_test = test.tensors()[0]
-    with torch.no_grad():
-        clean_scores = detector.scores(x_test.split(200), dev)
-    results = {}
+    clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
+    results, sets = {}, {}
     for name, params in attacks.items():
         attack_name = (attack_names or {}).get(name, name)
         attack = create_attack(attack_name, **params)
         spec = AdversarialSpec(card["sha256"], attack_name, attack.params(), ds_name, "test", len(test), seed)
         _, adv, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), test, store, device=dev)
-        with torch.no_grad():
-            adv_scores = detector.scores(adv.adv.split(200), dev)
+        sets[name] = adv
         ok = adv.success  # detection is measured on successful adversarial examples
+        adv_scores, adv_rec = reconstruction_stats(detector, adv.adv[ok], dev)
         results[name] = {"attack": attack_name, "params": attack.params(), "attack_success_rate": adv.summary()["success_rate"],
-                         "calibrated": detection_metrics(clean_scores, adv_scores[ok], detector.threshold),
-                         "paper_threshold": detection_metrics(clean_scores, adv_scores[ok], paper_threshold)}
+                         "calibrated": detection_metrics(clean_scores, adv_scores, detector.threshold),
+                         "paper_threshold": detection_metrics(clean_scores, adv_scores, paper_threshold),
+                         "reconstruction": adv_rec}
         m = results[name]["calibrated"]
         log(f"{kind} vs {name}: detection {m['detection_rate']:.4f} at FPR {m['fpr']:.4f} (threshold for "
             f"{fpr:.0%} on held-out clean), AUC {m['auc']:.4f}, TPR@1% {m['tpr_at_1pct_fpr']:.4f}")
@@ -109,13 +152,18 @@ def run_detection(target: str, kind: str, attacks: dict[str, dict], out: str | P
                "n_train": n_train, "n_calibration": n_calibration,
                "max_rule_images": len(train_scores), "epochs": epochs, "n_test": len(test),
                **({"projection": vars(projection), "gan_lr": gan_lr} if kind == "defense-gan" else {}),
-               "history": history, "attacks": results, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+               **({"cmag_combine": cmag_combine} if kind.startswith("cmag") else {}),
+               "history": history, "attacks": results,
+               "reconstruction": {"clean_test": clean_rec, "clean_train": train_rec}, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "notes": ["detection rates count successful adversarial examples only; FPR is on the clean test images",
                          "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)",
                          "adaptive-joint: among the clean-correct images, the share the joint attack got misclassified "
-                         "and unflagged (evasion); detection_rate = 1 - evasion"]}
+                         "and unflagged (evasion); detection_rate = 1 - evasion",
+                         "reconstruction: SSIM (11x11 Gaussian window) and L2 distance ||x - x'||_2 between inputs and "
+                         "the detector's reconstructions; clean_train covers the max-rule images (CMAG Table 6's "
+                         "threshold is their smallest SSIM)"]}
     atomic_write_json(Path(out) / "detection.json", summary)
-    return summary
+    return DetectionRun(summary, detector, classifier, x_test, sets)
 
 
 def _adaptive(classifier: torch.nn.Module, detector: Detector, data, joint: JointAttack, dev: torch.device,

@@ -56,6 +56,26 @@ def restoration_grid(samples: dict[str, Samples], path: Path, title: str = "") -
     return _save(fig, path)
 
 
+def image_rows(rows: list[tuple[str, torch.Tensor]], path: Path, title: str = "") -> Path:
+    """One labelled row of images per entry, the same inputs column by column (CMAG Figs. 3-6)."""
+    n = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.9 * n + 0.8, 0.95 * len(rows) + 0.4), squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(imgs):
+                data, kw = _show(imgs[j].detach().cpu())
+                ax.imshow(data, **kw)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
 def loss_curves(history: list[dict], path: Path, title: str = "") -> Path:
     """Training loss and per-attack validation loss per epoch (CRU-Net Figs. 3-5)."""
     fig, ax = plt.subplots(figsize=(5, 3.2))

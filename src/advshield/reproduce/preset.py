@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.config_file import load_yaml_model
@@ -132,6 +133,7 @@ class PaperTable(BaseModel):
 class Preset(BaseModel):
     model_config = _STRICT
 
+    kind: Literal["restoration"] = "restoration"
     name: str
     title: str
     paper: str  # file under shared/papers
@@ -191,11 +193,18 @@ def builtin_presets() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
 
 
-def load_preset(spec: str | Path) -> Preset:
-    """A built-in preset by name, or a YAML file."""
+def load_preset(spec: str | Path) -> "Preset | DetectionPreset":
+    """A built-in preset by name, or a YAML file; ``kind: detection`` selects a :class:`DetectionPreset`."""
+    from advshield.reproduce.detection_preset import DetectionPreset
+
     builtins = builtin_presets()
     path = builtins.get(str(spec), Path(spec))
     if not path.is_file():
         raise AdvShieldError(f"unknown preset {spec!r}: not a file, and the built-in presets are "
                              f"{', '.join(builtins)}")
-    return load_yaml_model(path, Preset, "preset")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raw = None  # load_yaml_model reports it
+    kind = raw.get("kind", "restoration") if isinstance(raw, dict) else "restoration"
+    return load_yaml_model(path, DetectionPreset if kind == "detection" else Preset, "preset")

@@ -27,7 +27,8 @@ class TrainConfig(BaseModel):
     warmup_epochs: float = Field(0.0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     # none; shift: random translation by up to 2 px (digits must not be flipped); crop-flip: pad 4, crop, flip.
-    # None picks crop-flip for colour datasets and none for MNIST-like ones.
+    # None picks crop-flip for CIFAR-10, shift for GTSRB (a flipped sign can be another class: turn left/right)
+    # and none for MNIST-like ones.
     augment: Literal["none", "shift", "crop-flip"] | None = None
     val_fraction: float = Field(0.1, ge=0, lt=1)
     n_train: int | None = Field(None, ge=1)  # use only the first n training images (tests, demos)
@@ -53,7 +54,7 @@ class TrainConfig(BaseModel):
     def augmentation(self) -> str:
         if self.augment is not None:
             return self.augment
-        return "crop-flip" if self.dataset in (DatasetName.CIFAR10, DatasetName.GTSRB) else "none"
+        return {DatasetName.CIFAR10: "crop-flip", DatasetName.GTSRB: "shift"}.get(self.dataset, "none")
 
     def recipe(self) -> dict:
         """The fields that make a run what it is (a resumed run must match them)."""

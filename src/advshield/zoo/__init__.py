@@ -50,7 +50,16 @@ def pretrained_path(name: str, dataset: str | None = None) -> Path:
     if not hits:
         have = ", ".join(f"{e.dataset}/{e.name}" for e in list_checkpoints()) or "none"
         raise CheckpointError(f"no pretrained {name!r}{' for ' + dataset if dataset else ''} in the zoo; available: {have}")
+    if dataset is None and len(hits) > 1:  # e.g. a-net on MNIST and on Fashion-MNIST: the registered dataset first
+        home = _registered_dataset(name)
+        hits.sort(key=lambda e: e.dataset != home)
     return hits[0].path
+
+
+def _registered_dataset(name: str) -> str | None:
+    from advshield.models import MODELS
+
+    return MODELS.entry(name).meta.get("dataset") if name in MODELS.names() else None
 
 
 def load_pretrained(name: str, dataset: str | None = None, device="cpu"):

@@ -1,0 +1,112 @@
+"""Detection reproduction presets (``kind: detection``): CMAG Tables 3-7 and Figs. 3-6, validated with pydantic."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from advshield.data.core import DatasetName
+
+_STRICT = ConfigDict(extra="forbid")
+DETECTOR_LABELS = {"magnet-error": "MagNet", "magnet-divergence": "MagNet (divergence)", "defense-gan": "Defense-GAN",
+                   "cmag-ssim": "CMAG (SSIM)", "cmag-l2": "CMAG (L2)"}
+
+
+class DetectionAttack(BaseModel):
+    """One column of the paper's tables: a registered attack at one intensity."""
+
+    model_config = _STRICT
+
+    attack: str
+    params: dict = Field(default_factory=dict)
+    label: str | None = None  # the paper's column name, e.g. "lambda 0.1"
+
+
+class DetectionBudget(BaseModel):
+    model_config = _STRICT
+
+    n_train: int = Field(ge=1)  # clean training images the generative models learn from
+    n_calibration: int = Field(ge=1)  # held-out clean training images for the FPR threshold
+    epochs: int = Field(ge=1)  # CMAG / MagNet epochs
+    gan_epochs: int = Field(1, ge=1)  # Defense-GAN: passes of 64-image generator batches over n_train
+    gan_steps: int = Field(200, ge=1)  # Defense-GAN latent search: L
+    gan_restarts: int = Field(10, ge=1)  # and R
+    gan_search_lr: float = Field(10.0, gt=0)
+    gan_lr: float = Field(1e-4, gt=0)
+    max_rule_n: int = Field(0, ge=0)  # training images for the papers' max-rule threshold of Defense-GAN (0: all)
+    n_test: int = Field(ge=1)
+    n_adaptive: int = Field(0, ge=0)  # test images for the detector-aware joint attack
+    adaptive_eps: float = Field(0.3, gt=0, le=1)  # L-inf budget of the joint attack (the strongest FGSM's)
+    adaptive_steps: int = Field(100, ge=1)
+    n_adaptive_gan: int = Field(0, ge=0)  # Defense-GAN's joint attack runs a latent search per step: fewer images
+    ablation: bool = False  # also train CMAG with the weighted-average merge (Fig. 4)
+    attack_params: dict[str, dict] = Field(default_factory=dict)  # per column label, merged over its params
+
+
+class PaperDetection(BaseModel):
+    """Numbers printed in the paper (values per column label)."""
+
+    model_config = _STRICT
+
+    table: str
+    detection: dict[str, dict[str, float]] = Field(default_factory=dict)  # detector -> label -> rate
+    ssim_table: str = ""
+    ssim: dict[str, float] = Field(default_factory=dict)  # label -> mean SSIM; "threshold"
+    l2_table: str = ""
+    l2: dict[str, float] = Field(default_factory=dict)  # label -> mean L2; "legitimate"
+
+
+class DetectionPreset(BaseModel):
+    model_config = _STRICT
+
+    kind: Literal["detection"]
+    name: str
+    title: str
+    paper: str
+    dataset: DatasetName
+    target: str  # a zoo classifier for ``dataset``
+    fpr: float = Field(0.05, gt=0, lt=1)
+    detectors: list[str] = Field(min_length=1)
+    attacks: dict[str, DetectionAttack] = Field(min_length=1)
+    figure_attacks: list[str] = Field(default_factory=list)  # columns shown in the reconstruction grids
+    full: DetectionBudget
+    fast: DetectionBudget
+    paper_results: PaperDetection | None = None
+    notes: list[str] = Field(default_factory=list)
+
+    @field_validator("detectors")
+    @classmethod
+    def _detectors(cls, v: list[str]) -> list[str]:
+        from advshield.detectors.run import KINDS
+
+        bad = [d for d in v if d not in KINDS]
+        if bad:
+            raise ValueError(f"unknown detector(s) {bad}; choose among {', '.join(KINDS)}")
+        return v
+
+    @field_validator("attacks")
+    @classmethod
+    def _attacks(cls, v: dict[str, DetectionAttack]) -> dict[str, DetectionAttack]:
+        from advshield.attacks import create_attack
+        from advshield.errors import AdvShieldError
+
+        for label, a in v.items():
+            try:
+                create_attack(a.attack, **a.params)
+            except (AdvShieldError, TypeError) as exc:
+                raise ValueError(f"attack {label}: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DetectionPreset":
+        for what, labels in (("figure_attacks", self.figure_attacks),
+                             ("full.attack_params", self.full.attack_params),
+                             ("fast.attack_params", self.fast.attack_params)):
+            unknown = set(labels) - set(self.attacks)
+            if unknown:
+                raise ValueError(f"{what}: {sorted(unknown)} are not columns of attacks")
+        return self
+
+    def attack_params(self, budget: DetectionBudget) -> dict[str, dict]:
+        return {k: {**a.params, **budget.attack_params.get(k, {})} for k, a in self.attacks.items()}

@@ -1,0 +1,114 @@
+"""``advshield reproduce cmag-*``: every detector of a detection preset against the paper's intensities,
+then Tables 3-7, the reconstruction grids (Figs. 3, 5-6), the attention ablation (Fig. 4) and a report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from advshield.data import load_dataset
+from advshield.detectors.adaptive import JointAttack
+from advshield.detectors.defense_gan import Projection
+from advshield.detectors.run import DetectionRun, detection_experiment
+from advshield.evaluation.figures import image_rows
+from advshield.io import atomic_write_json
+from advshield.reproduce.detection_preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
+from advshield.reproduce.detection_report import write_detection_report
+
+N_FIGURE = 8
+
+
+def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Path, *, combine: str = "attention",
+         adaptive: bool = True, **common) -> DetectionRun:
+    gan = kind == "defense-gan"
+    n_adaptive = (budget.n_adaptive_gan if gan else budget.n_adaptive) if adaptive else 0
+    return detection_experiment(
+        preset.target, kind, preset.attack_params(budget), folder, fpr=preset.fpr,
+        attack_names={k: a.attack for k, a in preset.attacks.items()}, n_train=budget.n_train,
+        n_calibration=budget.n_calibration, epochs=budget.gan_epochs if gan else budget.epochs, n=budget.n_test,
+        dataset=preset.dataset.value, adaptive=n_adaptive,
+        joint=JointAttack(eps=budget.adaptive_eps, steps=budget.adaptive_steps,
+                          stepsize=2.5 * budget.adaptive_eps / budget.adaptive_steps),  # Madry et al.'s step rule
+        projection=Projection(steps=budget.gan_steps, restarts=budget.gan_restarts, lr=budget.gan_search_lr,
+                              final_lr=budget.gan_search_lr / 10),
+        max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine, **common)
+
+
+def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: DetectionRun | None,
+             out: Path) -> dict[str, str]:
+    """Reconstructions of the same successful adversarial examples by every detector and by CMAG's branches."""
+    figs = {}
+    first = next(iter(runs.values()))
+    for label in preset.figure_attacks or list(preset.attacks)[:1]:
+        adv = first.adversarial[label]
+        x = adv.adv[adv.success][:N_FIGURE]
+        if not len(x):
+            continue
+        name = preset.attacks[label].label or label
+        with torch.no_grad():
+            rows = [("adversarial", x)]
+            for kind, run in runs.items():
+                dev = next(iter(run.detector.buffers())).device
+                r = run.detector.reconstruct(x.to(dev))
+                if r is not None:
+                    rows.append((DETECTOR_LABELS.get(kind, kind), r.cpu()))
+            figs[f"fig3-{label}"] = str(image_rows(rows, out / "figures" / f"fig3-reconstructions-{label}.png",
+                                                   f"{preset.dataset.value}, {name}: reconstructions (cf. Fig. 3)"))
+            cmag = next((run for kind, run in runs.items() if kind.startswith("cmag")), None)
+            if cmag is not None:
+                model = cmag.detector.model
+                dev = next(model.parameters()).device
+                fm, lr = model.branches(x.to(dev))
+                rows = [("adversarial", x), ("LR", lr.cpu()), ("FMR", fm.cpu()),
+                        ("GR (attention)", model.gr(model.merge(fm, lr)).cpu())]
+                if ablation is not None:
+                    rows.append(("GR (weighted avg.)", ablation.detector.model(x.to(dev)).cpu()))
+                figs[f"fig5-{label}"] = str(image_rows(rows, out / "figures" / f"fig5-branches-{label}.png",
+                                                       f"{preset.dataset.value}, {name}: CMAG's reconstructors "
+                                                       "(cf. Figs. 4-6)"))
+    return {k: str(Path(v).relative_to(out)) for k, v in figs.items()}
+
+
+def reproduce_detection(preset: DetectionPreset, out: str | Path, *, full: bool = False, data_root: str | None = None,
+                        device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "",
+                        log: Callable[[str], None] = print) -> dict:
+    """Run every detector of ``preset``; write ``report.md``, ``reproduction.json``, per-detector cards, figures."""
+    out = Path(out)
+    store = Path(store) if store else out / "adversarial"
+    budget = preset.full if full else preset.fast
+    t_start = time.perf_counter()
+    common = dict(data_root=data_root, store=store, seed=seed, device=device, log=log)
+    runs, phases = {}, {}
+    for kind in preset.detectors:
+        t0 = time.perf_counter()
+        log(f"== {kind} on {preset.dataset.value} / {preset.target}")
+        runs[kind] = _run(preset, kind, budget, out / kind, **common)
+        phases[kind] = round(time.perf_counter() - t0, 1)
+    ablation = None
+    cmag_kind = next((k for k in preset.detectors if k.startswith("cmag")), None)
+    if budget.ablation and cmag_kind:
+        t0 = time.perf_counter()
+        log(f"== {cmag_kind} with the weighted-average merge (Fig. 4 ablation)")
+        ablation = _run(preset, cmag_kind, budget, out / f"{cmag_kind}-weighted-average", combine="average",
+                        adaptive=False, **common)
+        phases[f"{cmag_kind} weighted average"] = round(time.perf_counter() - t0, 1)
+    figures = _figures(preset, runs, ablation, out)
+    test = load_dataset(preset.dataset.value, "test", data_root)
+    summary = {
+        "preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast", "budget": budget.model_dump(),
+        "seconds": round(time.perf_counter() - t_start, 1), "phases": phases, "command": command,
+        "data_source": test.meta.get("source", ""), "test_split_size": len(test),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": device},
+        "detectors": {k: r.summary for k, r in runs.items()},
+        "ablation": ablation.summary if ablation else None, "figures": figures,
+    }
+    atomic_write_json(out / "reproduction.json", summary)
+    write_detection_report(preset, summary, out / "report.md")
+    log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
+    return summary
