@@ -28,7 +28,8 @@ class DetectionBudget(BaseModel):
 
     n_train: int = Field(ge=1)  # clean training images the generative models learn from
     n_calibration: int = Field(ge=1)  # held-out clean training images for the FPR threshold
-    epochs: int = Field(ge=1)  # CMAG / MagNet epochs
+    epochs: int = Field(ge=1)  # CMAG epochs (and MagNet's unless magnet_epochs)
+    magnet_epochs: int | None = Field(None, ge=1)  # MagNet's autoencoder is cheap and needs more passes
     gan_epochs: int = Field(1, ge=1)  # Defense-GAN: passes of 64-image generator batches over n_train
     gan_steps: int = Field(200, ge=1)  # Defense-GAN latent search: L
     gan_restarts: int = Field(10, ge=1)  # and R

@@ -124,7 +124,8 @@ def write_detection_report(preset: DetectionPreset, s: dict, path: Path) -> Path
              f"Reproduction of `{preset.paper}` ({s['variant']} variant), written by `{s['command'] or 'advshield'}`.",
              "", f"- Target: zoo `{preset.target}` on {preset.dataset.value} (data: `{s['data_source']}`, an offline "
                  "copy close to, not identical with, the official files).",
-             f"- Generative models trained on {b['n_train']} clean training images ({b['epochs']} epochs; "
+             f"- Generative models trained on {b['n_train']} clean training images ({b['epochs']} epochs, MagNet "
+             f"{b.get('magnet_epochs') or b['epochs']}; "
              f"Defense-GAN {b['gan_epochs']} pass(es), latent search L = {b['gan_steps']}, R = {b['gan_restarts']}); "
              f"thresholds calibrated on {b['n_calibration']} further training images; measured on the first "
              f"{first['n_test']} test images (detection counts the successful adversarial examples only).",

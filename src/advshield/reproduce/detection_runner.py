@@ -26,11 +26,16 @@ N_FIGURE = 8
 def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Path, *, combine: str = "attention",
          adaptive: bool = True, **common) -> DetectionRun:
     gan = kind == "defense-gan"
+    epochs = budget.epochs
+    if gan:
+        epochs = budget.gan_epochs
+    elif kind.startswith("magnet"):
+        epochs = budget.magnet_epochs or budget.epochs
     n_adaptive = (budget.n_adaptive_gan if gan else budget.n_adaptive) if adaptive else 0
     return detection_experiment(
         preset.target, kind, preset.attack_params(budget), folder, fpr=preset.fpr,
         attack_names={k: a.attack for k, a in preset.attacks.items()}, n_train=budget.n_train,
-        n_calibration=budget.n_calibration, epochs=budget.gan_epochs if gan else budget.epochs, n=budget.n_test,
+        n_calibration=budget.n_calibration, epochs=epochs, n=budget.n_test,
         dataset=preset.dataset.value, adaptive=n_adaptive,
         joint=JointAttack(eps=budget.adaptive_eps, steps=budget.adaptive_steps,
                           stepsize=2.5 * budget.adaptive_eps / budget.adaptive_steps),  # Madry et al.'s step rule
