@@ -3,15 +3,12 @@ then Tables 3-7, the reconstruction grids (Figs. 3, 5-6), the attention ablation
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from advshield.data import load_dataset
 from advshield.detectors.adaptive import JointAttack
 from advshield.detectors.defense_gan import Projection
 from advshield.detectors.run import DetectionRun, detection_experiment
@@ -19,6 +16,7 @@ from advshield.evaluation.figures import image_rows
 from advshield.io import atomic_write_json
 from advshield.reproduce.detection_preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection_report import write_detection_report
+from advshield.reproduce.runner import run_header
 
 N_FIGURE = 8
 
@@ -103,13 +101,9 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, *, full: bool 
                         adaptive=False, **common)
         phases[f"{cmag_kind} weighted average"] = round(time.perf_counter() - t0, 1)
     figures = _figures(preset, runs, ablation, out)
-    test = load_dataset(preset.dataset.value, "test", data_root)
     summary = {
-        "preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast", "budget": budget.model_dump(),
-        "seconds": round(time.perf_counter() - t_start, 1), "phases": phases, "command": command,
-        "data_source": test.meta.get("source", ""), "test_split_size": len(test),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": device},
+        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command,
+                     data_root=data_root, device=device),
         "detectors": {k: r.summary for k, r in runs.items()},
         "ablation": ablation.summary if ablation else None, "figures": figures,
     }

@@ -48,6 +48,17 @@ def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Settin
     return out
 
 
+def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, data_root: str | None,
+               device: str) -> dict:
+    """The part of a reproduction card every preset kind shares: recipe, budget, timing, data, machine."""
+    test = load_dataset(preset.dataset.value, "test", data_root)
+    return {"preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast",
+            "budget": budget.model_dump(), "seconds": round(time.perf_counter() - t_start, 1), "phases": phases,
+            "command": command, "data_source": test.meta.get("source", ""), "test_split_size": len(test),
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}}
+
+
 def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root: str | None = None,
               device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "", retrain: bool = False,
               log: Callable[[str], None] = print) -> dict:
@@ -116,13 +127,9 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
                             "oblivious": oblivious, "adaptive": adaptive, "baselines": baselines})
 
-    test = load_dataset(preset.dataset.value, "test", data_root)
     summary = {
-        "preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast", "budget": budget.model_dump(),
-        "seconds": round(time.perf_counter() - t_start, 1), "phases": phases, "command": command,
-        "data_source": test.meta.get("source", ""), "test_split_size": len(test),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "device": device},
+        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command,
+                     data_root=data_root, device=device),
         "restorers": {t: {k: v for k, v in r["card"].items() if k != "recipe"} for t, r in restorers.items()},
         "evaluations": evaluations,
     }
