@@ -33,6 +33,11 @@ RECIPES: dict[str, dict] = {
     "resnet-v2-50": dict(dataset="cifar10", epochs=6, model_params={"width": 8}, **dict(ADAM, lr=2e-3)),
     "inception-resnet-v2": dict(dataset="cifar10", epochs=6, model_params={"width": 8, "blocks": [3, 5, 3]},
                                 **dict(ADAM, lr=2e-3)),
+    # DKN's CIFAR-10 targets (defense-kernel-network.txt, Sec. 4.1) at a quarter of the channels, for two CPU cores.
+    "vgg19-bn": dict(dataset="cifar10", epochs=12, model_params={"width": 16}, optimizer="sgd", lr=0.05, momentum=0.9,
+                     weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, batch_size=128, val_fraction=0.02),
+    "resnet18": dict(dataset="cifar10", epochs=12, model_params={"width": 16}, optimizer="sgd", lr=0.1, momentum=0.9,
+                     weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, batch_size=128, val_fraction=0.02),
     # CMAG's targets (cmag-detection.txt, Sec. 4.1 names the datasets, not the models).
     "fashion-mnist/a-net": dict(dataset="fashion-mnist", epochs=10, **ADAM),
     "gtsrb-cnn": dict(dataset="gtsrb", epochs=8, **ADAM),

@@ -73,3 +73,15 @@ def test_one_bit_squeezing_undoes_oblivious_fgsm_but_median_and_jpeg_do_not():
     assert bare < 0.2
     assert acc("bit-depth", bits=1) > 0.6
     assert max(acc("median", size=2), acc("median", size=3), acc("jpeg", quality=70)) < 0.3
+
+
+def test_bit_depth_above_eight_is_nearly_the_identity_and_bounds_are_checked():
+    from advshield.defenses import DEFENSES
+    from advshield.errors import InputError
+
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert (DEFENSES.create("bit-depth", bits=10)(x) - x).abs().max() <= 0.5 / 1023 + 1e-7  # DKN Table 2's depth=10
+    assert (DEFENSES.create("bit-depth", bits=1)(x) - x).abs().max() > 0.4
+    for bad in (0, 17):
+        with pytest.raises(InputError, match="1..16"):
+            DEFENSES.create("bit-depth", bits=bad)

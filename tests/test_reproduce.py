@@ -34,7 +34,7 @@ def _write(tmp_path, data) -> Path:
 
 def test_builtin_presets_validate():
     names = set(builtin_presets())
-    assert {"cru-net-mnist", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist"} <= names
+    assert {"cru-net-mnist", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist", "dkn-cifar10"} <= names
     for n in names:
         p = load_preset(n)
         assert p.fast.n_train < p.full.n_train
@@ -51,6 +51,9 @@ def test_builtin_presets_validate():
     (lambda d: d.update(baselines=[{"defense": "cru-net"}]), "not a preprocessing baseline"),
     (lambda d: d["attacks"].update(clean={}), "put it in train_attacks"),
     (lambda d: d["training"].update(loss={"perceptual": 1.0}), "perceptual_net"),
+    (lambda d: d.update(loss_ablation={"no l2": {"l2": 0}}), "loss_ablation 'no l2'"),
+    (lambda d: d.update(loss_ablation={"nothing": {"mse": 0}}), "at least one loss weight"),
+    (lambda d: d["fast"].update(ablation_epochs=0), "fast.ablation_epochs"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     import copy
@@ -101,7 +104,8 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
                 evaluations=[{"target": "a-net", "defense_of": "a-net", "threats": ["white-box", "adaptive"]}])
     data["training"].update(loss={"mse": 0.0, "l1": 1.0, "perceptual": 1.0, "ce": 1.0}, perceptual_net="m1",
                             perceptual_layers=["pool2"])
-    data["fast"].update(n_train=60, n_val=12, n_test=30, n_adaptive=10)
+    data["fast"].update(n_train=60, n_val=12, n_test=30, n_adaptive=10, ablation_n_train=30)
+    data["loss_ablation"] = {"without cross-entropy": {"ce": 0}}
     data["paper_results"].append({"table": "Table 1", "baseline": "Featuresqueezing depth=1", "target": "a-net",
                                   "threat": "white-box", "metric": "restored_accuracy", "values": {"fgsm": 0.5827}})
     summary = reproduce(load_preset(_write(tmp_path, data)), tmp_path / "out", log=lambda s: None)
@@ -115,3 +119,18 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## The restorer beside the preprocessing baselines" in report
     assert "| FGSM | Featuresqueezing | depth=1 |" in report and "(0.5827)" in report
+
+    # Fig. 3: benign, adversarial, one row per baseline family and the restorer, from the stored sets.
+    assert (tmp_path / "out" / summary["comparison_figure"]).stat().st_size > 1000
+    # Fig. 2: with a smaller ablation budget the whole-loss restorer is trained again under it.
+    ab = summary["ablation"]
+    assert list(ab["variants"]) == ["total loss", "without cross-entropy"] and ab["n_train"] == 30
+    assert ab["variants"]["total loss"]["checkpoint"] != summary["restorers"]["a-net"]["checkpoint"]
+    from advshield.checkpoint import read_card
+
+    cards = {k: read_card(v["checkpoint"]) for k, v in ab["variants"].items()}
+    assert cards["total loss"]["recipe"]["loss"]["ce"] == 1.0 and cards["without cross-entropy"]["recipe"]["loss"]["ce"] == 0
+    assert {c["recipe"]["n_train"] for c in cards.values()} == {30}
+    assert {(r["variant"], r["attack"]) for r in ab["rows"]} == {("total loss", "fgsm"), ("without cross-entropy", "fgsm")}
+    assert "## Loss ablation (DKN Fig. 2)" in report
+    assert all((tmp_path / "out" / f).exists() for f in ab["figures"])

@@ -11,10 +11,10 @@ from conftest import SHARED_DATA
 
 ZOO = [e for e in list_checkpoints() if e.card.get("kind") != "defense"]
 MNIST_ZOO = [e for e in ZOO if e.dataset == "mnist"]
-REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20"},
+REQUIRED = {"mnist": {"a-net", "b-net", "m1", "m2", "lenet5", "dkn-a", "dkn-b"}, "cifar10": {"resnet20", "vgg19-bn", "resnet18"},
             "fashion-mnist": {"a-net"}, "gtsrb": {"gtsrb-cnn"}}
 # Acceptance floors on the full offline test sets.
-FLOORS = {("mnist", "a-net"): 0.990, ("mnist", "b-net"): 0.992, ("cifar10", "resnet20"): 0.80,
+FLOORS = {("mnist", "a-net"): 0.990, ("mnist", "b-net"): 0.992, ("cifar10", "resnet20"): 0.80, ("cifar10", "vgg19-bn"): 0.80, ("cifar10", "resnet18"): 0.83,
           ("fashion-mnist", "a-net"): 0.90, ("gtsrb", "gtsrb-cnn"): 0.95}
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data copies not present")
 

@@ -18,14 +18,17 @@ from advshield.errors import InputError
 
 @register_defense("bit-depth", kind="preprocessing", paper="Xu et al. 2018, feature squeezing")
 class BitDepthReduction(Defense):
-    """Quantise every pixel to ``bits`` bits (non-differentiable: zero gradient almost everywhere)."""
+    """Quantise every pixel to ``bits`` bits (non-differentiable: zero gradient almost everywhere).
+
+    Depths above 8 (DKN Table 2 lists depth=10) quantise the float image more finely than 8-bit storage does,
+    so they are close to the identity."""
 
     differentiable = False
 
     def __init__(self, bits: int = 1) -> None:
         super().__init__()
-        if not 1 <= bits <= 8:
-            raise InputError(f"bits must lie in 1..8, got {bits}")
+        if not 1 <= bits <= 16:
+            raise InputError(f"bits must lie in 1..16, got {bits}")
         self.levels = 2**bits - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,22 @@ def accuracy_bars(rows: list[dict], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def grouped_bars(groups: dict[str, dict[str, float]], title: str, path: Path, ylabel: str = "accuracy") -> Path:
+    """One group of bars per key of ``groups`` (e.g. attacks), one bar per inner key (e.g. loss variants), DKN Fig. 2."""
+    series = list(dict.fromkeys(k for g in groups.values() for k in g))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(1.1 * len(groups) * max(len(series), 2) * 0.5 + 2, 3.2))
+    for j, name in enumerate(series):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [g.get(name, 0.0) for g in groups.values()], width, label=name)
+    ax.set_xticks(list(range(len(groups))), list(groups))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
 def _show(img: torch.Tensor):
     img = img.clamp(0, 1)
     return (img[0], {"cmap": "gray", "vmin": 0, "vmax": 1}) if img.shape[0] == 1 else (img.permute(1, 2, 0), {})

@@ -52,9 +52,10 @@ def _resnet(widths: list[int], blocks: list[int]) -> list[tuple[str, nn.Module]]
 
 
 @register_model("resnet18", dataset="cifar10", paper="He et al. 2016, CIFAR variant (DKN black-box target)")
-def resnet18() -> Classifier:
-    """ResNet-18 for CIFAR: 3x3 stem, 4 stages of 2 basic blocks (64-128-256-512), 11.2 M parameters."""
-    return Classifier(_resnet([64, 128, 256, 512], [2, 2, 2, 2]), last_conv="layer4", **_CIFAR)
+def resnet18(width: int = 64) -> Classifier:
+    """ResNet-18 for CIFAR: 3x3 stem, 4 stages of 2 basic blocks (64-128-256-512: 11.2 M parameters at the default
+    ``width``; the zoo's CPU-trained copy uses width 16)."""
+    return Classifier(_resnet([width, 2 * width, 4 * width, 8 * width], [2, 2, 2, 2]), last_conv="layer4", **_CIFAR)
 
 
 @register_model("resnet20", dataset="cifar10", paper="He et al. 2016, Sec. 4.2 CIFAR ResNet-20")
@@ -64,10 +65,12 @@ def resnet20() -> Classifier:
 
 
 @register_model("vgg19-bn", dataset="cifar10", paper="Simonyan & Zisserman 2015, CIFAR variant (DKN white-box target)")
-def vgg19_bn() -> Classifier:
-    """VGG-19 with batch norm for CIFAR: 16 3x3 convs in 5 blocks, each block + MaxPool(2), one FC(512->10)."""
-    stages = vgg_blocks(64)
-    return Classifier(stages + [("flatten", nn.Flatten()), ("logits", nn.Linear(512, 10))], last_conv="block5", **_CIFAR)
+def vgg19_bn(width: int = 64) -> Classifier:
+    """VGG-19 with batch norm for CIFAR: 16 3x3 convs in 5 blocks (64-128-256-512-512 channels at the default
+    ``width``; the zoo's CPU-trained copy uses width 16), each block + MaxPool(2), one FC(8 width -> 10)."""
+    stages = vgg_blocks(width)
+    return Classifier(stages + [("flatten", nn.Flatten()), ("logits", nn.Linear(8 * width, 10))], last_conv="block5",
+                      **_CIFAR)
 
 
 def vgg_blocks(width: int) -> list[tuple[str, nn.Module]]:

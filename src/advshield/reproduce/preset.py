@@ -27,6 +27,8 @@ class PresetAttack(BaseModel):
     on_the_fly: bool = False
     label: str | None = None  # the paper's name (FGSM, DFA, CWA...)
     max_test: int | None = Field(None, ge=1)  # cap on the test images for an expensive attack
+    # Merged over params for the adaptive threat: an attack through a restorer needs more steps to converge.
+    adaptive_params: dict = Field(default_factory=dict)
 
     @property
     def display(self) -> str:
@@ -47,6 +49,8 @@ class Budget(BaseModel):
     zoo_restorer: bool = False  # fast variant: evaluate the zoo restorer of the full recipe when one is shipped
     lr: float | None = Field(None, gt=0)  # overrides training.lr for this variant
     grad_clip: float | None = Field(None, gt=0)  # overrides training.grad_clip for this variant
+    ablation_n_train: int | None = Field(None, ge=1)  # the loss ablation's restorers (default: n_train)
+    ablation_epochs: int | None = Field(None, ge=1)  # (default: epochs)
 
 
 class Baseline(BaseModel):
@@ -150,6 +154,9 @@ class Preset(BaseModel):
     full: Budget
     fast: Budget
     paper_results: list[PaperTable] = Field(default_factory=list)
+    # Loss ablation (DKN Fig. 2): variant label -> loss-weight overrides, e.g. {"without l1": {"l1": 0}};
+    # each variant trains a restorer for train_for[0], evaluated beside the one with the whole loss.
+    loss_ablation: dict[str, dict[str, float]] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
     @field_validator("defense")
@@ -171,6 +178,7 @@ class Preset(BaseModel):
                 continue
             try:
                 create_attack(name, **a.params)
+                create_attack(name, **{**a.params, **a.adaptive_params})
             except (AdvShieldError, TypeError) as exc:
                 raise ValueError(f"attack {name}: {exc}") from None
         return v
@@ -185,7 +193,16 @@ class Preset(BaseModel):
         for e in self.evaluations:
             if e.defense_of not in self.train_for:
                 raise ValueError(f"evaluation of {e.target}: defense_of {e.defense_of!r} is not in train_for")
+        for label in self.loss_ablation:
+            try:
+                self.ablation_loss(label)
+            except ValueError as exc:
+                raise ValueError(f"loss_ablation {label!r}: {exc}") from None
         return self
+
+    def ablation_loss(self, label: str) -> LossWeights:
+        """The training loss with one ablation variant's overrides applied (validated)."""
+        return LossWeights(**{**self.training.loss.model_dump(), **self.loss_ablation[label]})
 
 
 def builtin_presets() -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
+from advshield.reproduce.ablation import ablation_lines
 from advshield.reproduce.preset import Preset
 
 _PAPER_METRIC = {"clean_accuracy": "clean_accuracy", "adv_accuracy": "adv_accuracy",
@@ -92,7 +93,10 @@ def _block(preset: Preset, rows: list[dict], target: str, defense_of: str, threa
 
 def _adaptive_block(preset: Preset, card: dict, target: str) -> list[str]:
     rows = card["rows"]
-    lines = [f"**{target}**, {card['n']} test images, same images in both columns:", "",
+    stronger = "; ".join(f"{preset.attacks[a].label or a} {preset.attacks[a].adaptive_params}" for a in
+                         preset.adaptive_attacks if preset.attacks[a].adaptive_params)
+    lines = [f"**{target}**, {card['n']} test images, same images in both columns"
+             + (f" (the adaptive attacks run with these parameters changed: {stronger})" if stronger else "") + ":", "",
              "| attack | no defense (oblivious) | restored, oblivious | restored, adaptive | success rate oblivious "
              "| success rate adaptive | adaptive mean L2 | adaptive mean L-inf |", "|---|---|---|---|---|---|---|---|"]
     for a in preset.adaptive_attacks:
@@ -161,6 +165,8 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                   "baselines, EOT over 8 draws for the randomised ones).", ""]
         for e in compared:
             lines += _comparison_block(preset, e)
+        if summary.get("comparison_figure"):
+            lines += [f"![{summary['comparison_figure']}]({summary['comparison_figure']})", ""]
     adaptive = [e for e in summary["evaluations"] if e["adaptive"]]
     if adaptive:
         lines += ["## Adaptive attacks (beyond the papers)", "",
@@ -168,6 +174,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                   "differentiable, so these are exact gradients); success is judged on the defended pipeline.", ""]
         for e in adaptive:
             lines += _adaptive_block(preset, e["adaptive"], e["evaluation"]["target"])
+    lines += ablation_lines(preset, summary.get("ablation"))
     lines += ["## Differences from the paper", ""]
     lines += [f"- {n}" for n in preset.notes]
     lines += [f"- Sample counts: {b['n_test'] or summary['test_split_size']} test images here; the restorers "

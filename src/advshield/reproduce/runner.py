@@ -13,6 +13,8 @@ import torch
 from advshield.data import load_dataset
 from advshield.evaluation import Setting, run_evaluation
 from advshield.io import atomic_write_json
+from advshield.reproduce.ablation import run_loss_ablation
+from advshield.reproduce.comparison import comparison_figure
 from advshield.reproduce.preset import Budget, Preset
 from advshield.reproduce.report import write_report
 from advshield.training.defense_config import AttackMix, DefenseTrainConfig
@@ -36,7 +38,7 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
                               seed=seed, device=device, data_root=data_root)
 
 
-def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
+def settings_for(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
     out = []
     for threat in threats:
         name, _, sub = threat.partition(":")
@@ -44,7 +46,8 @@ def _settings(preset: Preset, threats: list[str], adaptive: bool) -> list[Settin
             continue
         for attack in preset.adaptive_attacks if adaptive else preset.attacks:
             a = preset.attacks[attack]
-            out.append(Setting(attack, a.params, name, sub or None, a.max_test))
+            params = {**a.params, **a.adaptive_params} if adaptive else a.params
+            out.append(Setting(attack, params, name, sub or None, a.max_test))
     return out
 
 
@@ -96,13 +99,13 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         folder = out / "eval" / (ev.target if ev.defense_of == ev.target else f"{ev.target}--defense-of-{ev.defense_of}")
         t0 = time.perf_counter()
         log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}")
-        oblivious = run_evaluation(ev.target, ckpt, _settings(preset, ev.threats, False), folder, n=budget.n_test,
+        oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, n=budget.n_test,
                                    dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
                                    device=device, log=log)
         adaptive = None
-        adaptive_settings = _settings(preset, ev.threats, True)
+        adaptive_settings = settings_for(preset, ev.threats, True)
         # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
-        paired = [Setting(s.attack, s.params, n=s.n) for s in adaptive_settings] + adaptive_settings
+        paired = [Setting(s.attack, preset.attacks[s.attack].params, n=s.n) for s in adaptive_settings] + adaptive_settings
         if adaptive_settings and budget.n_adaptive:
             adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", n=budget.n_adaptive,
                                       dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
@@ -114,7 +117,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
             log(f"== evaluating {ev.target} behind the baseline {b.name}")
             bfolder = folder / "baselines" / b.key
             baselines[b.name] = {
-                "oblivious": run_evaluation(ev.target, b.defense, _settings(preset, ev.threats, False), bfolder,
+                "oblivious": run_evaluation(ev.target, b.defense, settings_for(preset, ev.threats, False), bfolder,
                                             defense_params=b.params, n=budget.n_test, dataset=preset.dataset.value,
                                             data_root=data_root, store=store, seed=seed, device=device,
                                             figures=False, log=log),
@@ -127,11 +130,27 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
                             "oblivious": oblivious, "adaptive": adaptive, "baselines": baselines})
 
+    comparison = None
+    shown = next((e for e in preset.evaluations if e.target == e.defense_of and "white-box" in e.threats), None)
+    if preset.baselines and shown is not None:
+        t0 = time.perf_counter()
+        log("== visual comparison of the defenses (DKN Fig. 3)")
+        path = comparison_figure(preset, shown.target, restorers[shown.defense_of]["checkpoint"],
+                                 out / "figures" / "comparison-white-box.png", n_test=budget.n_test,
+                                 data_root=data_root, store=store, seed=seed, device=device)
+        comparison = str(path.relative_to(out))
+        phases["comparison figure"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    ablation = run_loss_ablation(preset, budget, restorers, out, store=store, seed=seed, device=device,
+                                 data_root=data_root, log=log)
+    if ablation:
+        phases["loss ablation"] = round(time.perf_counter() - t0, 1)
+
     summary = {
         **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command,
                      data_root=data_root, device=device),
         "restorers": {t: {k: v for k, v in r["card"].items() if k != "recipe"} for t, r in restorers.items()},
-        "evaluations": evaluations,
+        "evaluations": evaluations, "comparison_figure": comparison, "ablation": ablation,
     }
     atomic_write_json(out / "reproduction.json", summary)
     write_report(preset, summary, out / "report.md")
