@@ -54,6 +54,7 @@ def test_builtin_presets_validate():
     (lambda d: d.update(loss_ablation={"no l2": {"l2": 0}}), "loss_ablation 'no l2'"),
     (lambda d: d.update(loss_ablation={"nothing": {"mse": 0}}), "at least one loss weight"),
     (lambda d: d["fast"].update(ablation_epochs=0), "fast.ablation_epochs"),
+    (lambda d: d["attacks"]["fgsm"].update(adaptive_params={"eps": -1}), "attack fgsm"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     import copy
@@ -63,6 +64,20 @@ def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     with pytest.raises(AdvShieldError, match="invalid preset") as exc:
         load_preset(_write(tmp_path, data))
     assert fragment in str(exc.value)
+
+
+def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
+    import copy
+
+    from advshield.reproduce.runner import settings_for
+
+    data = copy.deepcopy(TINY)
+    data["attacks"]["fgsm"]["adaptive_params"] = {"eps": 0.2}
+    preset = load_preset(_write(tmp_path, data))
+    threats = preset.evaluations[0].threats
+    assert [s.params["eps"] for s in settings_for(preset, threats, False) if s.attack == "fgsm"] == [0.3, 0.3]
+    [adaptive] = settings_for(preset, threats, True)
+    assert (adaptive.threat, adaptive.params) == ("adaptive", {"eps": 0.2})
 
 
 def test_unknown_preset_and_cli_error(tmp_path):
