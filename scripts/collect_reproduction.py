@@ -13,7 +13,8 @@ from pathlib import Path
 def main(src: str, dst: str) -> None:
     src_p, dst_p = Path(src), Path(dst)
     patterns = ["report.md", "reproduction.json", "eval/**/card.json", "eval/**/results.csv", "eval/**/*.png",
-                "defenses/*/model.json", "figures/*.png", "*/detection.json"]  # detection presets: figures, cards
+                "defenses/*/model.json", "figures/*.png", "*/detection.json",  # detection presets: figures, cards
+                "ablation/*/*/card.json", "ablation/*/defense/model.json"]  # loss ablations (DKN Fig. 2)
     for pattern in patterns:
         for f in src_p.glob(pattern):
             target = dst_p / f.relative_to(src_p)

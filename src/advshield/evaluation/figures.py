@@ -38,10 +38,10 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str, path: Path, yl
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
         ax.bar(xs, [g.get(name, 0.0) for g in groups.values()], width, label=name)
     ax.set_xticks(list(range(len(groups))), list(groups))
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)  # room for the legend above the bars
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", ncol=min(len(series), 4))
     return _save(fig, path)
 
 
