@@ -109,12 +109,15 @@ def summarise(sums: dict) -> dict:
     }
 
 
-def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, defense: Defense,
-                     defense_id: dict, data: ImageDataset, dataset: str, store: str | Path, *,
-                     substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
-                     eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
-                     n_samples: int = 2, progress: Callable[[int, int], None] | None = None) -> tuple[dict, Samples]:
-    """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes."""
+def adversarial_set(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, data: ImageDataset,
+                    dataset: str, store: str | Path, *, defense: Defense | None = None, defense_id: dict | None = None,
+                    substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
+                    eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
+                    progress: Callable[[int, int], None] | None = None):
+    """``setting``'s adversarial set on this process's shard of ``data``: from the store, or crafted and stored.
+
+    Returns (the shard, the attack, its result). The adaptive threat needs ``defense`` and ``defense_id``.
+    """
     threat = ThreatModel(setting.threat)
     data = data.head(setting.n)
     shard = ctx.shard(len(data))
@@ -135,6 +138,19 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
                                threat.value, None, defense_id if adaptive else None)
     _, result, _ = generate_adversarial_set(spec, attack, pipeline, part, store, batch_size=batch_size, device=device,
                                             eot_samples=eot_samples, progress=progress)
+    return part, attack, result
+
+
+def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, defense: Defense,
+                     defense_id: dict, data: ImageDataset, dataset: str, store: str | Path, *,
+                     substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
+                     eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
+                     n_samples: int = 2, progress: Callable[[int, int], None] | None = None) -> tuple[dict, Samples]:
+    """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes."""
+    part, attack, result = adversarial_set(setting, classifier, classifier_sha, data, dataset, store, defense=defense,
+                                           defense_id=defense_id, substitute=substitute, seed=seed,
+                                           batch_size=batch_size, eot_samples=eot_samples, device=device, ctx=ctx,
+                                           progress=progress)
     sums = dict.fromkeys(_SUMS, 0.0)
     sums["seconds"] = result.seconds
     defense.eval()
@@ -149,4 +165,4 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
     return dict(attack=setting.attack, params=attack.params(), threat=setting.label, **row), samples
 
 
-__all__ = ["Samples", "Setting", "evaluate_setting", "summarise"]
+__all__ = ["Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]

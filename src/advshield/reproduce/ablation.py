@@ -8,20 +8,21 @@ from typing import Callable
 from advshield.evaluation import run_evaluation
 from advshield.evaluation.figures import grouped_bars
 from advshield.reproduce.preset import Budget, Preset
+from advshield.reproduce.recipes import settings_for, training_config
 from advshield.training.defense_trainer import train_defense
 
 TOTAL = "total loss"
 
 
-def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict], out: Path, *, store: Path,
-                      seed: int, device: str, data_root: str | None, log: Callable[[str], None] = print) -> dict | None:
+def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict], evaluations: list[dict], out: Path,
+                      *, store: Path, seed: int, device: str, data_root: str | None,
+                      log: Callable[[str], None] = print) -> dict | None:
     """Train a restorer for ``train_for[0]`` per variant of ``preset.loss_ablation`` and evaluate it obliviously.
 
-    With the main budget the whole-loss restorer is the one already trained; with a smaller ablation budget
-    (``ablation_n_train`` / ``ablation_epochs``) it is trained again under that budget, so the bars compare alike.
+    With the main budget the whole-loss restorer is the one already trained and evaluated (the runner's
+    ``evaluations``); with a smaller ablation budget (``ablation_n_train`` / ``ablation_epochs``) it is trained
+    again under that budget, so the bars compare alike.
     """
-    from advshield.reproduce.runner import settings_for, training_config
-
     if not preset.loss_ablation:
         return None
     target = preset.train_for[0]
@@ -32,7 +33,8 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
     variants: dict[str, dict] = {}
     for label in [TOTAL, *preset.loss_ablation]:
         folder = out / "ablation" / label.replace(" ", "-")
-        if label == TOTAL and same_budget:
+        reuse = label == TOTAL and same_budget
+        if reuse:
             ckpt = restorers[target]["checkpoint"]
             loss = preset.training.loss
         else:
@@ -43,9 +45,10 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
             ckpt = str(train_defense(cfg, folder / "defense", store=store, log=log).checkpoint)
         variants[label] = {"loss": loss.model_dump(), "checkpoint": ckpt}
         for ev in (e for e in preset.evaluations if e.defense_of == target):
-            card = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder / ev.target,
-                                  n=budget.n_test, dataset=preset.dataset.value, data_root=data_root, store=store,
-                                  seed=seed, device=device, figures=False, log=log)
+            card = (next(e["oblivious"] for e in evaluations if e["evaluation"] == ev.model_dump()) if reuse else
+                    run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder / ev.target,
+                                   n=budget.n_test, dataset=preset.dataset.value, data_root=data_root, store=store,
+                                   seed=seed, device=device, figures=False, log=log))
             rows += [{"variant": label, "target": ev.target, "threat": r["threat"], "attack": r["attack"],
                       "restored_accuracy": r["restored_accuracy"],
                       "defended_clean_accuracy": r["defended_clean_accuracy"]} for r in card["rows"]]
@@ -79,6 +82,6 @@ def ablation_lines(preset: Preset, ablation: dict | None) -> list[str]:
         cells.setdefault((r["target"], r["threat"], r["attack"]), {})[r["variant"]] = r["restored_accuracy"]
         clean.setdefault((r["target"], "-", "clean"), {})[r["variant"]] = r["defended_clean_accuracy"]
     for (target, threat, attack), vals in {**cells, **clean}.items():
-        label = preset.attacks[attack].label or attack if attack in preset.attacks else "clean"
+        label = (preset.attacks[attack].label or attack) if attack in preset.attacks else "clean"
         lines.append(f"| {target} | {threat} | {label} | " + " | ".join(f"{vals[n]:.4f}" for n in names) + " |")
     return lines + [""] + [f"![{f}]({f})" for f in ablation["figures"]] + [""]

@@ -11,7 +11,7 @@ from advshield.data import load_dataset
 from advshield.device import select_device
 from advshield.evaluation import Setting
 from advshield.evaluation.figures import image_rows
-from advshield.evaluation.restoration import evaluate_setting
+from advshield.evaluation.restoration import adversarial_set
 from advshield.evaluation.run import resolve_defense
 from advshield.reproduce.preset import Preset
 from advshield.zoo import resolve_checkpoint
@@ -30,23 +30,22 @@ def comparison_figure(preset: Preset, target: str, restorer: str, path: Path, *,
     dev = select_device(device)
     ds = preset.dataset.value
     classifier, tcard = load_model(resolve_checkpoint(target, ds), dev)
-    ours, ours_id, _ = resolve_defense(restorer, None, dev)
     families: dict[str, object] = {}
     for b in preset.baselines:  # Fig. 3 shows one setting per method
         families.setdefault(b.label or b.defense, b)
     defenses = [(f"{name}\n{b.setting}", resolve_defense(b.defense, b.params, dev)[0]) for name, b in families.items()]
-    defenses.append((f"{preset.defense.upper()} (ours)", ours))
+    defenses.append((f"{preset.defense.upper()} (ours)", resolve_defense(restorer, None, dev)[0]))
     data = load_dataset(ds, "test", data_root).head(n_test)
     rows: dict[str, list[torch.Tensor]] = {"benign": [], "adversarial": []}
     for attack, a in preset.attacks.items():
         setting = Setting(attack, a.params, "white-box", None, a.max_test)
-        _, s = evaluate_setting(setting, classifier, tcard["sha256"], ours, ours_id, data, ds, store, seed=seed,
-                                device=dev, n_samples=n_images)
-        rows["benign"].append(s.x)
-        rows["adversarial"].append(s.adv)
+        part, _, result = adversarial_set(setting, classifier, tcard["sha256"], data, ds, store, seed=seed, device=dev)
+        x, adv = part.tensors(slice(0, n_images))[0], result.adv[:n_images]
+        rows["benign"].append(x)
+        rows["adversarial"].append(adv)
         for label, defense in defenses:
             torch.manual_seed(seed)  # randomised baselines (TVM) draw the same masks every run
-            rows.setdefault(label, []).append(_apply(defense, s.adv, dev))
+            rows.setdefault(label, []).append(_apply(defense, adv, dev))
     columns = ", ".join(f"{a.label or n} x{n_images}" for n, a in preset.attacks.items())
     return image_rows([(k, torch.cat(v)) for k, v in rows.items()], path,
                       f"{target}, white-box: {columns} (cf. DKN Fig. 3)")

@@ -15,40 +15,11 @@ from advshield.evaluation import Setting, run_evaluation
 from advshield.io import atomic_write_json
 from advshield.reproduce.ablation import run_loss_ablation
 from advshield.reproduce.comparison import comparison_figure
-from advshield.reproduce.preset import Budget, Preset
+from advshield.reproduce.preset import Preset
+from advshield.reproduce.recipes import settings_for, training_config
 from advshield.reproduce.report import write_report
-from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 from advshield.training.defense_trainer import train_defense
 from advshield.zoo import find_restorer
-
-
-def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
-                    data_root: str | None) -> DefenseTrainConfig:
-    mixes = [AttackMix(name=n, params=a.params, proportion=a.proportion, on_the_fly=a.on_the_fly)
-             for n, a in (preset.train_attacks or preset.attacks).items()]
-    if preset.training.clean_proportion > 0 and not any(m.name == "clean" for m in mixes):
-        mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
-    t = preset.training
-    return DefenseTrainConfig(defense=preset.defense, defense_params={**preset.defense_params, **budget.defense_params},
-                              target=target, dataset=preset.dataset.value, attacks=mixes, n_train=budget.n_train,
-                              n_val=budget.n_val, epochs=budget.epochs, batch_size=budget.batch_size or t.batch_size,
-                              lr=budget.lr or t.lr, weight_decay=t.weight_decay,
-                              schedule=budget.schedule or t.schedule, grad_clip=budget.grad_clip or t.grad_clip,
-                              loss=t.loss, perceptual_net=t.perceptual_net, perceptual_layers=t.perceptual_layers,
-                              seed=seed, device=device, data_root=data_root)
-
-
-def settings_for(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
-    out = []
-    for threat in threats:
-        name, _, sub = threat.partition(":")
-        if (name == "adaptive") != adaptive:
-            continue
-        for attack in preset.adaptive_attacks if adaptive else preset.attacks:
-            a = preset.attacks[attack]
-            params = {**a.params, **a.adaptive_params} if adaptive else a.params
-            out.append(Setting(attack, params, name, sub or None, a.max_test))
-    return out
 
 
 def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, data_root: str | None,
@@ -141,7 +112,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         comparison = str(path.relative_to(out))
         phases["comparison figure"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    ablation = run_loss_ablation(preset, budget, restorers, out, store=store, seed=seed, device=device,
+    ablation = run_loss_ablation(preset, budget, restorers, evaluations, out, store=store, seed=seed, device=device,
                                  data_root=data_root, log=log)
     if ablation:
         phases["loss ablation"] = round(time.perf_counter() - t0, 1)
