@@ -80,6 +80,35 @@ def test_adaptive_attack_sees_through_a_smoothing_defense(tmp_path):
     assert ob["restored_accuracy"] > 0.6 and ad["restored_accuracy"] < ob["restored_accuracy"] - 0.4, (ob, ad)
 
 
+class Counting(Defense):
+    """Mean filter that counts the images it processes."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return torch.nn.functional.avg_pool2d(x, 3, 1, 1)
+
+
+def test_clean_cache_restores_clean_images_once_and_changes_no_number(tmp_path):
+    from advshield.evaluation import CleanCache
+
+    model, card = load_pretrained("a-net")
+    data = load_dataset("mnist", "test").head(70)
+    settings = [Setting("fgsm", {"eps": 0.3}), Setting("fgsm", {"eps": 0.1}, n=45)]
+    plain, cached, cache = Counting(), Counting(), CleanCache()
+    for s in settings:
+        a, _ = evaluate_setting(s, model, card["sha256"], plain, {"name": "c"}, data, "mnist", tmp_path, batch_size=30)
+        b, _ = evaluate_setting(s, model, card["sha256"], cached, {"name": "c"}, data, "mnist", tmp_path,
+                                batch_size=30, clean_cache=cache)
+        numbers = [k for k, v in a.items() if isinstance(v, float) and k != "attack_seconds"]
+        assert [b[k] for k in numbers] == pytest.approx([a[k] for k in numbers], rel=1e-6)
+    assert plain.seen == 2 * (70 + 45)  # adversarial + clean per setting
+    assert cached.seen == 70 + 45 + 70  # the second setting's clean images (a shorter last batch too) come cached
+
+
 def test_run_evaluation_writes_card_csv_and_figures(tmp_path):
     card = run_evaluation("a-net", "bit-depth", [Setting("fgsm", {"eps": 0.3}), Setting("deepfool", {"steps": 20})],
                           tmp_path / "out", defense_params={"bits": 1}, n=40, store=tmp_path / "store",

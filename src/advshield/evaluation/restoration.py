@@ -59,13 +59,46 @@ class Samples:
     labels: torch.Tensor
 
 
-@torch.no_grad()
-def _accumulate(classifier, defense: Defense, x, adv, y, sums: dict) -> torch.Tensor:
-    restored = defense(adv)
+class CleanCache:
+    """Per-image clean-side results of one (classifier, deterministic defense, test data) triple.
+
+    Every setting of an evaluation runs over the first n images of the same data in the same batches, so the
+    clean predictions and the clean images' pass through the defense (as costly as restoring the adversarial
+    batch) are computed once per image instead of once per setting. Keys are absolute image indices.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[bool, bool, float]] = {}
+
+    @torch.no_grad()
+    def clean_side(self, classifier, defense: Defense, x, y, first: int):
+        """(clean correct, defended clean correct, SSIM of defended clean vs clean) per image of the batch."""
+        idx = range(first, first + len(y))
+        if all(i in self._rows for i in idx):
+            ok, dok, sim = zip(*(self._rows[i] for i in idx))
+            return (torch.tensor(ok, device=y.device), torch.tensor(dok, device=y.device),
+                    torch.tensor(sim, dtype=torch.float64))
+        ok, dok, sim = _clean_side(classifier, defense, x, y)
+        self._rows.update(zip(idx, zip(ok.tolist(), dok.tolist(), sim.tolist())))
+        return ok, dok, sim
+
+
+def _clean_side(classifier, defense: Defense, x, y):
     defended_clean = defense(x)
-    clean_ok = classifier(x).argmax(1) == y
+    return (classifier(x).argmax(1) == y, classifier(defended_clean).argmax(1) == y,
+            ssim(defended_clean, x).double().cpu())
+
+
+@torch.no_grad()
+def _accumulate(classifier, defense: Defense, x, adv, y, sums: dict, cache: CleanCache | None = None,
+                first: int = 0) -> torch.Tensor:
+    restored = defense(adv)
+    if cache is None or defense.randomized:  # a randomised defense draws anew for every setting
+        clean_ok, defended_ok, ssim_dc = _clean_side(classifier, defense, x, y)
+    else:
+        clean_ok, defended_ok, ssim_dc = cache.clean_side(classifier, defense, x, y, first)
     sums["clean_correct"] += int(clean_ok.sum())
-    sums["defended_clean_correct"] += int((classifier(defended_clean).argmax(1) == y).sum())
+    sums["defended_clean_correct"] += int(defended_ok.sum())
     adv_ok = classifier(adv).argmax(1) == y
     sums["adv_correct"] += int(adv_ok.sum())
     sums["fooled"] += int((clean_ok & ~adv_ok).sum())
@@ -76,7 +109,7 @@ def _accumulate(classifier, defense: Defense, x, adv, y, sums: dict) -> torch.Te
     sums["psnr_restored"] += float(psnr(restored, x).sum())
     sums["ssim_adv"] += float(ssim(adv, x).sum())
     sums["psnr_adv"] += float(psnr(adv, x).sum())
-    sums["ssim_defended_clean"] += float(ssim(defended_clean, x).sum())
+    sums["ssim_defended_clean"] += float(ssim_dc.sum())
     delta = (adv - x).flatten(1)
     sums["l2"] += float(delta.norm(dim=1).sum())
     sums["linf"] += float(delta.abs().amax(1).sum())
@@ -145,8 +178,12 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
                      defense_id: dict, data: ImageDataset, dataset: str, store: str | Path, *,
                      substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
                      eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
-                     n_samples: int = 2, progress: Callable[[int, int], None] | None = None) -> tuple[dict, Samples]:
-    """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes."""
+                     n_samples: int = 2, progress: Callable[[int, int], None] | None = None,
+                     clean_cache: CleanCache | None = None) -> tuple[dict, Samples]:
+    """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes.
+
+    Pass the same ``clean_cache`` to every setting of one (classifier, defense, data) to skip repeated work.
+    """
     part, attack, result = adversarial_set(setting, classifier, classifier_sha, data, dataset, store, defense=defense,
                                            defense_id=defense_id, substitute=substitute, seed=seed,
                                            batch_size=batch_size, eot_samples=eot_samples, device=device, ctx=ctx,
@@ -155,14 +192,15 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
     sums["seconds"] = result.seconds
     defense.eval()
     samples = None
+    offset = ctx.shard(len(data.head(setting.n))).start  # the shard's first image in ``data``
     for start in range(0, len(part), batch_size):
         x, y = part.tensors(slice(start, start + batch_size), device)
         adv = result.adv[start:start + batch_size].to(device)
-        restored = _accumulate(classifier, defense, x, adv, y, sums)
+        restored = _accumulate(classifier, defense, x, adv, y, sums, clean_cache, offset + start)
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
     row = summarise(ctx.all_sum(sums))
     return dict(attack=setting.attack, params=attack.params(), threat=setting.label, **row), samples
 
 
-__all__ = ["Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]
+__all__ = ["CleanCache", "Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]

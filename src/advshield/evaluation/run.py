@@ -16,7 +16,7 @@ from advshield.defenses import DEFENSES, Defense, load_defense
 from advshield.device import select_device
 from advshield.distributed import init_distributed, local_device
 from advshield.errors import InputError
-from advshield.evaluation.restoration import Samples, Setting, evaluate_setting
+from advshield.evaluation.restoration import CleanCache, Samples, Setting, evaluate_setting
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.zoo import resolve_checkpoint
 
@@ -65,6 +65,7 @@ def run_evaluation(target: str, defense: str, settings: list[Setting], out: str 
     data = load_dataset(ds_name, "test", data_root).head(n)
     substitutes: dict[str, tuple[torch.nn.Module, str]] = {}
     rows, samples = [], {}
+    clean_cache = CleanCache()
     t0 = time.perf_counter()
     for s in settings:
         sub = None
@@ -76,7 +77,8 @@ def run_evaluation(target: str, defense: str, settings: list[Setting], out: str 
                 substitutes[s.substitute] = (model, card["sha256"])
             sub = substitutes[s.substitute]
         row, sample = evaluate_setting(s, classifier, tcard["sha256"], defense_obj, defense_id, data, ds_name, store,
-                                       substitute=sub, seed=seed, batch_size=batch_size, device=dev, ctx=ctx)
+                                       substitute=sub, seed=seed, batch_size=batch_size, device=dev, ctx=ctx,
+                                       clean_cache=clean_cache)
         rows.append(row)
         samples.setdefault(s.label, {})[s.attack] = sample
         if ctx.is_main:
