@@ -55,6 +55,8 @@ def test_builtin_presets_validate():
     (lambda d: d.update(loss_ablation={"nothing": {"mse": 0}}), "at least one loss weight"),
     (lambda d: d["fast"].update(ablation_epochs=0), "fast.ablation_epochs"),
     (lambda d: d["attacks"]["fgsm"].update(adaptive_params={"eps": -1}), "attack fgsm"),
+    (lambda d: d["attacks"]["fgsm"].update(attack="pgd"), "for train_attacks only"),
+    (lambda d: d.update(train_attacks={"fgsm-weak": {"attack": "fgsn"}}), "attack fgsm-weak"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     import copy
@@ -78,6 +80,20 @@ def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
     assert [s.params["eps"] for s in settings_for(preset, threats, False) if s.attack == "fgsm"] == [0.3, 0.3]
     [adaptive] = settings_for(preset, threats, True)
     assert (adaptive.threat, adaptive.params) == ("adaptive", {"eps": 0.2})
+
+
+def test_one_training_attack_at_several_budgets(tmp_path):
+    import copy
+
+    from advshield.reproduce.recipes import training_config
+
+    data = copy.deepcopy(TINY)
+    data["train_attacks"] = {"fgsm": {"params": {"eps": 0.3}},
+                             "fgsm-weak": {"attack": "fgsm", "params": {"eps": 0.1}, "on_the_fly": True}}
+    preset = load_preset(_write(tmp_path, data))
+    cfg = training_config(preset, "a-net", preset.fast, seed=0, device="cpu", data_root=None)
+    sources = {m.key: (m.name, m.params) for m in cfg.attacks}
+    assert sources == {"fgsm": ("fgsm", {"eps": 0.3}), "fgsm-weak": ("fgsm", {"eps": 0.1}), "clean": ("clean", {})}
 
 
 def test_unknown_preset_and_cli_error(tmp_path):

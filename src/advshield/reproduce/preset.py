@@ -29,6 +29,12 @@ class PresetAttack(BaseModel):
     max_test: int | None = Field(None, ge=1)  # cap on the test images for an expensive attack
     # Merged over params for the adaptive threat: an attack through a restorer needs more steps to converge.
     adaptive_params: dict = Field(default_factory=dict)
+    # train_attacks only: the registered attack when the key is a label, so one attack can make pairs
+    # at several budgets (e.g. fgsm-2: {attack: fgsm, params: {eps: 0.0078}}).
+    attack: str | None = None
+
+    def registered(self, key: str) -> str:
+        return self.attack or key
 
     @property
     def display(self) -> str:
@@ -177,8 +183,8 @@ class Preset(BaseModel):
             if name == "clean":  # identity pairs (train_attacks only)
                 continue
             try:
-                create_attack(name, **a.params)
-                create_attack(name, **{**a.params, **a.adaptive_params})
+                create_attack(a.registered(name), **a.params)
+                create_attack(a.registered(name), **{**a.params, **a.adaptive_params})
             except (AdvShieldError, TypeError) as exc:
                 raise ValueError(f"attack {name}: {exc}") from None
         return v
@@ -187,6 +193,9 @@ class Preset(BaseModel):
     def _consistent(self) -> "Preset":
         if "clean" in self.attacks:
             raise ValueError("'clean' makes identity training pairs: put it in train_attacks, not attacks")
+        named = [k for k, a in self.attacks.items() if a.attack]
+        if named:
+            raise ValueError(f"attacks {named}: 'attack' (one attack under several labels) is for train_attacks only")
         unknown = set(self.adaptive_attacks) - set(self.attacks)
         if unknown:
             raise ValueError(f"adaptive_attacks {sorted(unknown)} are not in attacks")

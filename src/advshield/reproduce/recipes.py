@@ -9,7 +9,8 @@ from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 
 def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
                     data_root: str | None) -> DefenseTrainConfig:
-    mixes = [AttackMix(name=n, params=a.params, proportion=a.proportion, on_the_fly=a.on_the_fly)
+    mixes = [AttackMix(name=a.registered(n), label=n if a.attack else None, params=a.params,
+                       proportion=a.proportion, on_the_fly=a.on_the_fly)
              for n, a in (preset.train_attacks or preset.attacks).items()]
     if preset.training.clean_proportion > 0 and not any(m.name == "clean" for m in mixes):
         mixes.append(AttackMix(name="clean", proportion=preset.training.clean_proportion))
