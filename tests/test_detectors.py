@@ -133,6 +133,15 @@ def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
     assert {"detection_rate", "fpr", "auc", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"} <= set(m)
     assert m["fpr"] <= 0.15 and m["auc"] > 0.9
     assert card["attacks"]["fgsm"]["paper_threshold"]["fpr"] <= m["fpr"]  # the max rule is stricter
+    saved = tmp_path / "out" / "detector.safetensors"
+    assert card["checkpoint"] == saved.name and saved.stat().st_size > 0
+    r = run_cli("detect", "--target", "a-net", "--detector", "magnet-error", "--attacks", "fgsm", "--attack-param",
+                "fgsm.eps=0.3", "--n-train", "2000", "--n-calibration", "300", "--n", "200", "--checkpoint",
+                str(saved), "--store", str(tmp_path / "store"), "--out", str(tmp_path / "reused"))
+    assert r.returncode == 0, r.stderr
+    reused = json.loads((tmp_path / "reused" / "detection.json").read_text())  # no training, same detector
+    assert reused["history"]["loaded_from"] == str(saved) and reused["threshold"] == pytest.approx(card["threshold"])
+    assert reused["attacks"]["fgsm"]["calibrated"]["auc"] == pytest.approx(m["auc"])
     r = run_cli("detect", "--target", "a-net", "--detector", "defense-gan", "--attacks", "fgsm", "--attack-param",
                 "fgsm.eps=0.3", "--n-train", "300", "--n-calibration", "50", "--epochs", "1", "--n", "20",
                 "--gan-steps", "5", "--gan-restarts", "2", "--max-rule-n", "40", "--store", str(tmp_path / "store"),

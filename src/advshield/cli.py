@@ -548,8 +548,12 @@ def detect_cmd(
     adaptive_steps: int = typer.Option(100, min=1, help="Steps per constant of the adaptive attack."),
     max_rule_n: int = typer.Option(0, min=0, help="Training images for the papers' max-rule threshold "
                                                   "(0: all of --n-train)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A detector.safetensors saved by an earlier run: reuse it "
+                                                         "instead of training (recalibrated on the held-out images)."),
 ) -> None:
-    """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%."""
+    """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%.
+
+    The trained detector is saved as <out>/detector.safetensors with its JSON card."""
     from advshield.detectors.adaptive import JointAttack
     from advshield.detectors.defense_gan import Projection
     from advshield.detectors.run import KINDS, run_detection
@@ -568,7 +572,7 @@ def detect_cmd(
                                         final_lr=gan_search_lr / 10),
                   adaptive=adaptive, joint=JointAttack(eps=adaptive_eps, steps=adaptive_steps,
                                                        stepsize=adaptive_eps / 25), max_rule_n=max_rule_n,
-                  log=lambda s: console.print(s, markup=False, soft_wrap=True))
+                  checkpoint=checkpoint, log=lambda s: console.print(s, markup=False, soft_wrap=True))
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 * reconstruction-error detector: score = mean |x - AE(x)|^p per image (p = 1 or 2);
 * probability-divergence detector: score = JSD(softmax(f(x) / T), softmax(f(AE(x)) / T));
-* reformer: AE(x) as a restoration defense (``magnet-reformer`` in the defense registry).
+* reformer: AE(x) as a restoration defense (:class:`MagNetReformer`; the autoencoder of a saved detector:
+  ``MagNetReformer(load_detector(path, classifier)[0].autoencoder)``).
 """
 
 from __future__ import annotations

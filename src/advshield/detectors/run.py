@@ -15,6 +15,7 @@ from advshield.checkpoint import load_model
 from advshield.data import load_dataset
 from advshield.detectors.adaptive import JointAttack, joint_attack
 from advshield.detectors.base import Detector
+from advshield.detectors.checkpoint import load_detector, save_detector
 from advshield.detectors.cmag import CMAG, CMAGDetector, train_cmag
 from advshield.detectors.defense_gan import DefenseGANDetector, Generator, Projection, train_wgan_gp
 from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, ReconstructionErrorDetector,
@@ -30,6 +31,19 @@ from advshield.zoo import resolve_checkpoint
 KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-gan")
 
 
+def make_detector(kind: str, classifier: torch.nn.Module, image_shape: tuple[int, int, int], *,
+                  projection: Projection = Projection(), seed: int = 0, cmag_combine: str = "attention") -> Detector:
+    """An untrained detector of ``kind`` around ``classifier`` (what :func:`build_detector` trains)."""
+    if kind.startswith("magnet"):
+        ae = MagNetAutoencoder(image_shape[0], activation="relu")
+        return ReconstructionErrorDetector(ae) if kind == "magnet-error" else DivergenceDetector(ae, classifier)
+    if kind in ("cmag-ssim", "cmag-l2"):
+        return CMAGDetector(CMAG(classifier, combine=cmag_combine), kind.split("-")[1])
+    if kind == "defense-gan":
+        return DefenseGANDetector(Generator(tuple(image_shape)), projection, seed)
+    raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
+
+
 def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, *, epochs: int, seed: int,
                    device: torch.device, projection: Projection = Projection(), gan_lr: float = 1e-4,
                    cmag_combine: str = "attention") -> tuple[Detector, dict]:
@@ -38,23 +52,17 @@ def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, 
     For Defense-GAN, ``epochs`` counts passes of the generator's batches (64 images) over ``clean``.
     """
     torch.manual_seed(seed)
-    if kind.startswith("magnet"):
-        ae = MagNetAutoencoder(clean.shape[1], activation="relu")
-        history = {"autoencoder": train_autoencoder(ae, clean, epochs=epochs, batch_size=128, lr=3e-3, seed=seed,
-                                                    device=device)}
-        ae.eval()
-        det = (ReconstructionErrorDetector(ae) if kind == "magnet-error" else DivergenceDetector(ae, classifier))
-        return det.to(device), history
-    if kind.startswith("cmag"):
-        model = CMAG(classifier, combine=cmag_combine)
-        history = train_cmag(model, clean, epochs=epochs, seed=seed, device=device)
-        return CMAGDetector(model.eval(), kind.split("-")[1]).to(device), history
-    if kind == "defense-gan":
-        gen = Generator(tuple(clean.shape[1:]))
-        history = {"wasserstein": train_wgan_gp(gen, clean, iterations=max(1, epochs * len(clean) // 64), lr=gan_lr,
-                                                seed=seed, device=device)}
-        return DefenseGANDetector(gen, projection, seed).to(device), history
-    raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
+    det = make_detector(kind, classifier, tuple(clean.shape[1:]), projection=projection, seed=seed,
+                        cmag_combine=cmag_combine)
+    if isinstance(det, (ReconstructionErrorDetector, DivergenceDetector)):
+        history = {"autoencoder": train_autoencoder(det.autoencoder, clean, epochs=epochs, batch_size=128, lr=3e-3,
+                                                    seed=seed, device=device)}
+    elif isinstance(det, CMAGDetector):
+        history = train_cmag(det.model, clean, epochs=epochs, seed=seed, device=device)
+    else:
+        history = {"wasserstein": train_wgan_gp(det.generator, clean, iterations=max(1, epochs * len(clean) // 64),
+                                                lr=gan_lr, seed=seed, device=device)}
+    return det.to(device).eval(), history
 
 
 @dataclass
@@ -102,13 +110,15 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
                   dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
                   seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
                   joint: JointAttack = JointAttack(), max_rule_n: int = 0,
-                  gan_lr: float = 1e-4, cmag_combine: str = "attention",
+                  gan_lr: float = 1e-4, cmag_combine: str = "attention", checkpoint: str | Path | None = None,
                   log: Callable[[str], None] = print) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
     the threshold) and report how many evade, beside the oblivious rates. ``attacks`` maps a label to the
     attack's parameters; ``attack_names`` maps a label to the registered attack (default: the label itself),
     so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
-    max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow)."""
+    max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow).
+    The trained detector is saved as ``out/detector.safetensors`` with its card; ``checkpoint`` reuses such a
+    file instead of training (the threshold is then recalibrated on the same held-out images)."""
     t0 = time.perf_counter()
     dev = select_device(device)
     classifier, card = load_model(resolve_checkpoint(target, dataset), dev)
@@ -118,14 +128,24 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
     if n_train + n_calibration > len(train):
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
-    detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
-                                       projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine)
+    if checkpoint:
+        detector, saved = load_detector(checkpoint, classifier, card["sha256"], dev)
+        if saved["detector"] != kind:
+            raise InputError(f"{checkpoint} holds a {saved['detector']} detector, not {kind}")
+        history = {"loaded_from": str(checkpoint), "recipe": saved.get("recipe")}
+    else:
+        detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
+                                           projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
     with torch.no_grad():
         cal = detector.scores(held_out.split(200), dev)
     train_scores, train_rec = reconstruction_stats(detector, clean_train[:max_rule_n or None], dev)
     paper_threshold = float(train_scores.max())  # CMAG Algorithm 2 / MagNet: the extreme over legitimate data
     detector.calibrate_fpr(cal, fpr)
+    saved_to = Path(out) / "detector.safetensors"
+    save_detector(saved_to, detector, kind, classifier=classifier, classifier_card=card,
+                  image_shape=tuple(clean_train.shape[1:]), projection=projection, seed=seed,
+                  cmag_combine=cmag_combine, recipe={"n_train": n_train, "epochs": epochs, "gan_lr": gan_lr})
     test = load_dataset(ds_name, "test", data_root).head(n)
     x_test = test.tensors()[0]
     clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
@@ -153,7 +173,7 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
                "max_rule_images": len(train_scores), "epochs": epochs, "n_test": len(test),
                **({"projection": vars(projection), "gan_lr": gan_lr} if kind == "defense-gan" else {}),
                **({"cmag_combine": cmag_combine} if kind.startswith("cmag") else {}),
-               "history": history, "attacks": results,
+               "history": history, "checkpoint": saved_to.name, "attacks": results,
                "reconstruction": {"clean_test": clean_rec, "clean_train": train_rec}, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "notes": ["detection rates count successful adversarial examples only; FPR is on the clean test images",
                          "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)",

@@ -1,0 +1,65 @@
+"""Trained detectors as checkpoints: safetensors plus a JSON card, like every model here.
+
+The attacked classifier is not stored (CMAG and MagNet's divergence detector hold a reference to it):
+the card names it by SHA-256 and :func:`load_detector` refuses another one. The calibrated threshold
+(a buffer) travels with the weights, the calibration rule and the recipe with the card.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from advshield.checkpoint import library_versions, load_tensors, load_weights, read_card, save_tensors
+from advshield.detectors.base import Detector
+from advshield.detectors.defense_gan import Projection
+from advshield.errors import CheckpointError
+
+ARCH_PREFIX = "detector:"
+
+
+def _classifier_prefixes(detector: Detector, classifier: torch.nn.Module | None) -> list[str]:
+    return [f"{name}." for name, m in detector.named_modules(remove_duplicate=False) if classifier is not None and m is classifier]
+
+
+def _own_tensors(detector: Detector, classifier: torch.nn.Module | None) -> dict[str, torch.Tensor]:
+    prefixes = _classifier_prefixes(detector, classifier)
+    return {k: v for k, v in detector.state_dict().items() if not any(k.startswith(p) for p in prefixes)}
+
+
+def save_detector(path: str | Path, detector: Detector, kind: str, *, classifier: torch.nn.Module,
+                  classifier_card: dict, image_shape: tuple[int, int, int], projection: Projection = Projection(),
+                  seed: int = 0, cmag_combine: str = "attention", recipe: dict | None = None) -> dict:
+    """Write ``detector`` (without the classifier's weights) to ``path`` and its card; returns the card."""
+    card = {"architecture": ARCH_PREFIX + kind, "kind": "detector", "detector": kind,
+            "target": classifier_card.get("architecture"), "target_sha256": classifier_card.get("sha256"),
+            "dataset": classifier_card.get("dataset"), "image_shape": list(image_shape),
+            "projection": vars(projection), "seed": seed, "cmag_combine": cmag_combine,
+            "threshold": detector.threshold, "calibration": detector.calibration, "recipe": recipe or {},
+            "versions": library_versions()}
+    return save_tensors(path, _own_tensors(detector, classifier), card)
+
+
+def load_detector(path: str | Path, classifier: torch.nn.Module, classifier_sha: str | None = None,
+                  device: torch.device | str = "cpu") -> tuple[Detector, dict]:
+    """Rebuild a detector saved by :func:`save_detector` around ``classifier``; returns (detector, card)."""
+    from advshield.detectors.run import make_detector
+
+    card = read_card(path)
+    kind = card["architecture"].removeprefix(ARCH_PREFIX)
+    if card.get("kind") != "detector" or not card["architecture"].startswith(ARCH_PREFIX):
+        raise CheckpointError(f"{path}: card describes {card['architecture']!r}, not a detector")
+    if classifier_sha and card.get("target_sha256") and card["target_sha256"] != classifier_sha:
+        raise CheckpointError(f"{path}: detector was trained for classifier {card.get('target')} "
+                              f"({card['target_sha256'][:12]}), not the one given ({classifier_sha[:12]})")
+    detector = make_detector(kind, classifier, tuple(card["image_shape"]), projection=Projection(**card["projection"]),
+                             seed=card.get("seed", 0), cmag_combine=card.get("cmag_combine", "attention"))
+    state = load_tensors(path, card)
+    state.update({k: v for k, v in detector.state_dict().items() if k not in _own_tensors(detector, classifier)})
+    load_weights(detector, state, f"detector checkpoint {Path(path).name} (card says {kind})")
+    detector.calibration = dict(card.get("calibration") or {})
+    return detector.to(device).eval(), card
+
+
+__all__ = ["load_detector", "save_detector"]
