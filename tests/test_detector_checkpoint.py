@@ -20,7 +20,7 @@ def test_saved_detector_gives_the_same_scores_and_threshold(tmp_path, kind):
                             projection=projection)
     det.calibrate_fpr(det.scores(clean.split(32)), 0.1)
     written = save_detector(tmp_path / "d.safetensors", det, kind, classifier=classifier, classifier_card=card,
-                            image_shape=(1, 28, 28), projection=projection)
+                            image_shape=(1, 28, 28))
     from safetensors.torch import load_file
 
     stored = load_file(tmp_path / "d.safetensors")

@@ -19,23 +19,25 @@ from advshield.errors import CheckpointError
 ARCH_PREFIX = "detector:"
 
 
-def _classifier_prefixes(detector: Detector, classifier: torch.nn.Module | None) -> list[str]:
-    return [f"{name}." for name, m in detector.named_modules(remove_duplicate=False) if classifier is not None and m is classifier]
-
-
-def _own_tensors(detector: Detector, classifier: torch.nn.Module | None) -> dict[str, torch.Tensor]:
-    prefixes = _classifier_prefixes(detector, classifier)
-    return {k: v for k, v in detector.state_dict().items() if not any(k.startswith(p) for p in prefixes)}
+def _own_tensors(detector: Detector, classifier: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The detector's state without the classifier it references (under whatever attribute path)."""
+    prefixes = tuple(f"{name}." for name, m in detector.named_modules(remove_duplicate=False) if m is classifier)
+    return {k: v for k, v in detector.state_dict().items() if not (prefixes and k.startswith(prefixes))}
 
 
 def save_detector(path: str | Path, detector: Detector, kind: str, *, classifier: torch.nn.Module,
-                  classifier_card: dict, image_shape: tuple[int, int, int], projection: Projection = Projection(),
-                  seed: int = 0, cmag_combine: str = "attention", recipe: dict | None = None) -> dict:
-    """Write ``detector`` (without the classifier's weights) to ``path`` and its card; returns the card."""
+                  classifier_card: dict, image_shape: tuple[int, int, int], recipe: dict | None = None) -> dict:
+    """Write ``detector`` (without the classifier's weights) to ``path`` and its card; returns the card.
+
+    What :func:`make_detector` needs besides the weights (Defense-GAN's latent search, CMAG's merge) is read
+    off the detector itself.
+    """
+    model = getattr(detector, "model", None)
     card = {"architecture": ARCH_PREFIX + kind, "kind": "detector", "detector": kind,
             "target": classifier_card.get("architecture"), "target_sha256": classifier_card.get("sha256"),
             "dataset": classifier_card.get("dataset"), "image_shape": list(image_shape),
-            "projection": vars(projection), "seed": seed, "cmag_combine": cmag_combine,
+            "projection": vars(getattr(detector, "projection", Projection())),
+            "seed": getattr(detector, "seed", 0), "cmag_combine": getattr(model, "combine", "attention"),
             "threshold": detector.threshold, "calibration": detector.calibration, "recipe": recipe or {},
             "versions": library_versions()}
     return save_tensors(path, _own_tensors(detector, classifier), card)
@@ -54,9 +56,10 @@ def load_detector(path: str | Path, classifier: torch.nn.Module, classifier_sha:
         raise CheckpointError(f"{path}: detector was trained for classifier {card.get('target')} "
                               f"({card['target_sha256'][:12]}), not the one given ({classifier_sha[:12]})")
     detector = make_detector(kind, classifier, tuple(card["image_shape"]), projection=Projection(**card["projection"]),
-                             seed=card.get("seed", 0), cmag_combine=card.get("cmag_combine", "attention"))
+                             seed=card.get("seed"), cmag_combine=card.get("cmag_combine", "attention"))
+    own = _own_tensors(detector, classifier)
     state = load_tensors(path, card)
-    state.update({k: v for k, v in detector.state_dict().items() if k not in _own_tensors(detector, classifier)})
+    state.update({k: v for k, v in detector.state_dict().items() if k not in own})  # the classifier's, as given
     load_weights(detector, state, f"detector checkpoint {Path(path).name} (card says {kind})")
     detector.calibration = dict(card.get("calibration") or {})
     return detector.to(device).eval(), card

@@ -32,7 +32,7 @@ KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-g
 
 
 def make_detector(kind: str, classifier: torch.nn.Module, image_shape: tuple[int, int, int], *,
-                  projection: Projection = Projection(), seed: int = 0, cmag_combine: str = "attention") -> Detector:
+                  projection: Projection = Projection(), seed: int | None = 0, cmag_combine: str = "attention") -> Detector:
     """An untrained detector of ``kind`` around ``classifier`` (what :func:`build_detector` trains)."""
     if kind.startswith("magnet"):
         ae = MagNetAutoencoder(image_shape[0], activation="relu")
@@ -132,8 +132,10 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
         detector, saved = load_detector(checkpoint, classifier, card["sha256"], dev)
         if saved["detector"] != kind:
             raise InputError(f"{checkpoint} holds a {saved['detector']} detector, not {kind}")
-        history = {"loaded_from": str(checkpoint), "recipe": saved.get("recipe")}
+        recipe = saved.get("recipe") or {}
+        history = {"loaded_from": str(checkpoint), "recipe": recipe}
     else:
+        recipe = {"n_train": n_train, "epochs": epochs, "gan_lr": gan_lr}
         detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
                                            projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
@@ -144,8 +146,7 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
     detector.calibrate_fpr(cal, fpr)
     saved_to = Path(out) / "detector.safetensors"
     save_detector(saved_to, detector, kind, classifier=classifier, classifier_card=card,
-                  image_shape=tuple(clean_train.shape[1:]), projection=projection, seed=seed,
-                  cmag_combine=cmag_combine, recipe={"n_train": n_train, "epochs": epochs, "gan_lr": gan_lr})
+                  image_shape=tuple(clean_train.shape[1:]), recipe=recipe)
     test = load_dataset(ds_name, "test", data_root).head(n)
     x_test = test.tensors()[0]
     clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
