@@ -90,6 +90,25 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
         assert torch.equal(va, vb), k
 
 
+def test_init_warm_starts_from_a_trained_restorer_of_the_same_shape(tmp_path):
+    clean = [AttackMix(name="clean")]
+    first = train_defense(_cfg(n_train=64, n_val=32, epochs=1, attacks=clean), tmp_path / "a", store=tmp_path / "s",
+                          log=lambda s: None)
+    tuned = train_defense(_cfg(n_train=64, n_val=32, epochs=1, attacks=clean, lr=1e-12, init=str(first.checkpoint)),
+                          tmp_path / "b", store=tmp_path / "s", log=lambda s: None)
+    assert tuned.card["recipe"]["init"] == str(first.checkpoint)
+    a, _ = load_defense(first.checkpoint)
+    b, _ = load_defense(tuned.checkpoint)
+    for (k, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(va, vb, atol=1e-8), k  # started from the first run's weights, barely moved
+    with pytest.raises(CheckpointError, match="arch_kwargs"):
+        train_defense(_cfg(n_train=64, n_val=32, epochs=1, attacks=clean, defense_params={"width": 4},
+                           init=str(first.checkpoint)), tmp_path / "c", store=tmp_path / "s", log=lambda s: None)
+    with pytest.raises(CheckpointError, match="not a cru-net restorer"):
+        train_defense(_cfg(n_train=64, n_val=32, epochs=1, attacks=clean, init="a-net"), tmp_path / "d",
+                      store=tmp_path / "s", log=lambda s: None)
+
+
 def test_config_rejects_unknown_names():
     with pytest.raises(ValueError, match="not a trainable restorer"):
         DefenseTrainConfig(defense="median")

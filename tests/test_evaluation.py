@@ -109,6 +109,33 @@ def test_clean_cache_restores_clean_images_once_and_changes_no_number(tmp_path):
     assert cached.seen == 70 + 45 + 70  # the second setting's clean images (a shorter last batch too) come cached
 
 
+def test_restoration_cache_shares_restored_sets_across_classifiers(tmp_path):
+    from advshield.evaluation import RestorationCache
+
+    a_net, a_card = load_pretrained("a-net")
+    b_net, b_card = load_pretrained("b-net")
+    data = load_dataset("mnist", "test").head(50)
+    # B's transfer row reads the very set A's white-box row restored: crafted on A-net, same images.
+    white_box = (Setting("fgsm", {"eps": 0.3}), a_net, a_card["sha256"], None)
+    transfer = (Setting("fgsm", {"eps": 0.3}, "transfer", "a-net"), b_net, b_card["sha256"], (a_net, a_card["sha256"]))
+
+    def row(evaluation, defense, cache=None, name="c"):
+        setting, classifier, sha, substitute = evaluation
+        return evaluate_setting(setting, classifier, sha, defense, {"name": name}, data, "mnist", tmp_path,
+                                substitute=substitute, batch_size=20, restoration_cache=cache)[0]
+
+    plain, cached, cache = Counting(), Counting(), RestorationCache()
+    for evaluation in (white_box, transfer):
+        a, b = row(evaluation, plain), row(evaluation, cached, cache)
+        numbers = [k for k, v in a.items() if isinstance(v, float) and k != "attack_seconds"]
+        assert [b[k] for k in numbers] == pytest.approx([a[k] for k in numbers], rel=1e-6)
+    assert plain.seen == 2 * 2 * 50  # adversarial + clean, twice
+    assert cached.seen == 2 * 50 and cache.hits == 2 * 3  # the second evaluation restored nothing again
+    other = Counting()  # another defense identity never reads the first one's outputs
+    row(white_box, other, cache, name="d")
+    assert other.seen == 2 * 50
+
+
 def test_run_evaluation_writes_card_csv_and_figures(tmp_path):
     card = run_evaluation("a-net", "bit-depth", [Setting("fgsm", {"eps": 0.3}), Setting("deepfool", {"steps": 20})],
                           tmp_path / "out", defense_params={"bits": 1}, n=40, store=tmp_path / "store",

@@ -243,6 +243,10 @@ def train_defense_cmd(
     l1: float = typer.Option(0.0, help="Weight of an L1 term added to the MSE (Eq. 10)."),
     ssim_weight: float = typer.Option(0.0, "--ssim", help="Weight of a (1 - SSIM) term."),
     mse: float = typer.Option(1.0, help="Weight of the MSE term."),
+    ce: float = typer.Option(0.0, help="Weight of the target's cross-entropy on the restored image (classifier-"
+                             "guided; beyond CRU-Net's Eq. 10)."),
+    init: Optional[str] = typer.Option(None, help="Start from this trained restorer (zoo name or .safetensors) "
+                                       "instead of random weights: fine-tuning."),
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
@@ -273,7 +277,8 @@ def train_defense_cmd(
             attacks=[AttackMix(name=n, params=params[n], proportion=p, on_the_fly=n in fly)
                      for n, p in zip(names, shares)],
             n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-            loss={"mse": mse, "l1": l1, "ssim": ssim_weight}, seed=seed, device=device, data_root=data_root)
+            loss={"mse": mse, "l1": l1, "ssim": ssim_weight, "ce": ce}, init=init, seed=seed, device=device,
+            data_root=data_root)
     out = out or Path("runs") / "defenses" / f"{cfg.defense}-{Path(cfg.target).stem}"
     with Progress(*_progress_columns(), console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("training", total=None)

@@ -17,6 +17,7 @@ Under torchrun each process evaluates a shard and the sums are reduced.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,38 @@ class Samples:
     labels: torch.Tensor
 
 
+class RestorationCache:
+    """Restorer outputs shared by every evaluation of one run, kept on the CPU up to ``max_bytes``.
+
+    A reproduction restores the same stored sets with the same restorer under several classifiers (the
+    transfer rows and the papers' "restorer trained for the other net" tables), and the output does not depend
+    on who reads it. Keys name the defense, the input (a stored set's key or the clean test images) and the
+    batch; randomised defenses are never cached.
+    """
+
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
+        self.max_bytes, self.bytes, self.hits = max_bytes, 0, 0
+        self._out: dict[tuple, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def restore(self, defense: Defense, key: tuple | None, x: torch.Tensor) -> torch.Tensor:
+        if key is None or defense.randomized:
+            return defense(x)
+        if key in self._out:
+            self.hits += 1
+            return self._out[key].to(x.device)
+        out = defense(x)
+        size = out.numel() * out.element_size()
+        if self.bytes + size <= self.max_bytes:
+            self._out[key] = out.cpu()
+            self.bytes += size
+        return out
+
+
+def _restore(defense: Defense, x: torch.Tensor, cache: RestorationCache | None, key: tuple | None) -> torch.Tensor:
+    return cache.restore(defense, key, x) if cache is not None else defense(x)
+
+
 class CleanCache:
     """Per-image clean-side results of one (classifier, deterministic defense, test data) triple.
 
@@ -71,32 +104,32 @@ class CleanCache:
         self._rows: dict[int, tuple[bool, bool, float]] = {}
 
     @torch.no_grad()
-    def clean_side(self, classifier, defense: Defense, x, y, first: int):
+    def clean_side(self, classifier, defense: Defense, x, y, first: int, restore=None):
         """(clean correct, defended clean correct, SSIM of defended clean vs clean) per image of the batch."""
         idx = range(first, first + len(y))
         if all(i in self._rows for i in idx):
             ok, dok, sim = zip(*(self._rows[i] for i in idx))
             return (torch.tensor(ok, device=y.device), torch.tensor(dok, device=y.device),
                     torch.tensor(sim, dtype=torch.float64))
-        ok, dok, sim = _clean_side(classifier, defense, x, y)
+        ok, dok, sim = _clean_side(classifier, defense, x, y, restore)
         self._rows.update(zip(idx, zip(ok.tolist(), dok.tolist(), sim.tolist())))
         return ok, dok, sim
 
 
-def _clean_side(classifier, defense: Defense, x, y):
-    defended_clean = defense(x)
+def _clean_side(classifier, defense: Defense, x, y, restore=None):
+    defended_clean = restore(x) if restore is not None else defense(x)
     return (classifier(x).argmax(1) == y, classifier(defended_clean).argmax(1) == y,
             ssim(defended_clean, x).double().cpu())
 
 
 @torch.no_grad()
 def _accumulate(classifier, defense: Defense, x, adv, y, sums: dict, cache: CleanCache | None = None,
-                first: int = 0) -> torch.Tensor:
-    restored = defense(adv)
+                first: int = 0, restore_adv=None, restore_clean=None) -> torch.Tensor:
+    restored = restore_adv(adv) if restore_adv is not None else defense(adv)
     if cache is None or defense.randomized:  # a randomised defense draws anew for every setting
-        clean_ok, defended_ok, ssim_dc = _clean_side(classifier, defense, x, y)
+        clean_ok, defended_ok, ssim_dc = _clean_side(classifier, defense, x, y, restore_clean)
     else:
-        clean_ok, defended_ok, ssim_dc = cache.clean_side(classifier, defense, x, y, first)
+        clean_ok, defended_ok, ssim_dc = cache.clean_side(classifier, defense, x, y, first, restore_clean)
     sums["clean_correct"] += int(clean_ok.sum())
     sums["defended_clean_correct"] += int(defended_ok.sum())
     adv_ok = classifier(adv).argmax(1) == y
@@ -149,7 +182,8 @@ def adversarial_set(setting: Setting, classifier: torch.nn.Module, classifier_sh
                     progress: Callable[[int, int], None] | None = None):
     """``setting``'s adversarial set on this process's shard of ``data``: from the store, or crafted and stored.
 
-    Returns (the shard, the attack, its result). The adaptive threat needs ``defense`` and ``defense_id``.
+    Returns (the shard, the attack, its result, the stored set's key). The adaptive threat needs ``defense`` and
+    ``defense_id``.
     """
     threat = ThreatModel(setting.threat)
     data = data.head(setting.n)
@@ -169,9 +203,9 @@ def adversarial_set(setting: Setting, classifier: torch.nn.Module, classifier_sh
         pipeline = Pipeline(classifier, defense if adaptive else None)
         spec = AdversarialSpec(classifier_sha, setting.attack, attack.params(), dataset, split, len(part), seed,
                                threat.value, None, defense_id if adaptive else None)
-    _, result, _ = generate_adversarial_set(spec, attack, pipeline, part, store, batch_size=batch_size, device=device,
-                                            eot_samples=eot_samples, progress=progress)
-    return part, attack, result
+    folder, result, _ = generate_adversarial_set(spec, attack, pipeline, part, store, batch_size=batch_size,
+                                                 device=device, eot_samples=eot_samples, progress=progress)
+    return part, attack, result, folder.name
 
 
 def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, defense: Defense,
@@ -179,12 +213,14 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
                      substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
                      eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
                      n_samples: int = 2, progress: Callable[[int, int], None] | None = None,
-                     clean_cache: CleanCache | None = None) -> tuple[dict, Samples]:
+                     clean_cache: CleanCache | None = None, restoration_cache: RestorationCache | None = None
+                     ) -> tuple[dict, Samples]:
     """One row of the report: ``setting`` on this process's shard of ``data``, reduced over processes.
 
-    Pass the same ``clean_cache`` to every setting of one (classifier, defense, data) to skip repeated work.
+    Pass the same ``clean_cache`` to every setting of one (classifier, defense, data), and the same
+    ``restoration_cache`` to every evaluation of a run, to skip repeated work.
     """
-    part, attack, result = adversarial_set(setting, classifier, classifier_sha, data, dataset, store, defense=defense,
+    part, attack, result, set_key = adversarial_set(setting, classifier, classifier_sha, data, dataset, store, defense=defense,
                                            defense_id=defense_id, substitute=substitute, seed=seed,
                                            batch_size=batch_size, eot_samples=eot_samples, device=device, ctx=ctx,
                                            progress=progress)
@@ -193,14 +229,19 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
     defense.eval()
     samples = None
     offset = ctx.shard(len(data.head(setting.n))).start  # the shard's first image in ``data``
+    data_key = data.fingerprint() if restoration_cache is not None else None
     for start in range(0, len(part), batch_size):
         x, y = part.tensors(slice(start, start + batch_size), device)
         adv = result.adv[start:start + batch_size].to(device)
-        restored = _accumulate(classifier, defense, x, adv, y, sums, clean_cache, offset + start)
+        first = offset + start
+        keys = (json.dumps(defense_id, sort_keys=True, default=str), first, len(y))
+        restored = _accumulate(classifier, defense, x, adv, y, sums, clean_cache, first,
+                               lambda t: _restore(defense, t, restoration_cache, ("adv", set_key, *keys)),
+                               lambda t: _restore(defense, t, restoration_cache, ("clean", data_key, *keys)))
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
     row = summarise(ctx.all_sum(sums))
     return dict(attack=setting.attack, params=attack.params(), threat=setting.label, **row), samples
 
 
-__all__ = ["CleanCache", "Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]
+__all__ = ["CleanCache", "RestorationCache", "Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]

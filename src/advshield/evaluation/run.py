@@ -16,7 +16,7 @@ from advshield.defenses import DEFENSES, Defense, load_defense
 from advshield.device import select_device
 from advshield.distributed import init_distributed, local_device
 from advshield.errors import InputError
-from advshield.evaluation.restoration import CleanCache, Samples, Setting, evaluate_setting
+from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, Setting, evaluate_setting
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.zoo import resolve_checkpoint
 
@@ -53,8 +53,11 @@ def run_evaluation(target: str, defense: str, settings: list[Setting], out: str 
                    defense_params: dict | None = None, dataset: str | None = None, n: int | None = None,
                    data_root: str | None = None, store: str | Path = "runs/adversarial", seed: int = 0,
                    batch_size: int = 250, device: str = "auto", figures: bool = True,
-                   log: Callable[[str], None] = print) -> dict:
-    """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card."""
+                   restoration_cache: RestorationCache | None = None, log: Callable[[str], None] = print) -> dict:
+    """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card.
+
+    Several evaluations of one run can share a ``restoration_cache`` (same restorer, same stored sets).
+    """
     out = Path(out)
     dev = select_device(device)
     ctx = init_distributed(dev)
@@ -78,7 +81,7 @@ def run_evaluation(target: str, defense: str, settings: list[Setting], out: str 
             sub = substitutes[s.substitute]
         row, sample = evaluate_setting(s, classifier, tcard["sha256"], defense_obj, defense_id, data, ds_name, store,
                                        substitute=sub, seed=seed, batch_size=batch_size, device=dev, ctx=ctx,
-                                       clean_cache=clean_cache)
+                                       clean_cache=clean_cache, restoration_cache=restoration_cache)
         rows.append(row)
         samples.setdefault(s.label, {})[s.attack] = sample
         if ctx.is_main:

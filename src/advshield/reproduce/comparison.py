@@ -39,7 +39,7 @@ def comparison_figure(preset: Preset, target: str, restorer: str, path: Path, *,
     rows: dict[str, list[torch.Tensor]] = {"benign": [], "adversarial": []}
     for attack, a in preset.attacks.items():
         setting = Setting(attack, a.params, "white-box", None, a.max_test)
-        part, _, result = adversarial_set(setting, classifier, tcard["sha256"], data, ds, store, seed=seed, device=dev)
+        part, _, result, _ = adversarial_set(setting, classifier, tcard["sha256"], data, ds, store, seed=seed, device=dev)
         x, adv = part.tensors(slice(0, n_images))[0], result.adv[:n_images]
         rows["benign"].append(x)
         rows["adversarial"].append(adv)

@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from advshield.data import load_dataset
-from advshield.evaluation import Setting, run_evaluation
+from advshield.evaluation import RestorationCache, Setting, run_evaluation
 from advshield.io import atomic_write_json
 from advshield.reproduce.ablation import run_loss_ablation
 from advshield.reproduce.comparison import comparison_figure
@@ -65,6 +65,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         phases[f"train {target}"] = round(time.perf_counter() - t0, 1)
 
     evaluations = []
+    cache = RestorationCache()  # the transfer rows and the cross-restorer tables restore the same sets again
     for ev in preset.evaluations:
         ckpt = restorers[ev.defense_of]["checkpoint"]
         folder = out / "eval" / (ev.target if ev.defense_of == ev.target else f"{ev.target}--defense-of-{ev.defense_of}")
@@ -72,7 +73,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}")
         oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, n=budget.n_test,
                                    dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
-                                   device=device, log=log)
+                                   device=device, restoration_cache=cache, log=log)
         adaptive = None
         adaptive_settings = settings_for(preset, ev.threats, True)
         # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
@@ -80,7 +81,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         if adaptive_settings and budget.n_adaptive:
             adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", n=budget.n_adaptive,
                                       dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
-                                      device=device, log=log)
+                                      device=device, restoration_cache=cache, log=log)
         phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
         baselines = {}
         for b in preset.baselines:  # the same settings (same stored adversarial sets) through each baseline
@@ -91,11 +92,12 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
                 "oblivious": run_evaluation(ev.target, b.defense, settings_for(preset, ev.threats, False), bfolder,
                                             defense_params=b.params, n=budget.n_test, dataset=preset.dataset.value,
                                             data_root=data_root, store=store, seed=seed, device=device,
-                                            figures=False, log=log),
+                                            figures=False, restoration_cache=cache, log=log),
                 "adaptive": (run_evaluation(ev.target, b.defense, paired, bfolder / "adaptive",
                                             defense_params=b.params, n=budget.n_adaptive,
                                             dataset=preset.dataset.value, data_root=data_root, store=store,
-                                            seed=seed, device=device, figures=False, log=log)
+                                            seed=seed, device=device, figures=False, restoration_cache=cache,
+                                            log=log)
                              if adaptive_settings and budget.n_adaptive else None)}
             phases[f"evaluate {folder.name} / {b.key}"] = round(time.perf_counter() - t0, 1)
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),

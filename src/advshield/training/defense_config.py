@@ -74,6 +74,7 @@ class DefenseTrainConfig(BaseModel):
 
     defense: str = "cru-net"
     defense_params: dict = Field(default_factory=dict)
+    init: str | None = None  # zoo name or checkpoint of a trained restorer to start from (fine-tuning)
     target: str = "a-net"  # zoo name or checkpoint path: the classifier whose attacks make the pairs
     dataset: str | None = None  # default: the target card's dataset
     attacks: list[AttackMix] = Field(default_factory=lambda: [AttackMix(name="fgsm")], min_length=1)

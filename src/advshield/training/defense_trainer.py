@@ -24,6 +24,7 @@ from advshield.checkpoint import load_model, load_tensors, load_weights, read_ca
 from advshield.data import load_dataset
 from advshield.defenses import DEFENSES, restorer_kwargs, save_defense
 from advshield.device import select_device
+from advshield.errors import CheckpointError
 from advshield.distributed import init_distributed, local_device
 from advshield.models import count_parameters
 from advshield.training.defense_config import DefenseTrainConfig, LossWeights
@@ -67,6 +68,19 @@ def _validate(defense, sources, w: LossWeights, guide: LossGuide, device, batch_
         per[s.name] = {"loss": loss_sum / len(clean), "restored_accuracy": correct / len(clean)}
         total_loss, total_n, restored = total_loss + loss_sum, total_n + len(clean), restored + correct
     return {"loss": total_loss / max(total_n, 1), "restored_accuracy": restored / max(total_n, 1), "per_attack": per}
+
+
+def _warm_start(net: torch.nn.Module, cfg: DefenseTrainConfig, dataset: str) -> None:
+    """Load the weights of a trained restorer of the same architecture and size (``cfg.init``)."""
+    path = resolve_checkpoint(cfg.init, dataset)
+    card = read_card(path)
+    if card.get("kind") != "defense" or card.get("architecture") != cfg.defense:
+        raise CheckpointError(f"init {cfg.init!r} is not a {cfg.defense} restorer (card: {card.get('kind')!r}, "
+                              f"{card.get('architecture')!r})")
+    if card.get("arch_kwargs") != net.arch_kwargs:
+        raise CheckpointError(f"init {cfg.init!r} has arch_kwargs {card.get('arch_kwargs')}, this run builds "
+                              f"{net.arch_kwargs}; set defense_params to match")
+    load_weights(net, load_tensors(path, card), str(path))
 
 
 def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = "runs/adversarial",
@@ -116,6 +130,8 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
 
     kwargs = dict(restorer_kwargs(train.shape), **cfg.defense_params)
     net = DEFENSES.create(cfg.defense, **kwargs).to(device)
+    if cfg.init:
+        _warm_start(net, cfg, dataset)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model = DistributedDataParallel(net) if ctx.enabled else net
     history: list[dict] = []
