@@ -178,3 +178,15 @@ def test_transfer_feedback_pairs_are_stored_under_their_own_key(tmp_path):
             return float((model(src.adv).argmax(1) != torch.from_numpy(src.data.labels)).float().mean())
     # v1 stops once B-net (the attacker) is fooled; v2 goes on until A-net (the target) is.
     assert fooled(v2) > fooled(v1)
+
+
+def test_shipped_training_configs_validate():
+    from pathlib import Path
+
+    from advshield.config_file import load_yaml_model
+
+    configs = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        cfg = load_yaml_model(path, DefenseTrainConfig, "training config")
+        assert cfg.attacks and cfg.epochs >= 1, path.name

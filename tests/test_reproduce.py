@@ -165,3 +165,18 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
     assert {(r["variant"], r["attack"]) for r in ab["rows"]} == {("total loss", "fgsm"), ("without cross-entropy", "fgsm")}
     assert "## Loss ablation (DKN Fig. 2)" in report
     assert all((tmp_path / "out" / f).exists() for f in ab["figures"])
+
+
+def test_report_flags_restored_accuracy_above_clean():
+    from advshield.reproduce.report import above_clean
+
+    def row(attack, clean, restored, n=1000):
+        return {"attack": attack, "threat": "white-box", "n": n, "clean_accuracy": clean, "restored_accuracy": restored}
+
+    summary = {"evaluations": [{
+        "evaluation": {"target": "vgg19-bn", "defense_of": "vgg19-bn"},
+        "oblivious": {"rows": [row("fgsm", 0.805, 0.931), row("cw", 0.805, 0.778), row("pgd", 0.805, 0.8055)]},
+        "baselines": {"jpeg": {"oblivious": {"rows": [row("fgsm", 0.805, 0.85)]}}}}]}
+    flags = above_clean(summary)
+    assert len(flags) == 2  # within one image of clean (pgd) is sampling noise, not a flag
+    assert "fgsm: restored 0.9310 > clean 0.8050 on 1000 images" in flags[0] and "behind jpeg" in flags[1]

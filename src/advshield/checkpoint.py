@@ -93,9 +93,10 @@ def save_model(path: str | Path, model: torch.nn.Module, card: dict) -> dict:
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild a registered model from ``path`` and its card; returns (model, card)."""
+    from advshield.device import fast_layout
     from advshield.models import create_model
 
     card = read_card(path)
     model = create_model(card["architecture"], **card.get("arch_kwargs", {}))
     load_weights(model, load_tensors(path, card), f"checkpoint {Path(path).name} (card says {card['architecture']})")
-    return model.to(device).eval(), card
+    return fast_layout(model.to(device), device).eval(), card

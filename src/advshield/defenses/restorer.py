@@ -51,10 +51,11 @@ def save_defense(path: str | Path, defense: Restorer, name: str, card: dict) -> 
 def load_defense(path: str | Path, device: str | torch.device = "cpu") -> tuple[Restorer, dict]:
     """Rebuild a trained restorer from its safetensors file and card; returns (defense, card)."""
     from advshield.checkpoint import load_tensors, load_weights, read_card
+    from advshield.device import fast_layout
 
     card = read_card(path)
     if card.get("kind") != "defense":
         raise CheckpointError(f"{path}: not a defense checkpoint (card kind {card.get('kind')!r})")
     defense = DEFENSES.create(card["architecture"], **card.get("arch_kwargs", {}))
     load_weights(defense, load_tensors(path, card), f"defense checkpoint {Path(path).name}")
-    return defense.to(device).eval(), card
+    return fast_layout(defense.to(device), device).eval(), card

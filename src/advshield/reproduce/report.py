@@ -108,6 +108,39 @@ def _adaptive_block(preset: Preset, card: dict, target: str) -> list[str]:
     return lines + [""]
 
 
+def above_clean(summary: dict) -> list[str]:
+    """Rows where a defense scores above the clean accuracy by more than one image (a red flag, not a success).
+
+    Restoring can at best give back the clean image; scoring higher means the defense reads the label from
+    the perturbation (label leaking, Kurakin et al. 2017: FGSM/PGD steps follow the true label's gradient,
+    and a restorer trained with the target's cross-entropy can learn to decode them).
+    """
+    flags = []
+    for e in summary["evaluations"]:
+        ev = e["evaluation"]
+        cards = [("", e["oblivious"])] + [(f" behind {b}", r["oblivious"]) for b, r in e.get("baselines", {}).items()]
+        for where, card in cards:
+            for r in card["rows"]:
+                if r["restored_accuracy"] - r["clean_accuracy"] > 1 / max(r["n"], 1):
+                    flags.append(f"{ev['target']}{where} (restorer for {ev['defense_of']}), {r['threat']} "
+                                 f"{r['attack']}: restored {r['restored_accuracy']:.4f} > clean "
+                                 f"{r['clean_accuracy']:.4f} on {r['n']} images")
+    return flags
+
+
+def _red_flag_lines(summary: dict) -> list[str]:
+    flags = above_clean(summary)
+    if not flags:
+        return []
+    return (["## Red flags", "",
+             "Restoration can at best give the clean image back, so accuracy after the defense above the clean "
+             "accuracy means the defense reads something the clean image does not carry: here, most likely the "
+             "label, which FGSM/PGD perturbations encode (they follow the true label's gradient) and which a "
+             "restorer trained through the target can learn to decode (label leaking, Kurakin et al. 2017). "
+             "These rows measure the protocol, not robustness; the adaptive rows are the robustness numbers.", ""]
+            + [f"- {f}" for f in flags] + [""])
+
+
 def write_report(preset: Preset, summary: dict, path: Path) -> Path:
     b = summary["budget"]
     lines = [f"# {preset.title}: reproduction ({summary['variant']} variant)", "",
@@ -175,6 +208,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
         for e in adaptive:
             lines += _adaptive_block(preset, e["adaptive"], e["evaluation"]["target"])
     lines += ablation_lines(preset, summary.get("ablation"))
+    lines += _red_flag_lines(summary)
     lines += ["## Differences from the paper", ""]
     lines += [f"- {n}" for n in preset.notes]
     lines += [f"- Sample counts: {b['n_test'] or summary['test_split_size']} test images here; the restorers "

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from advshield.checkpoint import load_model, load_tensors, load_weights, read_card, save_tensors
 from advshield.data import load_dataset
 from advshield.defenses import DEFENSES, restorer_kwargs, save_defense
-from advshield.device import select_device
+from advshield.device import fast_layout, select_device
 from advshield.errors import CheckpointError
 from advshield.distributed import init_distributed, local_device
 from advshield.models import count_parameters
@@ -129,7 +129,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     pair_seconds = time.perf_counter() - t0
 
     kwargs = dict(restorer_kwargs(train.shape), **cfg.defense_params)
-    net = DEFENSES.create(cfg.defense, **kwargs).to(device)
+    net = fast_layout(DEFENSES.create(cfg.defense, **kwargs).to(device), device)
     if cfg.init:
         _warm_start(net, cfg, dataset)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
