@@ -66,7 +66,7 @@ class RestorationCache:
     A reproduction restores the same stored sets with the same restorer under several classifiers (the
     transfer rows and the papers' "restorer trained for the other net" tables), and the output does not depend
     on who reads it. Keys name the defense, the input (a stored set's key or the clean test images) and the
-    batch; randomised defenses are never cached.
+    batch; randomised defenses are never cached. ``max_bytes=0`` caches nothing.
     """
 
     def __init__(self, max_bytes: int = 2 << 30) -> None:
@@ -74,8 +74,8 @@ class RestorationCache:
         self._out: dict[tuple, torch.Tensor] = {}
 
     @torch.no_grad()
-    def restore(self, defense: Defense, key: tuple | None, x: torch.Tensor) -> torch.Tensor:
-        if key is None or defense.randomized:
+    def restore(self, defense: Defense, key: tuple, x: torch.Tensor) -> torch.Tensor:
+        if defense.randomized:
             return defense(x)
         if key in self._out:
             self.hits += 1
@@ -86,10 +86,6 @@ class RestorationCache:
             self._out[key] = out.cpu()
             self.bytes += size
         return out
-
-
-def _restore(defense: Defense, x: torch.Tensor, cache: RestorationCache | None, key: tuple | None) -> torch.Tensor:
-    return cache.restore(defense, key, x) if cache is not None else defense(x)
 
 
 class CleanCache:
@@ -104,32 +100,33 @@ class CleanCache:
         self._rows: dict[int, tuple[bool, bool, float]] = {}
 
     @torch.no_grad()
-    def clean_side(self, classifier, defense: Defense, x, y, first: int, restore=None):
+    def clean_side(self, classifier, restore, x, y, first: int):
         """(clean correct, defended clean correct, SSIM of defended clean vs clean) per image of the batch."""
         idx = range(first, first + len(y))
         if all(i in self._rows for i in idx):
             ok, dok, sim = zip(*(self._rows[i] for i in idx))
             return (torch.tensor(ok, device=y.device), torch.tensor(dok, device=y.device),
                     torch.tensor(sim, dtype=torch.float64))
-        ok, dok, sim = _clean_side(classifier, defense, x, y, restore)
+        ok, dok, sim = _clean_side(classifier, restore, x, y)
         self._rows.update(zip(idx, zip(ok.tolist(), dok.tolist(), sim.tolist())))
         return ok, dok, sim
 
 
-def _clean_side(classifier, defense: Defense, x, y, restore=None):
-    defended_clean = restore(x) if restore is not None else defense(x)
+def _clean_side(classifier, restore, x, y):
+    defended_clean = restore(x)
     return (classifier(x).argmax(1) == y, classifier(defended_clean).argmax(1) == y,
             ssim(defended_clean, x).double().cpu())
 
 
 @torch.no_grad()
-def _accumulate(classifier, defense: Defense, x, adv, y, sums: dict, cache: CleanCache | None = None,
-                first: int = 0, restore_adv=None, restore_clean=None) -> torch.Tensor:
-    restored = restore_adv(adv) if restore_adv is not None else defense(adv)
-    if cache is None or defense.randomized:  # a randomised defense draws anew for every setting
-        clean_ok, defended_ok, ssim_dc = _clean_side(classifier, defense, x, y, restore_clean)
+def _accumulate(classifier, randomized: bool, restore_adv, restore_clean, x, adv, y, sums: dict,
+                cache: CleanCache | None = None, first: int = 0) -> torch.Tensor:
+    """Add one batch to ``sums``; ``restore_adv`` / ``restore_clean`` apply the defense to either input."""
+    restored = restore_adv(adv)
+    if cache is None or randomized:  # a randomised defense draws anew for every setting
+        clean_ok, defended_ok, ssim_dc = _clean_side(classifier, restore_clean, x, y)
     else:
-        clean_ok, defended_ok, ssim_dc = cache.clean_side(classifier, defense, x, y, first, restore_clean)
+        clean_ok, defended_ok, ssim_dc = cache.clean_side(classifier, restore_clean, x, y, first)
     sums["clean_correct"] += int(clean_ok.sum())
     sums["defended_clean_correct"] += int(defended_ok.sum())
     adv_ok = classifier(adv).argmax(1) == y
@@ -229,15 +226,18 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
     defense.eval()
     samples = None
     offset = ctx.shard(len(data.head(setting.n))).start  # the shard's first image in ``data``
+    restorations = restoration_cache or RestorationCache(max_bytes=0)
+    defense_key = json.dumps(defense_id, sort_keys=True, default=str)
     data_key = data.fingerprint() if restoration_cache is not None else None
     for start in range(0, len(part), batch_size):
         x, y = part.tensors(slice(start, start + batch_size), device)
         adv = result.adv[start:start + batch_size].to(device)
         first = offset + start
-        keys = (json.dumps(defense_id, sort_keys=True, default=str), first, len(y))
-        restored = _accumulate(classifier, defense, x, adv, y, sums, clean_cache, first,
-                               lambda t: _restore(defense, t, restoration_cache, ("adv", set_key, *keys)),
-                               lambda t: _restore(defense, t, restoration_cache, ("clean", data_key, *keys)))
+        batch = (defense_key, first, len(y))
+        restored = _accumulate(classifier, defense.randomized,
+                               lambda t: restorations.restore(defense, ("adv", set_key, *batch), t),
+                               lambda t: restorations.restore(defense, ("clean", data_key, *batch), t),
+                               x, adv, y, sums, clean_cache, first)
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
     row = summarise(ctx.all_sum(sums))

@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from advshield.checkpoint import load_model, load_tensors, load_weights, read_card, save_tensors
 from advshield.data import load_dataset
-from advshield.defenses import DEFENSES, restorer_kwargs, save_defense
+from advshield.defenses import DEFENSES, load_defense, restorer_kwargs, save_defense
 from advshield.device import fast_layout, select_device
 from advshield.errors import CheckpointError
 from advshield.distributed import init_distributed, local_device
@@ -71,16 +71,17 @@ def _validate(defense, sources, w: LossWeights, guide: LossGuide, device, batch_
 
 
 def _warm_start(net: torch.nn.Module, cfg: DefenseTrainConfig, dataset: str) -> None:
-    """Load the weights of a trained restorer of the same architecture and size (``cfg.init``)."""
-    path = resolve_checkpoint(cfg.init, dataset)
-    card = read_card(path)
-    if card.get("kind") != "defense" or card.get("architecture") != cfg.defense:
-        raise CheckpointError(f"init {cfg.init!r} is not a {cfg.defense} restorer (card: {card.get('kind')!r}, "
-                              f"{card.get('architecture')!r})")
-    if card.get("arch_kwargs") != net.arch_kwargs:
-        raise CheckpointError(f"init {cfg.init!r} has arch_kwargs {card.get('arch_kwargs')}, this run builds "
+    """Start from the weights of a trained restorer of the same architecture and size (``cfg.init``)."""
+    try:
+        trained, card = load_defense(resolve_checkpoint(cfg.init, dataset))
+    except CheckpointError as exc:
+        raise CheckpointError(f"init {cfg.init!r} is not a {cfg.defense} restorer ({exc})") from None
+    if card["architecture"] != cfg.defense:
+        raise CheckpointError(f"init {cfg.init!r} is not a {cfg.defense} restorer (card: {card['architecture']!r})")
+    if trained.arch_kwargs != net.arch_kwargs:
+        raise CheckpointError(f"init {cfg.init!r} has arch_kwargs {trained.arch_kwargs}, this run builds "
                               f"{net.arch_kwargs}; set defense_params to match")
-    load_weights(net, load_tensors(path, card), str(path))
+    net.load_state_dict(trained.state_dict())
 
 
 def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = "runs/adversarial",
