@@ -57,6 +57,8 @@ def test_builtin_presets_validate():
     (lambda d: d["attacks"]["fgsm"].update(adaptive_params={"eps": -1}), "attack fgsm"),
     (lambda d: d["attacks"]["fgsm"].update(attack="pgd"), "for train_attacks only"),
     (lambda d: d.update(train_attacks={"fgsm-weak": {"attack": "fgsn"}}), "attack fgsm-weak"),
+    (lambda d: d["evaluations"][0].update(label="guided"), "set restorer too"),
+    (lambda d: d["evaluations"][0].update(restorer="cru-net-for-a-net"), "give the variant a label"),
 ])
 def test_bad_presets_name_the_problem(tmp_path, change, fragment):
     import copy
@@ -105,11 +107,20 @@ def test_unknown_preset_and_cli_error(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_reproduction_end_to_end(tmp_path):
-    preset = load_preset(_write(tmp_path, TINY))
+    # A shipped variant of the restorer (here the zoo's full-size one) evaluated beside the one trained in the run.
+    variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo width 32",
+               "threats": ["white-box"]}
+    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=TINY["evaluations"] + [variant])))
     summary = reproduce(preset, tmp_path / "out", log=lambda s: None)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "(0.9935)" in report and "a note for the report" in report and "## Adaptive attacks" in report
-    [ev] = summary["evaluations"]
+    ev, zoo = summary["evaluations"]
+    assert zoo["folder"] == "eval/a-net--zoo-width-32" and "variant **zoo width 32**" in report
+    assert summary["restorers"]["a-net (zoo width 32)"]["n_params"] > summary["restorers"]["a-net"]["n_params"]
+    # Same stored FGSM examples, a far better restorer: the variant's numbers are its own.
+    fgsm = [next(r for r in e["oblivious"]["rows"] if r["attack"] == "fgsm") for e in (ev, zoo)]
+    assert fgsm[1]["adv_accuracy"] == fgsm[0]["adv_accuracy"]
+    assert fgsm[1]["restored_accuracy"] >= 0.9 > fgsm[0]["restored_accuracy"]
     rows = ev["oblivious"]["rows"]
     assert [(r["threat"], r["attack"]) for r in rows] == [
         ("white-box", "fgsm"), ("white-box", "deepfool"), ("transfer:b-net", "fgsm"), ("transfer:b-net", "deepfool")]

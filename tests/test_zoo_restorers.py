@@ -55,3 +55,24 @@ def test_shipped_cru_net_restores_fgsm_on_held_out_images(target):
         restored = float((model(net(adv)).argmax(1) == y).float().mean())
         clean_through = float((model(net(x)).argmax(1) == y).float().mean())
     assert bare < 0.5 and restored >= 0.95 and clean_through >= 0.98
+
+
+def test_every_restorer_variant_a_preset_names_is_shipped_with_its_config():
+    """A preset's `restorer:` variants exist in the zoo, and each card's recipe is the config file in configs/."""
+    from pathlib import Path
+
+    from advshield.config_file import load_yaml_model
+    from advshield.reproduce import builtin_presets
+    from advshield.reproduce.preset import Preset
+    from advshield.training.defense_config import DefenseTrainConfig
+    from advshield.zoo import pretrained_path
+
+    configs = {p.stem: load_yaml_model(p, DefenseTrainConfig, "config").recipe()
+               for p in (Path(__file__).parents[1] / "configs").glob("*.yaml") if "guided" in p.stem}
+    presets = [p for p in map(load_preset, builtin_presets()) if isinstance(p, Preset)]
+    named = {(ev.restorer, p.dataset.value) for p in presets for ev in p.evaluations if ev.restorer}
+    assert {"cru-net-guided-for-a-net", "cru-net-guided-for-b-net"} <= {r for r, _ in named}
+    for name, dataset in named:
+        net, card = load_defense(pretrained_path(name, dataset))
+        assert card["recipe"]["init"], "a variant is a fine-tune of a shipped restorer"
+        assert card["recipe"] in configs.values(), f"{name}: no config in configs/ gives its recipe"

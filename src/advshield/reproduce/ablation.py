@@ -44,7 +44,7 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
             cfg = cfg.model_copy(update={"loss": loss, "n_train": n_train, "epochs": epochs})
             ckpt = str(train_defense(cfg, folder / "defense", store=store, log=log).checkpoint)
         variants[label] = {"loss": loss.model_dump(), "checkpoint": ckpt}
-        for ev in (e for e in preset.evaluations if e.defense_of == target):
+        for ev in (e for e in preset.evaluations if e.defense_of == target and not e.restorer):  # not shipped variants
             card = (next(e["oblivious"] for e in evaluations if e["evaluation"] == ev.model_dump()) if reuse else
                     run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder / ev.target,
                                    n=budget.n_test, dataset=preset.dataset.value, data_root=data_root, store=store,

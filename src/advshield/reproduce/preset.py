@@ -108,13 +108,32 @@ class Training(BaseModel):
 
 
 class Evaluation(BaseModel):
-    """Evaluate ``target`` behind the restorer trained for ``defense_of`` under ``threats``."""
+    """Evaluate ``target`` behind the restorer trained for ``defense_of`` under ``threats``.
+
+    ``restorer`` (a zoo name or a checkpoint) replaces the run's restorer for ``defense_of`` by a shipped
+    variant of it, e.g. a fine-tuned one beyond the paper; ``label`` names that variant in the report.
+    """
 
     model_config = _STRICT
 
     target: str
     defense_of: str
     threats: list[str] = Field(min_length=1)
+    restorer: str | None = None
+    label: str | None = None
+
+    @model_validator(mode="after")
+    def _variant(self) -> "Evaluation":
+        if self.label and not self.restorer:
+            raise ValueError("label names a restorer variant: set restorer too")
+        if self.restorer and not self.label:
+            raise ValueError(f"restorer {self.restorer!r}: give the variant a label for the report")
+        return self
+
+    @property
+    def folder(self) -> str:
+        name = self.target if self.defense_of == self.target else f"{self.target}--defense-of-{self.defense_of}"
+        return name + (f"--{self.label.replace(' ', '-')}" if self.label else "")
 
     @field_validator("threats")
     @classmethod

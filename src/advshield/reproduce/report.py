@@ -70,7 +70,14 @@ def _cell(ours: float | None, paper: tuple[str, dict] | None, attack: str, fmt: 
     return text
 
 
-def _block(preset: Preset, rows: list[dict], target: str, defense_of: str, threat: str) -> list[str]:
+def _restorer_name(ev: dict) -> str:
+    """How the report names the restorer of one evaluation (the run's own, or a shipped variant of it)."""
+    own = f"restorer trained for **{ev['defense_of']}**"
+    return own + (f", variant **{ev['label']}** (`{ev['restorer']}`)" if ev.get("restorer") else "")
+
+
+def _block(preset: Preset, rows: list[dict], ev: dict, threat: str) -> list[str]:
+    target, defense_of = ev["target"], ev["defense_of"]
     paper = _paper(preset, target, defense_of, threat)
     tables = sorted({t for t, _ in paper.values()})
     cols = [("clean acc.", "clean_accuracy", ".4f"), ("through defense", "defended_clean_accuracy", ".4f"),
@@ -80,7 +87,7 @@ def _block(preset: Preset, rows: list[dict], target: str, defense_of: str, threa
             ("PSNR (paper Eq. 16)", "psnr_restored_paper_convention", ".2f"),
             ("mean L2", "mean_l2", ".3f"), ("mean L-inf", "mean_linf", ".3f")]
     counts = sorted({r["n"] for r in rows})
-    lines = [f"**{target}**, restorer trained for **{defense_of}**, threat **{threat}**, "
+    lines = [f"**{target}**, {_restorer_name(ev)}, threat **{threat}**, "
              f"{' or '.join(map(str, counts))} test images"
              + (f"; paper values in parentheses from {', '.join(tables)}" if tables else "") + ":", "",
              "| attack | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
@@ -91,11 +98,11 @@ def _block(preset: Preset, rows: list[dict], target: str, defense_of: str, threa
     return lines + [""]
 
 
-def _adaptive_block(preset: Preset, card: dict, target: str) -> list[str]:
+def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
     rows = card["rows"]
     stronger = "; ".join(f"{preset.attacks[a].label or a} {preset.attacks[a].adaptive_params}" for a in
                          preset.adaptive_attacks if preset.attacks[a].adaptive_params)
-    lines = [f"**{target}**, {card['n']} test images, same images in both columns"
+    lines = [f"**{ev['target']}**, {_restorer_name(ev)}, {card['n']} test images, same images in both columns"
              + (f" (the adaptive attacks run with these parameters changed: {stronger})" if stronger else "") + ":", "",
              "| attack | no defense (oblivious) | restored, oblivious | restored, adaptive | success rate oblivious "
              "| success rate adaptive | adaptive mean L2 | adaptive mean L-inf |", "|---|---|---|---|---|---|---|---|"]
@@ -122,7 +129,8 @@ def above_clean(summary: dict) -> list[str]:
         for where, card in cards:
             for r in card["rows"]:
                 if r["restored_accuracy"] - r["clean_accuracy"] > 1 / max(r["n"], 1):
-                    flags.append(f"{ev['target']}{where} (restorer for {ev['defense_of']}), {r['threat']} "
+                    variant = f", {ev['label']}" if ev.get("label") else ""
+                    flags.append(f"{ev['target']}{where} (restorer for {ev['defense_of']}{variant}), {r['threat']} "
                                  f"{r['attack']}: restored {r['restored_accuracy']:.4f} > clean "
                                  f"{r['clean_accuracy']:.4f} on {r['n']} images")
     return flags
@@ -187,7 +195,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
         for threat in ev["threats"]:
             sel = [r for r in rows if r["threat"] == threat]
             if sel:
-                lines += _block(preset, sel, ev["target"], ev["defense_of"], threat)
+                lines += _block(preset, sel, ev, threat)
         figs = e["oblivious"].get("figures", [])
         lines += [f"![{f}]({e['folder']}/{f})" for f in figs if "bars" in f or "grid" in f] + [""]
     compared = [e for e in summary["evaluations"] if e.get("baselines")]
@@ -206,7 +214,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                   "The attacker differentiates through classifier(restorer(x)) end to end (the restorer is "
                   "differentiable, so these are exact gradients); success is judged on the defended pipeline.", ""]
         for e in adaptive:
-            lines += _adaptive_block(preset, e["adaptive"], e["evaluation"]["target"])
+            lines += _adaptive_block(preset, e["adaptive"], e["evaluation"])
     lines += ablation_lines(preset, summary.get("ablation"))
     lines += _red_flag_lines(summary)
     lines += ["## Differences from the paper", ""]

@@ -10,6 +10,7 @@ from typing import Callable
 
 import torch
 
+from advshield.checkpoint import read_card
 from advshield.data import load_dataset
 from advshield.evaluation import RestorationCache, Setting, run_evaluation
 from advshield.io import atomic_write_json
@@ -19,7 +20,7 @@ from advshield.reproduce.preset import Preset
 from advshield.reproduce.recipes import settings_for, training_config
 from advshield.reproduce.report import write_report
 from advshield.training.defense_trainer import train_defense
-from advshield.zoo import find_restorer
+from advshield.zoo import find_restorer, resolve_checkpoint
 
 
 def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, data_root: str | None,
@@ -68,9 +69,13 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
     cache = RestorationCache()  # the transfer rows and the cross-restorer tables restore the same sets again
     for ev in preset.evaluations:
         ckpt = restorers[ev.defense_of]["checkpoint"]
-        folder = out / "eval" / (ev.target if ev.defense_of == ev.target else f"{ev.target}--defense-of-{ev.defense_of}")
+        if ev.restorer:  # a shipped variant of that restorer
+            ckpt = str(resolve_checkpoint(ev.restorer, preset.dataset.value))
+            restorers.setdefault(f"{ev.defense_of} ({ev.label})", {"checkpoint": ckpt,
+                                                                   "card": dict(read_card(ckpt), source="zoo")})
+        folder = out / "eval" / ev.folder
         t0 = time.perf_counter()
-        log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}")
+        log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}" + (f" ({ev.label})" if ev.label else ""))
         oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, n=budget.n_test,
                                    dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
                                    device=device, restoration_cache=cache, log=log)
