@@ -131,6 +131,11 @@ class Evaluation(BaseModel):
         return self
 
     @property
+    def restorer_key(self) -> str:
+        """The run's name for this evaluation's restorer: the target it was trained for, plus the variant."""
+        return f"{self.defense_of} ({self.label})" if self.restorer else self.defense_of
+
+    @property
     def folder(self) -> str:
         name = self.target if self.defense_of == self.target else f"{self.target}--defense-of-{self.defense_of}"
         return name + (f"--{self.label.replace(' ', '-')}" if self.label else "")

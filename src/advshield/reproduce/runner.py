@@ -65,14 +65,15 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
             restorers[target] = {"checkpoint": str(result.checkpoint), "card": dict(result.card, source="trained")}
         phases[f"train {target}"] = round(time.perf_counter() - t0, 1)
 
+    for ev in preset.evaluations:  # shipped variants of the run's restorers
+        if ev.restorer and ev.restorer_key not in restorers:
+            path = resolve_checkpoint(ev.restorer, preset.dataset.value)
+            restorers[ev.restorer_key] = {"checkpoint": str(path), "card": dict(read_card(path), source="zoo")}
+
     evaluations = []
     cache = RestorationCache()  # the transfer rows and the cross-restorer tables restore the same sets again
     for ev in preset.evaluations:
-        ckpt = restorers[ev.defense_of]["checkpoint"]
-        if ev.restorer:  # a shipped variant of that restorer
-            ckpt = str(resolve_checkpoint(ev.restorer, preset.dataset.value))
-            restorers.setdefault(f"{ev.defense_of} ({ev.label})", {"checkpoint": ckpt,
-                                                                   "card": dict(read_card(ckpt), source="zoo")})
+        ckpt = restorers[ev.restorer_key]["checkpoint"]
         folder = out / "eval" / ev.folder
         t0 = time.perf_counter()
         log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}" + (f" ({ev.label})" if ev.label else ""))
