@@ -34,11 +34,22 @@ def _write(tmp_path, data) -> Path:
 
 def test_builtin_presets_validate():
     names = set(builtin_presets())
-    assert {"cru-net-mnist", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist", "dkn-cifar10"} <= names
+    assert {"cru-net-mnist", "cru-net-mnist-guided", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist",
+            "dkn-cifar10"} <= names
     for n in names:
         p = load_preset(n)
         assert p.fast.n_train < p.full.n_train
 
+
+
+def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets():
+    """cru-net-mnist-guided judges the variants on the very sets cru-net-mnist crafts (a shared --store)."""
+    paper, guided = load_preset("cru-net-mnist"), load_preset("cru-net-mnist-guided")
+    for field in ("dataset", "defense", "defense_params", "train_for", "attacks", "adaptive_attacks", "training",
+                  "full", "fast"):
+        assert getattr(guided, field) == getattr(paper, field), field
+    assert all(ev.restorer for ev in guided.evaluations)
+    assert not any(ev.restorer for ev in paper.evaluations), "the paper's preset evaluates the paper's restorers only"
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda d: d.update(epochz=3), "epochz"),
