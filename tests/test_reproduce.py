@@ -41,7 +41,6 @@ def test_builtin_presets_validate():
         assert p.fast.n_train < p.full.n_train
 
 
-
 def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets():
     """cru-net-mnist-guided judges the variants on the very sets cru-net-mnist crafts (a shared --store)."""
     paper, guided = load_preset("cru-net-mnist"), load_preset("cru-net-mnist-guided")
@@ -50,6 +49,22 @@ def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets():
         assert getattr(guided, field) == getattr(paper, field), field
     assert all(ev.restorer for ev in guided.evaluations)
     assert not any(ev.restorer for ev in paper.evaluations), "the paper's preset evaluates the paper's restorers only"
+
+
+def test_extends_starts_from_another_preset_and_replaces_top_level_keys(tmp_path):
+    base = _write(tmp_path, TINY)
+    derived = tmp_path / "derived.yaml"
+    derived.write_text(yaml.safe_dump({"extends": base.name, "name": "tiny-derived", "notes": []}))
+    p = load_preset(derived)
+    assert (p.name, p.notes, p.attacks) == ("tiny-derived", [], load_preset(base).attacks)
+    derived.write_text(yaml.safe_dump({"extends": base.name, "epochz": 3}))
+    with pytest.raises(AdvShieldError, match="derived.yaml: invalid preset: epochz"):
+        load_preset(derived)
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(yaml.safe_dump({"extends": "loop.yaml"}))
+    with pytest.raises(AdvShieldError, match="comes back to loop.yaml"):
+        load_preset(loop)
+
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda d: d.update(epochz=3), "epochz"),
