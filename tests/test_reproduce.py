@@ -34,16 +34,17 @@ def _write(tmp_path, data) -> Path:
 
 def test_builtin_presets_validate():
     names = set(builtin_presets())
-    assert {"cru-net-mnist", "cru-net-mnist-guided", "cru-net-cifar10", "dir-mnist", "dir-cifar10", "dkn-mnist",
-            "dkn-cifar10"} <= names
+    assert {"cru-net-mnist", "cru-net-mnist-guided", "cru-net-cifar10", "cru-net-cifar10-guided", "dir-mnist",
+            "dir-cifar10", "dkn-mnist", "dkn-cifar10"} <= names
     for n in names:
         p = load_preset(n)
         assert p.fast.n_train < p.full.n_train
 
 
-def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets():
-    """cru-net-mnist-guided judges the variants on the very sets cru-net-mnist crafts (a shared --store)."""
-    paper, guided = load_preset("cru-net-mnist"), load_preset("cru-net-mnist-guided")
+@pytest.mark.parametrize("paper_preset", ["cru-net-mnist", "cru-net-cifar10"])
+def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets(paper_preset):
+    """<preset>-guided judges the variants on the very sets <preset> crafts (a shared --store)."""
+    paper, guided = load_preset(paper_preset), load_preset(f"{paper_preset}-guided")
     for field in ("dataset", "defense", "defense_params", "train_for", "attacks", "adaptive_attacks", "training",
                   "full", "fast"):
         assert getattr(guided, field) == getattr(paper, field), field

@@ -71,7 +71,8 @@ def test_every_restorer_variant_a_preset_names_is_shipped_with_its_config():
                for p in (Path(__file__).parents[1] / "configs").glob("*.yaml") if "guided" in p.stem}
     presets = [p for p in map(load_preset, builtin_presets()) if isinstance(p, Preset)]
     named = {(ev.restorer, p.dataset.value) for p in presets for ev in p.evaluations if ev.restorer}
-    assert {"cru-net-guided-for-a-net", "cru-net-guided-for-b-net"} <= {r for r, _ in named}
+    shipped = {"cru-net-guided-for-a-net", "cru-net-guided-for-b-net", "cru-net-guided-for-resnet20"}
+    assert shipped <= {r for r, _ in named}
     for name, dataset in named:
         net, card = load_defense(pretrained_path(name, dataset))
         assert card["recipe"]["init"], "a variant is a fine-tune of a shipped restorer"

@@ -339,7 +339,8 @@ def evaluate_cmd(
 
 @app.command("reproduce")
 def reproduce_cmd(
-    preset: str = typer.Argument(..., help="cru-net-mnist, cru-net-mnist-guided, cru-net-cifar10, dir-mnist, "
+    preset: str = typer.Argument(..., help="cru-net-mnist, cru-net-mnist-guided, cru-net-cifar10, "
+                                 "cru-net-cifar10-guided, dir-mnist, "
                                  "dir-cifar10, dkn-mnist, dkn-cifar10, cmag-mnist, cmag-fmnist, cmag-gtsrb, "
                                  "or a YAML file."),
     full: bool = typer.Option(False, "--full", help="The whole budget (whole test split) instead of the fast variant."),
