@@ -50,6 +50,7 @@ def test_guided_preset_reuses_the_paper_presets_attacks_and_budgets(paper_preset
         assert getattr(guided, field) == getattr(paper, field), field
     assert all(ev.restorer for ev in guided.evaluations)
     assert not any(ev.restorer for ev in paper.evaluations), "the paper's preset evaluates the paper's restorers only"
+    assert (paper.trained_targets, guided.trained_targets) == (paper.train_for, []), "guided evaluates zoo variants"
 
 
 def test_extends_starts_from_another_preset_and_replaces_top_level_keys(tmp_path):
@@ -156,6 +157,20 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert (tmp_path / "out" / "defenses" / "a-net" / "model.safetensors").exists()
     for f in ev["oblivious"]["figures"]:
         assert (tmp_path / "out" / ev["folder"] / f).exists()
+
+
+def test_a_preset_of_zoo_variants_only_trains_nothing(tmp_path):
+    variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo",
+               "threats": ["white-box"]}
+    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=[variant], adaptive_attacks=[])))
+    logged: list[str] = []
+    summary = reproduce(preset, tmp_path / "out", log=logged.append)
+    assert list(summary["restorers"]) == ["a-net (zoo)"] and not any("== training" in s for s in logged)
+    assert not (tmp_path / "out" / "defenses").exists()
+    rows = summary["evaluations"][0]["oblivious"]["rows"]
+    assert next(r for r in rows if r["attack"] == "fgsm")["restored_accuracy"] >= 0.9
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "- Restorer: none trained by this preset" in report and "the restorers saw" not in report
 
 
 @pytest.mark.slow

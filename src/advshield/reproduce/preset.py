@@ -233,6 +233,15 @@ class Preset(BaseModel):
                 raise ValueError(f"loss_ablation {label!r}: {exc}") from None
         return self
 
+    @property
+    def trained_targets(self) -> list[str]:
+        """The ``train_for`` targets whose restorer this run uses: an evaluation that names no zoo variant
+        (``restorer``) or the loss ablation. A preset that only evaluates zoo variants trains nothing."""
+        used = {e.defense_of for e in self.evaluations if not e.restorer}
+        if self.loss_ablation:
+            used.add(self.train_for[0])
+        return [t for t in self.train_for if t in used]
+
     def ablation_loss(self, label: str) -> LossWeights:
         """The training loss with one ablation variant's overrides applied (validated)."""
         return LossWeights(**{**self.training.loss.model_dump(), **self.loss_ablation[label]})

@@ -149,6 +149,21 @@ def _red_flag_lines(summary: dict) -> list[str]:
             + [f"- {f}" for f in flags] + [""])
 
 
+def _restorer_budget(preset: Preset, b: dict) -> str:
+    if not preset.trained_targets:
+        return ("- Restorer: none trained by this preset; every evaluation names a zoo variant, whose recipe the "
+                "Restorers table and the notes give.")
+    return (f"- Restorer: `{preset.defense}` {dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one "
+            f"per target ({', '.join(preset.trained_targets)}); {b['n_train']} training images turned into pairs "
+            f"(split among the attacks), {b['n_val']} held out, {b['epochs']} epochs, batch "
+            f"{b.get('batch_size') or preset.training.batch_size}, Adam lr {b.get('lr') or preset.training.lr} "
+            f"({b.get('schedule') or preset.training.schedule} schedule"
+            f"{', gradient norm clipped at ' + str(b.get('grad_clip')) if b.get('grad_clip') else ''}), "
+            f"loss {preset.training.loss.model_dump()}"
+            + (f", clean identity pairs in proportion {preset.training.clean_proportion}"
+               if preset.training.clean_proportion else "") + ".")
+
+
 def write_report(preset: Preset, summary: dict, path: Path) -> Path:
     b = summary["budget"]
     lines = [f"# {preset.title}: reproduction ({summary['variant']} variant)", "",
@@ -158,15 +173,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              f"Wall time: {summary['seconds'] / 60:.1f} min on {summary['machine']['cpus']} CPU(s), "
              f"torch {summary['machine']['torch']} ({summary['machine']['torch_threads']} threads), "
              f"device {summary['machine']['device']}.", "",
-             "## Budgets", "",
-             f"- Restorer: `{preset.defense}` {dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one per "
-             f"target ({', '.join(preset.train_for)}); {b['n_train']} training images turned into pairs (split among "
-             f"the attacks), {b['n_val']} held out, {b['epochs']} epochs, batch {b.get('batch_size') or preset.training.batch_size}, "
-             f"Adam lr {b.get('lr') or preset.training.lr} ({b.get('schedule') or preset.training.schedule} schedule"
-             f"{', gradient norm clipped at ' + str(b.get('grad_clip')) if b.get('grad_clip') else ''}), "
-             f"loss {preset.training.loss.model_dump()}"
-             + (f", clean identity pairs in proportion {preset.training.clean_proportion}"
-                if preset.training.clean_proportion else "") + ".",
+             "## Budgets", "", _restorer_budget(preset, b),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
              f"{b['n_adaptive']} (adaptive).",
              "- Attacks (parameters; share of the training pairs):", ""]
@@ -219,7 +226,8 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
     lines += _red_flag_lines(summary)
     lines += ["## Differences from the paper", ""]
     lines += [f"- {n}" for n in preset.notes]
-    lines += [f"- Sample counts: {b['n_test'] or summary['test_split_size']} test images here; the restorers "
-              f"saw {b['n_train']} training images (the papers do not state theirs).", ""]
+    seen = (f"; the restorers saw {b['n_train']} training images (the papers do not state theirs)"
+            if preset.trained_targets else "")
+    lines += [f"- Sample counts: {b['n_test'] or summary['test_split_size']} test images here{seen}.", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path

@@ -48,7 +48,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
     phases: dict[str, float] = {}
 
     restorers: dict[str, dict] = {}
-    for target in preset.train_for:
+    for target in preset.trained_targets:  # none for a preset that only evaluates zoo variants
         t0 = time.perf_counter()
         log(f"== training {preset.defense} for {target}")
         cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
@@ -114,7 +114,7 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
     if preset.baselines and shown is not None:
         t0 = time.perf_counter()
         log("== visual comparison of the defenses (DKN Fig. 3)")
-        path = comparison_figure(preset, shown.target, restorers[shown.defense_of]["checkpoint"],
+        path = comparison_figure(preset, shown.target, restorers[shown.restorer_key]["checkpoint"],
                                  out / "figures" / "comparison-white-box.png", n_test=budget.n_test,
                                  data_root=data_root, store=store, seed=seed, device=device)
         comparison = str(path.relative_to(out))
