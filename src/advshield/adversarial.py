@@ -6,12 +6,18 @@ parameters, the threat model (and substitute / defense), the dataset split
 and subset, and the seed. Shards are written atomically as they finish, so a
 crash loses at most one shard; ``meta.json`` is written last and marks the
 set complete. Images are stored exactly (float32 safetensors).
+
+Every file is written crash-safely (:mod:`advshield.io`: temporary name, fsync,
+rename). A shard or a finished set that does not verify (no card, truncated,
+SHA-256 differing from its card) is recomputed with a one-line notice on the
+``advshield`` logger, never a crash: a kill at any moment costs time, not the store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +28,11 @@ import torch
 from advshield.attacks import Attack, AttackResult, Pipeline, ThreatModel, run_attack
 from advshield.checkpoint import load_tensors, save_tensors
 from advshield.data import ImageDataset
-from advshield.io import atomic_write_json
+from advshield.errors import AdvShieldError, CheckpointError
+from advshield.io import atomic_write_json, sweep_temporaries
 
 SHARD = 500
+log = logging.getLogger("advshield")
 _TENSORS = ("adv", "labels", "clean_pred", "adv_pred", "surface_adv_pred", "target", "detected_clean", "detected_adv")
 
 
@@ -62,12 +70,67 @@ def _result_from(tensors: dict[str, torch.Tensor], seconds: float) -> AttackResu
                         detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"))
 
 
+def _read_card(path: Path) -> dict:
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: missing") from None
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("sha256"), str):
+        raise CheckpointError(f"{path}: not an adversarial-set card")
+    return card
+
+
+def _load_part(tensor_file: Path, card: dict, seconds: object) -> AttackResult:
+    tensors = load_tensors(tensor_file, card)  # checks the SHA-256 against the card
+    missing = [k for k in ("adv", "labels", "clean_pred", "adv_pred") if k not in tensors]
+    if missing or not isinstance(seconds, (int, float)):
+        raise CheckpointError(f"{tensor_file}: incomplete adversarial set (missing {missing or ['seconds']})")
+    return _result_from(tensors, float(seconds))
+
+
 def load_adversarial_set(folder: str | Path) -> tuple[AttackResult, dict]:
-    """(result, meta) of a complete set."""
+    """(result, meta) of a complete set; :class:`CheckpointError` if it is incomplete or corrupted."""
     folder = Path(folder)
-    meta = json.loads((folder / "meta.json").read_text())
-    tensors = load_tensors(folder / "adv.safetensors", meta)
-    return _result_from(tensors, meta["summary"]["seconds"]), meta
+    meta = _read_card(folder / "meta.json")
+    seconds = meta["summary"].get("seconds") if isinstance(meta.get("summary"), dict) else None
+    return _load_part(folder / "adv.safetensors", meta, seconds), meta
+
+
+def _discard(files: list[Path], why: AdvShieldError) -> None:
+    log.warning("advshield: %s; recomputing it", why)
+    for p in files:
+        p.unlink(missing_ok=True)
+
+
+def _cached_set(folder: Path, key: str) -> AttackResult | None:
+    """The finished set in ``folder`` if it verifies; a set that does not is discarded (with a notice)."""
+    if not (folder / "meta.json").exists():
+        return None
+    try:
+        result, meta = load_adversarial_set(folder)
+        if meta.get("key") != key:
+            raise CheckpointError(f"{folder / 'meta.json'}: names set {meta.get('key')!r}, not {key!r}")
+    except CheckpointError as exc:
+        _discard([folder / "meta.json", folder / "adv.json", folder / "adv.safetensors"], exc)
+        return None
+    for p in folder.glob("shard-*"):  # left by a run killed while folding its shards
+        p.unlink(missing_ok=True)
+    return result
+
+
+def _stored_shard(shard: Path) -> AttackResult | None:
+    """A shard finished before an interruption, if it verifies; else None (discarded, with a notice)."""
+    card_file = shard.with_suffix(".json")
+    if not shard.exists() and not card_file.exists():
+        return None
+    try:
+        card = _read_card(card_file)
+        return _load_part(shard, card, card.get("seconds"))
+    except CheckpointError as exc:
+        _discard([shard, card_file], exc)
+        return None
 
 
 def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pipeline, data: ImageDataset,
@@ -79,20 +142,21 @@ def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pi
     The key includes a fingerprint of the attacked images, so a set made on other data (another copy, order
     or version of the dataset) is never reused.
     """
-    data = data.head(spec.n)
+    data = data.head(spec.n).require_images("an adversarial set")
     spec = replace(spec, data_sha256=data.fingerprint())
     folder = Path(root) / spec.key()
-    if (folder / "meta.json").exists():
-        result, _ = load_adversarial_set(folder)
-        return folder, result, True
+    cached = _cached_set(folder, spec.key())
+    if cached is not None:
+        return folder, cached, True
     folder.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(folder)
     parts: list[AttackResult] = []
     n_shards = -(-len(data) // SHARD)
     for i in range(n_shards):
         shard = folder / f"shard-{i:05d}.safetensors"
-        if shard.exists():  # finished before an interruption
-            card = json.loads(shard.with_suffix(".json").read_text())
-            parts.append(_result_from(load_tensors(shard, card), card["seconds"]))
+        stored = _stored_shard(shard)
+        if stored is not None:
+            parts.append(stored)
         else:
             x, y = data.tensors(slice(i * SHARD, (i + 1) * SHARD))
             r = run_attack(attack, pipeline, x, y, threat=spec.threat, substitute=substitute, eot_samples=eot_samples,
@@ -105,10 +169,10 @@ def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pi
     summary = result.summary()
     meta = {"architecture": "adversarial-set", "key": spec.key(), "spec": spec.__dict__, "summary": summary,
             "attack_repr": repr(attack)}
-    save_tensors(folder / "adv.safetensors", _result_tensors(result), meta)
-    atomic_write_json(folder / "meta.json", json.loads((folder / "adv.json").read_text()))
+    card = save_tensors(folder / "adv.safetensors", _result_tensors(result), meta)
+    atomic_write_json(folder / "meta.json", json.loads(json.dumps(card, default=str)))  # last: marks it complete
     for p in folder.glob("shard-*"):
-        p.unlink()
+        p.unlink(missing_ok=True)
     return folder, result, False
 
 

@@ -51,8 +51,8 @@ def read_card(path: str | Path) -> dict:
         card = json.loads(cpath.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{cpath}: card not found; every checkpoint needs its JSON card") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{cpath}: unreadable card ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or not UTF-8
+        raise CheckpointError(f"{cpath}: unreadable card ({type(exc).__name__}: {exc})") from None
     if not isinstance(card, dict) or "architecture" not in card:
         raise CheckpointError(f"{cpath}: card has no 'architecture' entry")
     return card
@@ -64,12 +64,16 @@ def load_tensors(path: str | Path, card: dict | None = None) -> dict[str, torch.
         blob = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: checkpoint not found") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint ({exc.strerror or exc})") from None
     if card is not None and card.get("sha256") and hashlib.sha256(blob).hexdigest() != card["sha256"]:
-        raise CheckpointError(f"{path}: SHA-256 differs from its card; the file is corrupted or was replaced")
+        raise CheckpointError(f"{path}: SHA-256 differs from its card; the file is truncated, corrupted or was "
+                              "replaced")
     try:
-        return st_load(blob)
-    except (SafetensorError, ValueError, RuntimeError) as exc:
+        tensors = st_load(blob)
+    except (SafetensorError, ValueError, RuntimeError, TypeError, OverflowError, MemoryError) as exc:
         raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
+    return tensors
 
 
 def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

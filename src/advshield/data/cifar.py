@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from advshield.data.classes import CIFAR10_CLASSES
 from advshield.errors import DataError
 
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 _RECORD = 1 + 3 * 32 * 32
 _TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 

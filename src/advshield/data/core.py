@@ -10,7 +10,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from advshield.errors import DataError
+from advshield.errors import DataError, InputError
 
 
 class DatasetName(str, enum.Enum):
@@ -47,9 +47,7 @@ class ImageDataset:
             raise DataError(f"{self.name}: images must be uint8 NCHW, got {self.images.dtype} {self.images.shape}")
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if self.labels.shape != (len(self.images),):
-            raise DataError(
-                f"{self.name}: {len(self.images)} images but {self.labels.shape[0]} labels"
-            )
+            raise DataError(f"{self.name}: {len(self.images)} images but labels of shape {self.labels.shape}")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
             raise DataError(f"{self.name}: labels outside 0..{len(self.classes) - 1}")
 
@@ -68,7 +66,18 @@ class ImageDataset:
         return ImageDataset(self.images[index], self.labels[index], self.classes, name or self.name, dict(self.meta))
 
     def head(self, n: int | None) -> "ImageDataset":
-        return self if n is None or n >= len(self) else self.subset(slice(0, n))
+        """The first ``n`` images (all of them when ``n`` is None or at least the size)."""
+        if n is None:
+            return self
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+            raise InputError(f"n must be a positive number of images (or None for all), got {n!r}")
+        return self if n >= len(self) else self.subset(slice(0, int(n)))
+
+    def require_images(self, what: str = "this operation") -> "ImageDataset":
+        """``self``, or an :class:`InputError` when the dataset is empty (nothing to attack, train or score)."""
+        if not len(self):
+            raise InputError(f"{self.name} holds no images; {what} needs at least one")
+        return self
 
     def fingerprint(self) -> str:
         """SHA-256 (16 hex digits) of the images, labels and their order: which data a stored result was made on."""
@@ -92,6 +101,8 @@ class ImageDataset:
         drop_last: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Stream (images, labels) batches; the order is a pure function of ``seed``."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = len(self)
         order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
         stop = n - n % batch_size if drop_last else n

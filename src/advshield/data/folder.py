@@ -19,12 +19,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from advshield.data.classes import check_split_classes
 from advshield.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".gif", ".tif", ".tiff", ".webp"}
 
 
 FOLDER_ORDER_SEED = 0
+SPLIT_NAMES = ("train", "test", "val")
 
 
 def _decode(blob: bytes, where: str, size: int | None, mode: str) -> np.ndarray:
@@ -39,11 +41,14 @@ def _decode(blob: bytes, where: str, size: int | None, mode: str) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def _assemble(items: list[tuple[str, str, bytes]], where: str, size: int | None, mode: str):
+def _assemble(items: list[tuple[str, str, bytes]], where: str, size: int | None, mode: str,
+              split: str, paths: list[PurePosixPath]):
     """items: (class name, member name, encoded bytes) -> images, labels, classes."""
     if not items:
-        raise DataError(f"{where}: no images found in class folders")
+        raise DataError(f"{where}: no images of the {split} split found in class folders ({split}/<class>/...)")
     classes = sorted({c for c, _, _ in items})
+    others = {s: sorted(set(_split_members(paths, s).values())) for s in SPLIT_NAMES if s != split}
+    check_split_classes(where, split, classes, others)  # before decoding: a mismatch fails fast
     index = {c: i for i, c in enumerate(classes)}
     items.sort(key=lambda t: (t[0], t[1]))
     # Class folders list a split class by class; a fixed shuffle makes every prefix (``head(n)``, the first
@@ -96,7 +101,7 @@ def load_image_folder(source: str | Path, split: str, size: int | None = None, m
             labels = _tiny_val_labels(ann.read_text())
             items = [(labels[p.name], str(p), (source / p).read_bytes()) for p in files
                      if p.parent.name == "images" and p.name in labels]
-        return _assemble(items, str(source), size, mode)
+        return _assemble(items, str(source), size, mode, split, files)
     try:
         with tarfile.open(source, "r:*") as tar:
             members = {PurePosixPath(m.name): m for m in tar.getmembers() if m.isfile()}
@@ -109,4 +114,4 @@ def load_image_folder(source: str | Path, split: str, size: int | None = None, m
                          if p.parent.name == "images" and p.name in labels]
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{source}: cannot read archive ({exc}); the file is truncated or corrupted") from None
-    return _assemble(items, str(source), size, mode)
+    return _assemble(items, str(source), size, mode, split, list(members))

@@ -11,9 +11,8 @@ from importlib import resources
 
 import numpy as np
 
+from advshield.data.classes import MNIST_CLASSES
 from advshield.data.core import ImageDataset
-
-MNIST_CLASSES = [str(i) for i in range(10)]
 
 
 def load_mnist_sample(split: str = "train") -> ImageDataset:

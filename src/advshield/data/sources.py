@@ -13,7 +13,8 @@ from typing import Callable
 import numpy as np
 
 from advshield.data import cache
-from advshield.data.cifar import CIFAR10_CLASSES, load_cifar10_dir
+from advshield.data.cifar import load_cifar10_dir
+from advshield.data.classes import CIFAR10_CLASSES, FASHION_CLASSES, MNIST_CLASSES, compare_classes
 from advshield.data.core import DatasetName, ImageDataset, Split
 from advshield.data.folder import load_image_folder
 from advshield.data.idx import read_idx_pair
@@ -21,9 +22,6 @@ from advshield.errors import DataError
 
 DATA_ENV = "ADVSHIELD_DATA"
 
-MNIST_CLASSES = [str(i) for i in range(10)]
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 
@@ -79,21 +77,6 @@ def _load_idx(root: Path, name: DatasetName, split: str, classes: list[str]):
     return paths, decode
 
 
-def _extract_tar(archive: Path, inner: str) -> Path:
-    import tarfile
-
-    dest = cache.cache_dir() / ("extract-" + cache.source_key([archive]))
-    if not (dest / inner).is_dir():
-        try:
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(dest, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataError(f"{archive}: cannot read archive ({exc}); the file is truncated or corrupted") from None
-    if not (dest / inner).is_dir():
-        raise DataError(f"{archive}: archive does not contain {inner}/")
-    return dest / inner
-
-
 def _load_cifar10(root: Path, split: str):
     name = DatasetName.CIFAR10
     for folder_name, binary in (("cifar-10-batches-py", False), ("cifar-10-batches-bin", True)):
@@ -105,15 +88,14 @@ def _load_cifar10(root: Path, split: str):
                                         ("cifar-10-binary.tar.gz", "cifar-10-batches-bin", True)):
         archive = _find(root, name, [archive_name])
         if archive is not None:
-            return [archive], lambda a=archive, i=inner, b=binary: load_cifar10_dir(_extract_tar(a, i), split, b)
+            return [archive], lambda a=archive, i=inner, b=binary: load_cifar10_dir(cache.extracted(a, i), split, b)
     archive = _find(root, name, ["cifar10-jpeg.tar.gz", "cifar10-png.tar.gz", "cifar10-images"])
     if archive is None:
         raise _missing(name, root)
 
     def decode():
         images, labels, classes = load_image_folder(archive, split, size=32)
-        if classes != CIFAR10_CLASSES:
-            raise DataError(f"{archive}: class folders {classes} are not the CIFAR-10 classes")
+        compare_classes(classes, CIFAR10_CLASSES, f"{archive}: the {split} split", "CIFAR-10")
         return images, labels, classes
 
     return [archive], decode
@@ -163,6 +145,8 @@ def load_dataset(name: str | DatasetName, split: str | Split = "train", root: st
     key = cache.source_key(paths, dataset=name.value, split=split, version=2)  # 2: folder splits shuffled
     hit = cache.load_cached(key) if use_cache else None
     images, labels, classes = hit if hit is not None else decode()
+    if not len(labels):
+        raise DataError(f"{name.value}/{split} under {base} holds no images; expected {HOW_TO_GET[name]}")
     if hit is None and use_cache:
         cache.save_cached(key, images, labels, classes)
     return ImageDataset(images, labels, classes, f"{name.value}-{split}",
@@ -174,6 +158,8 @@ def load_folder_dataset(source: str | Path, split: str = "train", size: int | No
     """Any class-per-folder set (directory or tar), e.g. TinyImageNet (``split='val'``)."""
     source = Path(source)
     images, labels, classes = load_image_folder(source, split, size, "L" if grayscale else "RGB")
+    if not len(labels):
+        raise DataError(f"{source}: the {split} split holds no images")
     return ImageDataset(images, labels, classes, f"{source.name}-{split}", {"source": source.name, "split": split})
 
 
