@@ -1,6 +1,7 @@
 """The attack engine: registered, batched, seeded attacks under three threat models."""
 
-from advshield.attacks import carlini_wagner, deepfool, fast_gradient, iterative, noise, spatial  # noqa: F401
+from advshield.attacks import apgd, carlini_wagner, deepfool, fast_gradient, iterative, noise, spatial  # noqa: F401
+from advshield.attacks.apgd import APGD, APGDDLR, APGDT
 from advshield.attacks.base import ATTACKS, Attack, AttackResult, Norm, perturbation_norms, register_attack
 from advshield.attacks.carlini_wagner import CarliniWagnerL2
 from advshield.attacks.deepfool import L2DeepFool, LinfDeepFool
@@ -11,6 +12,6 @@ from advshield.attacks.pipeline import Pipeline, Surface, ThreatModel
 from advshield.attacks.runner import create_attack, run_attack
 from advshield.attacks.spatial import SpatialAttack
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "BIM", "CarliniWagnerL2", "FGSM", "L2DeepFool", "LinfDeepFool",
+__all__ = ["APGD", "APGDDLR", "APGDT", "ATTACKS", "Attack", "AttackResult", "BIM", "CarliniWagnerL2", "FGSM", "L2DeepFool", "LinfDeepFool",
            "MIFGSM", "Norm", "PGD", "PGDL2", "Pipeline", "RFGSM", "SpatialAttack", "Surface", "ThreatModel",
            "UniformNoise", "create_attack", "perturbation_norms", "register_attack", "run_attack"]

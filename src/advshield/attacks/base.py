@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import inspect
 import math
 import time
 from abc import ABC, abstractmethod
@@ -19,6 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from advshield.attacks.checks import (AttackError, check_eps, check_finite_arguments, check_linf_eps,  # noqa: F401
+                                      check_positive_int)
 from advshield.errors import InputError
 from advshield.registry import Registry
 from advshield.validation import check_images, check_labels
@@ -107,26 +111,9 @@ class AttackResult:
             adv=cat("adv"), labels=cat("labels"), clean_pred=cat("clean_pred"), adv_pred=cat("adv_pred"),
             norms={k: torch.cat([p.norms[k] for p in parts]) for k in first.norms},
             seconds=sum(p.seconds for p in parts), target=cat("target"), surface_adv_pred=cat("surface_adv_pred"),
-            detected_clean=cat("detected_clean"), detected_adv=cat("detected_adv"), info=dict(first.info))
-
-
-def check_eps(eps: float, name: str = "eps") -> float:
-    if not isinstance(eps, (int, float)) or math.isnan(eps) or eps < 0:
-        raise InputError(f"{name} must be a non-negative number, got {eps!r}")
-    return float(eps)
-
-
-def check_linf_eps(eps: float) -> float:
-    eps = check_eps(eps)
-    if eps > 1:
-        raise InputError(f"an L-inf eps above 1 is meaningless for [0, 1] images, got {eps}")
-    return eps
-
-
-def check_positive_int(value: int, name: str) -> int:
-    if not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+            detected_clean=cat("detected_clean"), detected_adv=cat("detected_adv"),
+            info={k: torch.cat([p.info[k] for p in parts]) if isinstance(v, torch.Tensor) else v
+                  for k, v in first.info.items()})
 
 
 def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,11 +123,13 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor
     return -F.cross_entropy(logits, target, reduction="none")
 
 
-def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None):
-    """(per-sample loss, d loss / d x) of the attack objective, with the detector penalty if any."""
+def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None,
+                  loss_fn=attack_loss):
+    """(per-sample loss, d loss / d x, logits) of the attack objective ``loss_fn(logits, labels, target)``
+    (default: :func:`attack_loss`), with the detector penalty if any."""
     x = x.detach().requires_grad_(True)
     logits = surface(x)
-    loss = attack_loss(logits, labels, target)
+    loss = loss_fn(logits, labels, target)
     penalty = surface.penalty(x) if hasattr(surface, "penalty") else None
     if penalty is not None:
         # Joint objective against a detector (Carlini & Wagner 2017, "Adversarial examples are not easily
@@ -167,6 +156,17 @@ def is_fooled(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor |
     return pred == target if target is not None else pred != labels
 
 
+def succeeded(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+              logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample: ``x`` fools (on the judge, see :func:`judged_logits`) and the surface's detector, if any,
+    does not flag it. What an attack's early exit should test."""
+    hit = is_fooled(judged_logits(surface, x, logits), labels, target)
+    if getattr(surface, "detector", None) is not None:
+        with torch.no_grad():
+            hit = hit & ~(surface.penalty(x) > 0)
+    return hit
+
+
 class Attack(ABC):
     """Base of every attack: validation, seeding, evaluation, timing."""
 
@@ -174,6 +174,27 @@ class Attack(ABC):
     norm: ClassVar[Norm | None] = None
     supports_targeted: ClassVar[bool] = True
     randomized: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every attack refuses non-finite numeric arguments at construction (NaN / inf eps, step sizes, ...).
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def checked_init(self, *args, **kw):
+            bound = signature.bind(self, *args, **kw)
+            check_finite_arguments(getattr(cls, "name", cls.__name__), dict(list(bound.arguments.items())[1:]))
+            init(self, *args, **kw)
+
+        cls.__init__ = checked_init
+
+    def report(self, **info: Any) -> None:
+        """Called from :meth:`perturb`: extra results merged into :attr:`AttackResult.info` by
+        :func:`run_batch` (per-sample tensors are concatenated across batches)."""
+        self.__dict__.setdefault("_last_info", {}).update(info)
 
     def params(self) -> dict[str, Any]:
         """The parameters that define the attack (used in content hashes and cards)."""
@@ -224,11 +245,14 @@ def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Te
     with torch.no_grad():
         clean_pred = victim(x).argmax(1)
     t0 = time.perf_counter()
+    attack.__dict__.pop("_last_info", None)
     with torch.enable_grad(), frozen(surface):
         adv = attack.perturb(surface, x, labels, target, _generator_for(x, seed)).detach()
     if x.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
+    check_output(attack, adv, x)
+    extra = attack.__dict__.pop("_last_info", {})
     with torch.no_grad():
         adv_pred = victim(adv).argmax(1)
         same = surface is victim or (hasattr(surface, "computes") and surface.computes(victim))
@@ -237,4 +261,21 @@ def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Te
     det_clean = detect(x) if callable(detect) else None
     det_adv = detect(adv) if callable(detect) else None
     return AttackResult(adv, labels, clean_pred, adv_pred, perturbation_norms(adv, x), seconds, target,
-                        surface_pred, det_clean, det_adv, {"attack": attack.name, "params": attack.params()})
+                        surface_pred, det_clean, det_adv, {"attack": attack.name, "params": attack.params(), **extra})
+
+
+def check_output(attack: Attack, adv: torch.Tensor, x: torch.Tensor, tolerance: float = 1e-5) -> None:
+    """Refuse, loudly, adversarial images that are non-finite, outside [0, 1] or outside the attack's budget."""
+    if adv.shape != x.shape:
+        raise AttackError(f"{attack.name} returned images of shape {tuple(adv.shape)} for inputs {tuple(x.shape)}")
+    if not torch.isfinite(adv).all():
+        raise AttackError(f"{attack.name} returned non-finite adversarial images")
+    if float(adv.min()) < 0 or float(adv.max()) > 1:
+        raise AttackError(f"{attack.name} returned images outside [0, 1] "
+                          f"(range [{float(adv.min()):.6g}, {float(adv.max()):.6g}])")
+    norm, eps = getattr(attack, "norm", None), getattr(attack, "eps", None)
+    if norm in (Norm.LINF, Norm.L2) and isinstance(eps, (int, float)) and len(x):
+        worst = float(perturbation_norms(adv, x)[Norm(norm).value].max())
+        if worst > eps + tolerance * max(1.0, eps):
+            raise AttackError(f"{attack.name} returned a perturbation of {Norm(norm).value} norm {worst:.6g}, "
+                              f"over its budget eps = {eps:.6g}")

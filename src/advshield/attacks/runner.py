@@ -50,4 +50,5 @@ def _to_cpu(r: AttackResult) -> AttackResult:
         if v is not None:
             setattr(r, name, v.cpu())
     r.norms = {k: v.cpu() for k, v in r.norms.items()}
+    r.info = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in r.info.items()}
     return r

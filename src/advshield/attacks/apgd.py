@@ -1,0 +1,249 @@
+"""APGD: Auto-PGD, step-size-free PGD with the CE and DLR losses (the gradient members of AutoAttack)."""
+
+from __future__ import annotations
+
+import torch
+
+from advshield.attacks.base import (Attack, Norm, attack_loss, check_eps, check_linf_eps, check_positive_int,
+                                    loss_gradient, register_attack, succeeded)
+from advshield.errors import InputError
+
+DEFAULT_EPS = {Norm.LINF: 8 / 255, Norm.L2: 0.5}  # AutoAttack's CIFAR-10 budgets
+
+
+def l2_norm(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
+
+
+def dlr_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Difference of Logits Ratio, per sample, to maximise (Croce & Hein 2020, Eq. 6).
+
+    DLR = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3); targeted (Sec. 3.3, Eq. 7):
+    -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), with pi the logits sorted in decreasing order.
+    Both are invariant to shifting and scaling the logits.
+    """
+    srt = logits.sort(1, descending=True).values
+    z_y = logits.gather(1, labels[:, None]).squeeze(1)
+    if target is None:
+        other = torch.where(srt[:, 0] == z_y, srt[:, 1], srt[:, 0])  # the largest logit other than z_y
+        return -(z_y - other) / (srt[:, 0] - srt[:, 2] + 1e-12)
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    return -(z_y - z_t) / (srt[:, 0] - 0.5 * (srt[:, 2] + srt[:, 3]) + 1e-12)
+
+
+LOSSES = {"ce": attack_loss, "dlr": dlr_loss}
+
+
+def checkpoints(steps: int) -> list[int]:
+    """Iteration counts after which the step size is checked (Sec. 3.2).
+
+    p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), w_j = p_j * N_iter,
+    in the reference implementation's integer form: the first interval is int(0.22 N), each next
+    one int(0.03 N) shorter, down to int(0.06 N).
+    """
+    k, k_min, decrease = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    points, at = [], k
+    while at <= steps:
+        points.append(at)
+        k = max(k - decrease, k_min)
+        at += k
+    return points
+
+
+class APGDBase(Attack):
+    """Shared APGD loop (Croce & Hein 2020, Alg. 1) on a batch; subclasses choose the runs (targets)."""
+
+    randomized = True
+    targeted_runs = False
+    alpha, rho = 0.75, 0.75  # momentum (Alg. 1) and the condition-1 threshold (Eq. 4)
+
+    def __init__(self, eps: float | None, norm: str, steps: int, restarts: int, loss: str, early_stop: bool) -> None:
+        try:
+            self.norm = Norm(norm)
+        except ValueError:
+            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
+        if self.norm not in DEFAULT_EPS:
+            raise InputError(f"{self.name} supports the 'linf' and 'l2' norms, not {norm!r}")
+        eps = DEFAULT_EPS[self.norm] if eps is None else eps
+        self.eps = check_linf_eps(eps) if self.norm is Norm.LINF else check_eps(eps)
+        self.steps = check_positive_int(steps, "steps")
+        self.restarts = check_positive_int(restarts, "restarts")
+        if loss not in LOSSES:
+            raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        self.loss, self.early_stop = loss, bool(early_stop)
+
+    # -- geometry --------------------------------------------------------------------------------------
+    def _project(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.norm is Norm.LINF:
+            return torch.min(torch.max(z, x - self.eps), x + self.eps).clamp(0, 1)
+        d = z - x
+        return (x + d * (self.eps / (l2_norm(d) + 1e-12)).clamp(max=1.0)).clamp(0, 1)
+
+    def _start(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        # The reference implementation's random start: on the eps-sphere of the norm.
+        if self.norm is Norm.LINF:
+            t = torch.rand(x.shape, generator=generator, device=x.device) * 2 - 1
+            t = t / t.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
+        else:
+            t = torch.randn(x.shape, generator=generator, device=x.device)
+            t = t / (l2_norm(t) + 1e-12)
+        return (x + self.eps * t).clamp(0, 1)
+
+    def _step(self, x, x_adv, x_old, grad, step, first: bool) -> torch.Tensor:
+        view = step.view(-1, *([1] * (x.ndim - 1)))
+        direction = grad.sign() if self.norm is Norm.LINF else grad / (l2_norm(grad) + 1e-12)
+        z = self._project(x_adv + view * direction, x)  # Alg. 1, z^(k+1) = P_S(x^k + eta grad)
+        if first:
+            return z
+        # x^(k+1) = P_S(x^k + alpha (z^(k+1) - x^k) + (1 - alpha)(x^k - x^(k-1)))
+        return self._project(x_adv + self.alpha * (z - x_adv) + (1 - self.alpha) * (x_adv - x_old), x)
+
+    # -- one run of Alg. 1 -------------------------------------------------------------------------------
+    def _run(self, surface, x, labels, loss_target, success_target, generator):
+        """Returns (images, fooled, best loss): the first fooling iterate, else the highest-loss one."""
+        loss_of = LOSSES[self.loss]
+
+        def evaluate(idx, xa):
+            lt = None if loss_target is None else loss_target[idx]
+            st = None if success_target is None else success_target[idx]
+            loss, grad, logits = loss_gradient(surface, xa, labels[idx], st, lambda z, y, _: loss_of(z, y, lt))
+            return loss, grad, succeeded(surface, xa, labels[idx], st, logits)
+
+        n = len(x)
+        every = torch.arange(n, device=x.device)
+        x_adv = self._start(x, generator)
+        loss, grad, done = evaluate(every, x_adv)
+        out, x_best, x_old = x_adv.clone(), x_adv.clone(), x_adv.clone()
+        loss_best, grad_best, loss_prev = loss.clone(), grad.clone(), loss.clone()
+        step = torch.full((n,), 2 * self.eps, device=x.device)  # eta^(0) = 2 eps
+        increases = torch.zeros(n, device=x.device)
+        best_at_check, reduced_at_check = loss_best.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
+        checks, last_check = set(checkpoints(self.steps)), 0
+        active = every
+        for i in range(self.steps):
+            if self.early_stop:  # per-sample early exit: a fooled sample keeps its first fooling iterate
+                active = active[~done[active]]
+                if len(active) == 0:
+                    break
+            a = active
+            z = self._step(x[a], x_adv[a], x_old[a], grad[a], step[a], first=i == 0)
+            x_old[a] = x_adv[a]
+            x_adv[a] = z
+            loss, g, fooled = evaluate(a, z)
+            grad[a] = g
+            new = fooled & ~done[a]
+            out[a[new]], done[a[new]] = z[new], True
+            increases[a] += (loss > loss_prev[a]).float()
+            loss_prev[a] = loss
+            better = loss > loss_best[a]
+            b = a[better]
+            x_best[b], loss_best[b], grad_best[b] = z[better], loss[better], g[better]
+            if i + 1 in checks:
+                h, last_check = i + 1 - last_check, i + 1
+                # Condition 1 (Eq. 4): the loss rose in at most rho * h of the last h steps (reference: <=);
+                # condition 2: the step was not reduced at the last checkpoint and the best loss did not move.
+                cond1 = increases[a] <= self.rho * h
+                cond2 = ~reduced_at_check[a] & (best_at_check[a] >= loss_best[a])
+                reduce = cond1 | cond2
+                reduced_at_check[a], best_at_check[a] = reduce, loss_best[a]
+                r = a[reduce]
+                step[r] /= 2  # halve the step and restart from the best point so far
+                x_adv[r], grad[r] = x_best[r], grad_best[r]
+                increases[a] = 0
+        out[~done] = x_best[~done]
+        return out, done, loss_best
+
+    def _runs(self, surface, x, labels, target):
+        """(loss target, success target) pairs, each an APGD run with ``restarts`` restarts."""
+        return [(target, target)]
+
+    def perturb(self, surface, x, labels, target, generator):
+        adv = x.clone()
+        todo = (~succeeded(surface, x, labels, target)).nonzero().squeeze(1)  # already fooled: left as is
+        best = torch.full((len(x),), -torch.inf, device=x.device)
+        runs = self._runs(surface, x, labels, target) if len(todo) else []
+        for loss_target, success_target in runs:
+            for _ in range(self.restarts):  # restarts only attack the points still robust
+                if len(todo) == 0:
+                    return adv
+                sub = (lambda t: None if t is None else t[todo])
+                r_adv, fooled, r_loss = self._run(surface, x[todo], labels[todo], sub(loss_target),
+                                                  sub(success_target), generator)
+                keep = fooled | (r_loss > best[todo])
+                adv[todo[keep]], best[todo[keep]] = r_adv[keep], r_loss[keep]
+                todo = todo[~fooled]
+        return adv
+
+
+def _check_classes(logits: torch.Tensor, needed: int, what: str) -> None:
+    if logits.shape[1] < needed:
+        raise InputError(f"{what} needs at least {needed} classes, the model has {logits.shape[1]}")
+
+
+@register_attack("apgd-ce", norm="linf", family="apgd")
+class APGD(APGDBase):
+    """APGD with the cross-entropy loss: PGD with momentum and an automatic step-size schedule.
+
+    Paper: Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+    diverse parameter-free attacks" (Alg. 1). The step starts at 2 eps and halves at the
+    checkpoints when the loss stalls (conditions 1 and 2, rho = 0.75), restarting from the best
+    point; momentum alpha = 0.75. Each sample keeps its first fooling iterate and leaves the batch
+    (``early_stop``); ``restarts`` re-run, from a new random start, only the points still robust.
+    Targeted with ``target``: the loss is -CE(target) (or the targeted DLR).
+    Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = 8/255 (L-inf) or 0.5 (L2),
+    steps = 100, restarts = 1, loss = 'ce'.
+    """
+
+    name = "apgd-ce"
+
+    def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
+                 loss: str = "ce", early_stop: bool = True) -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+
+    def _runs(self, surface, x, labels, target):
+        if self.loss == "dlr":
+            with torch.no_grad():
+                _check_classes(surface(x[:1]), 4 if target is not None else 3, "the DLR loss")
+        return [(target, target)]
+
+
+@register_attack("apgd-dlr", norm="linf", family="apgd")
+class APGDDLR(APGD):
+    __doc__ = APGD.__doc__.replace("cross-entropy loss", "DLR loss (Eq. 6)").replace("loss = 'ce'", "loss = 'dlr'")
+    name = "apgd-dlr"
+
+    def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
+                 loss: str = "dlr", early_stop: bool = True) -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+
+
+@register_attack("apgd-t", norm="linf", family="apgd")
+class APGDT(APGDBase):
+    """APGD-T: APGD with the targeted DLR loss towards each of the top ``n_target_classes`` classes.
+
+    Paper: Croce & Hein 2020 (Sec. 3.3, Eq. 7, AutoAttack's APGD-T). Untargeted goal: for
+    target classes ranked 2, 3, ... by the clean logits, one APGD run each (``restarts``
+    restarts), each only on the points still correctly classified; success = misclassified.
+    Given explicit ``target`` labels it is an ordinary targeted APGD towards them.
+    Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = 8/255 (L-inf) or 0.5 (L2),
+    steps = 100, restarts = 1, n_target_classes = 9, loss = 'dlr' (targeted; 'ce' = -CE(target)).
+    """
+
+    name = "apgd-t"
+
+    def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
+                 n_target_classes: int = 9, loss: str = "dlr", early_stop: bool = True) -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+        self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
+
+    def _runs(self, surface, x, labels, target):
+        with torch.no_grad():
+            logits = surface(x)
+        if self.loss == "dlr":
+            _check_classes(logits, 4, "the targeted DLR loss")
+        if target is not None:
+            return [(target, target)]
+        order = logits.argsort(1, descending=True)
+        k = min(self.n_target_classes, logits.shape[1] - 1)
+        return [(order[:, j], None) for j in range(1, k + 1)]
+
