@@ -8,6 +8,7 @@ from advshield.defenses import load_defense
 from advshield.errors import CheckpointError
 from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 from advshield.training.defense_trainer import train_defense
+from advshield.experiment import RunContext, Target
 from advshield.training.pairs import allocate, build_source, plan_sources
 from advshield.zoo import load_pretrained
 
@@ -32,12 +33,12 @@ def test_on_the_fly_pairs_change_every_epoch(tmp_path):
     model, card = load_pretrained("a-net")
     data = load_dataset("mnist", "train")
     [src] = plan_sources([AttackMix(name="rfgsm", params={"eps": 0.3}, on_the_fly=True)], data, np.arange(40), "t")
-    kw = dict(seed=0, device=torch.device("cpu"), batch_size=40)
-    build_source(src, model, card["sha256"], "mnist", tmp_path, epoch=0, **kw)
+    victim, ctx = Target(model, card, "a-net"), RunContext(store=tmp_path, batch_size=40)
+    build_source(src, victim, ctx, "mnist", epoch=0)
     first = src.adv.clone()
-    build_source(src, model, card["sha256"], "mnist", tmp_path, epoch=0, **kw)
+    build_source(src, victim, ctx, "mnist", epoch=0)
     assert torch.equal(first, src.adv)  # deterministic per epoch
-    build_source(src, model, card["sha256"], "mnist", tmp_path, epoch=1, **kw)
+    build_source(src, victim, ctx, "mnist", epoch=1)
     assert not torch.equal(first, src.adv)  # fresh random start
     assert not any(tmp_path.iterdir())  # nothing stored for on-the-fly pairs
 
@@ -169,9 +170,9 @@ def test_transfer_feedback_pairs_are_stored_under_their_own_key(tmp_path):
              AttackMix(name="bim", label="v2", params={"eps": 0.3, "abs_stepsize": 0.02, "steps": 15,
                                                         "early_stop": True}, threat="transfer-feedback")]
     v1, v2 = plan_sources(mixes, data, np.arange(80), "t")
-    kw = dict(seed=0, device=torch.device("cpu"), batch_size=40, substitute=(sub, sub_card["sha256"]))
+    ctx = RunContext(store=tmp_path, batch_size=40)
     for src in (v1, v2):
-        build_source(src, model, card["sha256"], "mnist", tmp_path, **kw)
+        build_source(src, Target(model, card, "a-net"), ctx, "mnist", substitute=Target(sub, sub_card, "b-net"))
     assert v1.key != v2.key and len(list(tmp_path.iterdir())) == 2
     with torch.no_grad():
         def fooled(src):

@@ -5,7 +5,7 @@ import torch
 
 from advshield.detectors import load_detector, save_detector
 from advshield.detectors.defense_gan import Projection
-from advshield.detectors.run import build_detector
+from advshield.detectors import build_detector
 from advshield.errors import CheckpointError
 from advshield.zoo import load_pretrained
 

@@ -11,7 +11,8 @@ import pytest
 
 SCRIPT = textwrap.dedent('''
     import json, sys
-    from advshield.evaluation import Setting, run_evaluation
+    from advshield.evaluation import run_evaluation
+    from advshield.experiment import AttackSetting, RunContext
     from advshield.training.defense_config import AttackMix, DefenseTrainConfig
     from advshield.training.defense_trainer import train_defense
     out, store = sys.argv[1], sys.argv[2]
@@ -19,8 +20,9 @@ SCRIPT = textwrap.dedent('''
                              epochs=2, batch_size=32, attacks=[AttackMix(name="fgsm", params={"eps": 0.3}),
                                                                AttackMix(name="clean")], device="cpu")
     res = train_defense(cfg, out + "/defense", store=store, log=lambda s: None)
-    card = run_evaluation("a-net", str(res.checkpoint), [Setting("fgsm", {"eps": 0.3})], out + "/eval", n=50,
-                          store=store, device="cpu", figures=False, log=lambda s: None)
+    ctx = RunContext.create("cpu", distributed=True, store=store, log=lambda s: None)
+    card = run_evaluation("a-net", str(res.checkpoint), [AttackSetting("fgsm", {"eps": 0.3})], out + "/eval", ctx,
+                          n=50, figures=False)
     json.dump({"world": res.card["world_size"], "row": card["rows"][0]}, open(out + "/result.json", "w"))
 ''')
 

@@ -5,9 +5,18 @@ import torch
 
 from advshield.data import load_dataset
 from advshield.defenses import Defense
-from advshield.evaluation import Setting, evaluate_setting, run_evaluation, summarise
+from advshield.evaluation import evaluate_setting, run_evaluation, summarise
 from advshield.evaluation.restoration import _SUMS
+from advshield.experiment import AttackSetting as Setting
+from advshield.experiment import RunContext, Target
 from advshield.zoo import load_pretrained
+
+
+def _evaluate(setting, model, card, defense, ident, data, store, *, batch_size=250, substitute=None, **kw):
+    ctx = RunContext(store=store, batch_size=batch_size)
+    sub = Target(*substitute, "substitute") if substitute else None
+    return evaluate_setting(setting, Target(model, card, "victim"), defense, ident, data, ctx, dataset="mnist",
+                            substitute=sub, **kw)
 
 
 class Identity(Defense):
@@ -40,13 +49,12 @@ def test_identity_and_oracle_defenses_bound_the_metrics(tmp_path):
     model, card = load_pretrained("a-net")
     data = load_dataset("mnist", "test").head(60)
     setting = Setting("fgsm", {"eps": 0.3})
-    row, samples = evaluate_setting(setting, model, card["sha256"], Identity(), {"name": "id"}, data, "mnist",
-                                    tmp_path)
+    row, samples = _evaluate(setting, model, card, Identity(), {"name": "id"}, data, tmp_path)
     assert row["restored_accuracy"] == row["adv_accuracy"] < 0.3
     assert row["ssim_restored"] == pytest.approx(row["ssim_adv"]) and row["mean_linf"] == pytest.approx(0.3)
     assert row["defended_clean_accuracy"] == row["clean_accuracy"]
     x, _ = data.tensors()
-    row, _ = evaluate_setting(setting, model, card["sha256"], Oracle(x), {"name": "oracle"}, data, "mnist", tmp_path,
+    row, _ = _evaluate(setting, model, card, Oracle(x), {"name": "oracle"}, data, tmp_path,
                               batch_size=60)
     assert row["restored_accuracy"] == row["clean_accuracy"] and row["success_rate"] == 1.0
     assert row["recovery_rate"] == 1.0 and row["ssim_restored"] == pytest.approx(1.0, abs=1e-5)
@@ -57,10 +65,9 @@ def test_transfer_reuses_the_substitute_white_box_set(tmp_path):
     a, ca = load_pretrained("a-net")
     b, cb = load_pretrained("b-net")
     data = load_dataset("mnist", "test").head(50)
-    wb, _ = evaluate_setting(Setting("fgsm", {"eps": 0.2}), b, cb["sha256"], Identity(), {"name": "id"}, data,
-                             "mnist", tmp_path)
-    tr, _ = evaluate_setting(Setting("fgsm", {"eps": 0.2}, "transfer", "b-net"), a, ca["sha256"], Identity(),
-                             {"name": "id"}, data, "mnist", tmp_path, substitute=(b, cb["sha256"]))
+    wb, _ = _evaluate(Setting("fgsm", {"eps": 0.2}), b, cb, Identity(), {"name": "id"}, data, tmp_path)
+    tr, _ = _evaluate(Setting("fgsm", {"eps": 0.2}, "transfer:b-net"), a, ca, Identity(),
+                      {"name": "id"}, data, tmp_path, substitute=(b, cb))
     assert len(list(tmp_path.iterdir())) == 1  # one stored set serves both
     assert tr["mean_l2"] == pytest.approx(wb["mean_l2"])
     assert tr["adv_accuracy"] > wb["adv_accuracy"]  # transferred examples hurt the other net less
@@ -74,9 +81,8 @@ def test_adaptive_attack_sees_through_a_smoothing_defense(tmp_path):
     median = DEFENSES.create("squeeze", bits=2, size=3)  # non-differentiable: the adaptive attack uses BPDA
     ident = {"name": "squeeze", "params": {"bits": 2, "size": 3}}
     pgd = {"eps": 0.2, "steps": 20, "abs_stepsize": 0.02, "early_stop": True}
-    ob, _ = evaluate_setting(Setting("pgd", pgd), model, card["sha256"], median, ident, data, "mnist", tmp_path)
-    ad, _ = evaluate_setting(Setting("pgd", pgd, "adaptive"), model, card["sha256"], median, ident, data, "mnist",
-                             tmp_path)
+    ob, _ = _evaluate(Setting("pgd", pgd), model, card, median, ident, data, tmp_path)
+    ad, _ = _evaluate(Setting("pgd", pgd, "adaptive"), model, card, median, ident, data, tmp_path)
     assert ob["restored_accuracy"] > 0.6 and ad["restored_accuracy"] < ob["restored_accuracy"] - 0.4, (ob, ad)
 
 
@@ -100,8 +106,8 @@ def test_clean_cache_restores_clean_images_once_and_changes_no_number(tmp_path):
     settings = [Setting("fgsm", {"eps": 0.3}), Setting("fgsm", {"eps": 0.1}, n=45)]
     plain, cached, cache = Counting(), Counting(), CleanCache()
     for s in settings:
-        a, _ = evaluate_setting(s, model, card["sha256"], plain, {"name": "c"}, data, "mnist", tmp_path, batch_size=30)
-        b, _ = evaluate_setting(s, model, card["sha256"], cached, {"name": "c"}, data, "mnist", tmp_path,
+        a, _ = _evaluate(s, model, card, plain, {"name": "c"}, data, tmp_path, batch_size=30)
+        b, _ = _evaluate(s, model, card, cached, {"name": "c"}, data, tmp_path,
                                 batch_size=30, clean_cache=cache)
         numbers = [k for k, v in a.items() if isinstance(v, float) and k != "attack_seconds"]
         assert [b[k] for k in numbers] == pytest.approx([a[k] for k in numbers], rel=1e-6)
@@ -116,13 +122,13 @@ def test_restoration_cache_shares_restored_sets_across_classifiers(tmp_path):
     b_net, b_card = load_pretrained("b-net")
     data = load_dataset("mnist", "test").head(50)
     # B's transfer row reads the very set A's white-box row restored: crafted on A-net, same images.
-    white_box = (Setting("fgsm", {"eps": 0.3}), a_net, a_card["sha256"], None)
-    transfer = (Setting("fgsm", {"eps": 0.3}, "transfer", "a-net"), b_net, b_card["sha256"], (a_net, a_card["sha256"]))
+    white_box = (Setting("fgsm", {"eps": 0.3}), a_net, a_card, None)
+    transfer = (Setting("fgsm", {"eps": 0.3}, "transfer:a-net"), b_net, b_card, (a_net, a_card))
 
     def row(evaluation, defense, cache=None, name="c"):
-        setting, classifier, sha, substitute = evaluation
-        return evaluate_setting(setting, classifier, sha, defense, {"name": name}, data, "mnist", tmp_path,
-                                substitute=substitute, batch_size=20, restoration_cache=cache)[0]
+        setting, classifier, card, substitute = evaluation
+        return _evaluate(setting, classifier, card, defense, {"name": name}, data, tmp_path,
+                         substitute=substitute, batch_size=20, restoration_cache=cache)[0]
 
     plain, cached, cache = Counting(), Counting(), RestorationCache()
     for evaluation in (white_box, transfer):
@@ -138,8 +144,8 @@ def test_restoration_cache_shares_restored_sets_across_classifiers(tmp_path):
 
 def test_run_evaluation_writes_card_csv_and_figures(tmp_path):
     card = run_evaluation("a-net", "bit-depth", [Setting("fgsm", {"eps": 0.3}), Setting("deepfool", {"steps": 20})],
-                          tmp_path / "out", defense_params={"bits": 1}, n=40, store=tmp_path / "store",
-                          log=lambda s: None)
+                          tmp_path / "out", RunContext(store=tmp_path / "store", log=lambda s: None),
+                          defense_params={"bits": 1}, n=40)
     written = json.loads((tmp_path / "out" / "card.json").read_text())
     assert written["rows"] == card["rows"] and len(card["rows"]) == 2
     csv_lines = (tmp_path / "out" / "results.csv").read_text().splitlines()

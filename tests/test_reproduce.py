@@ -5,10 +5,15 @@ import pytest
 import yaml
 
 from advshield.errors import AdvShieldError
+from advshield.experiment import RunContext
 from advshield.reproduce import builtin_presets, load_preset, reproduce
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import assert_one_line_error, run_cli  # noqa: E402
+
+
+def _ctx(tmp_path, log):
+    return RunContext(store=tmp_path / "out" / "adversarial", log=log)
 
 TINY = {
     "name": "tiny", "title": "Tiny CRU-Net", "paper": "cru-net.txt", "dataset": "mnist",
@@ -73,7 +78,7 @@ def test_extends_starts_from_another_preset_and_replaces_top_level_keys(tmp_path
     (lambda d: d["full"].update(epochs=0), "full.epochs"),
     (lambda d: d["attacks"]["fgsm"]["params"].update(eps=-1), "attack fgsm"),
     (lambda d: d.update(defense="median"), "not a trainable restorer"),
-    (lambda d: d["evaluations"][0].update(threats=["transfer"]), "bad threat"),
+    (lambda d: d["evaluations"][0].update(threats=["transfer"]), "names no substitute"),
     (lambda d: d.update(adaptive_attacks=["cw"]), "not in attacks"),
     (lambda d: d["paper_results"][0].update(metric="accuracy"), "paper_results.0.metric"),
     (lambda d: d.update(baselines=[{"defense": "cru-net"}]), "not a preprocessing baseline"),
@@ -115,13 +120,14 @@ def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
 def test_one_training_attack_at_several_budgets(tmp_path):
     import copy
 
+    from advshield.experiment import RunContext
     from advshield.reproduce.recipes import training_config
 
     data = copy.deepcopy(TINY)
     data["train_attacks"] = {"fgsm": {"params": {"eps": 0.3}},
                              "fgsm-weak": {"attack": "fgsm", "params": {"eps": 0.1}, "on_the_fly": True}}
     preset = load_preset(_write(tmp_path, data))
-    cfg = training_config(preset, "a-net", preset.fast, seed=0, device="cpu", data_root=None)
+    cfg = training_config(preset, "a-net", preset.fast, RunContext(requested_device="cpu"))
     sources = {m.key: (m.name, m.params) for m in cfg.attacks}
     assert sources == {"fgsm": ("fgsm", {"eps": 0.3}), "fgsm-weak": ("fgsm", {"eps": 0.1}), "clean": ("clean", {})}
 
@@ -139,7 +145,7 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo width 32",
                "threats": ["white-box"]}
     preset = load_preset(_write(tmp_path, dict(TINY, evaluations=TINY["evaluations"] + [variant])))
-    summary = reproduce(preset, tmp_path / "out", log=lambda s: None)
+    summary = reproduce(preset, tmp_path / "out", _ctx(tmp_path, lambda s: None))
     report = (tmp_path / "out" / "report.md").read_text()
     assert "(0.9935)" in report and "a note for the report" in report and "## Adaptive attacks" in report
     ev, zoo = summary["evaluations"]
@@ -164,7 +170,7 @@ def test_a_preset_of_zoo_variants_only_trains_nothing(tmp_path):
                "threats": ["white-box"]}
     preset = load_preset(_write(tmp_path, dict(TINY, evaluations=[variant], adaptive_attacks=[])))
     logged: list[str] = []
-    summary = reproduce(preset, tmp_path / "out", log=logged.append)
+    summary = reproduce(preset, tmp_path / "out", _ctx(tmp_path, logged.append))
     assert list(summary["restorers"]) == ["a-net (zoo)"] and not any("== training" in s for s in logged)
     assert not (tmp_path / "out" / "defenses").exists()
     rows = summary["evaluations"][0]["oblivious"]["rows"]
@@ -192,7 +198,7 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
     data["loss_ablation"] = {"without cross-entropy": {"ce": 0}}
     data["paper_results"].append({"table": "Table 1", "baseline": "Featuresqueezing depth=1", "target": "a-net",
                                   "threat": "white-box", "metric": "restored_accuracy", "values": {"fgsm": 0.5827}})
-    summary = reproduce(load_preset(_write(tmp_path, data)), tmp_path / "out", log=lambda s: None)
+    summary = reproduce(load_preset(_write(tmp_path, data)), tmp_path / "out", _ctx(tmp_path, lambda s: None))
     [ev] = summary["evaluations"]
     assert set(ev["baselines"]) == {"Featuresqueezing depth=1", "median"}
     assert summary["restorers"]["a-net"]["train_pairs"] == {"clean": 20, "uniform-noise": 20, "fgsm": 20}

@@ -10,7 +10,7 @@ import yaml
 
 from advshield.detectors.base import Detector
 from advshield.detectors.magnet import MagNetAutoencoder, ReconstructionErrorDetector
-from advshield.detectors.run import reconstruction_stats
+from advshield.evaluation.detection import reconstruction_stats
 from advshield.errors import AdvShieldError
 from advshield.reproduce import load_preset
 from advshield.reproduce.detection_preset import DetectionPreset

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from advshield.errors import InputError
-from advshield.evaluation import psnr, ssim
-from advshield.evaluation.similarity import PAPER_PSNR_OFFSET_DB, PSNR_CAP_DB
+from advshield.metrics import psnr, ssim
+from advshield.metrics.similarity import PAPER_PSNR_OFFSET_DB, PSNR_CAP_DB
 
 
 def test_identical_images():

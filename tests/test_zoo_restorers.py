@@ -7,6 +7,7 @@ from advshield.attacks import Pipeline, create_attack, run_attack
 from advshield.data import load_dataset
 from advshield.defenses import load_defense
 from advshield.reproduce import load_preset
+from advshield.experiment import RunContext
 from advshield.reproduce.runner import training_config
 from advshield.zoo import find_restorer, list_checkpoints, load_pretrained
 
@@ -33,11 +34,11 @@ def test_restorer_checkpoint_integrity_and_card(entry):
                                            ("cru-net-cifar10", "resnet20")])
 def test_full_preset_recipe_finds_the_shipped_restorer(preset, target):
     p = load_preset(preset)
-    cfg = training_config(p, target, p.full, seed=0, device="cpu", data_root=None)
+    cfg = training_config(p, target, p.full, RunContext(requested_device="cpu"))
     entry = find_restorer(cfg.recipe())
     assert entry is not None and entry.card["target"] == target
     assert find_restorer(dict(cfg.recipe(), seed=1)) is None  # any change of recipe means training anew
-    fast = training_config(p, target, p.fast, seed=0, device="cpu", data_root=None)
+    fast = training_config(p, target, p.fast, RunContext(requested_device="cpu"))
     assert find_restorer(fast.recipe()) is None
 
 
@@ -47,8 +48,8 @@ def test_shipped_cru_net_restores_fgsm_on_held_out_images(target):
     x, y = test.tensors()
     model, _ = load_pretrained(target, "mnist")
     net, _ = load_defense(find_restorer(
-        training_config(load_preset("cru-net-mnist"), target, load_preset("cru-net-mnist").full, seed=0,
-                        device="cpu", data_root=None).recipe()).path)
+        training_config(load_preset("cru-net-mnist"), target, load_preset("cru-net-mnist").full,
+                        RunContext(requested_device="cpu")).recipe()).path)
     adv = run_attack(create_attack("fgsm", eps=0.3), Pipeline(model), x, y, batch_size=300, seed=0).adv
     with torch.no_grad():
         bare = float((model(adv).argmax(1) == y).float().mean())

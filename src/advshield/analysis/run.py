@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from advshield.adversarial import AdversarialSpec, generate_adversarial_set
 from advshield.analysis.figures import propagation_curves
 from advshield.analysis.propagation import PropagationResult, batched, propagation
-from advshield.analysis.settings import AttackSetting
 from advshield.attacks import Pipeline
-from advshield.checkpoint import load_model
-from advshield.data import load_dataset
 from advshield.defenses import load_defense
-from advshield.device import select_device
-from advshield.errors import InputError
+from advshield.experiment import AttackSetting, RunContext, ThreatModel, acquire_set, judge
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.zoo import resolve_checkpoint
 
@@ -48,16 +43,14 @@ def as_settings(attacks: dict[str, dict] | list[AttackSetting], substitute: str 
     """Settings from ``{attack: params}`` (crafted white-box, or transfer when a substitute is given)."""
     if isinstance(attacks, dict):
         threat = "transfer" if substitute else "white-box"
-        return [AttackSetting(name, name, params, threat) for name, params in attacks.items()]
+        return [AttackSetting(name, params, threat, label=name) for name, params in attacks.items()]
     return list(attacks)
 
 
-def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], out: str | Path, *,
+def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], out: str | Path, ctx: RunContext, *,
                     denoiser: str | list[str] | None = None, layers: list[str] | None = None, n: int = 1000,
                     dataset: str | None = None, split: str = "test", substitute: str | None = None,
-                    reference: str | None = None, data_root: str | None = None,
-                    store: str | Path = "runs/adversarial", batch_size: int = 100, seed: int = 0,
-                    device: str = "auto", log: Callable[[str], None] = print) -> dict:
+                    reference: str | None = None, batch_size: int = 100) -> dict:
     """Analyse ``model`` (zoo name or checkpoint) on ``n`` images; returns and writes the card under ``out``.
 
     The sets are crafted against ``reference`` (default: ``model`` itself), the classifier whose
@@ -65,39 +58,33 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     analysed on the very same sets, as in the paper. ``denoiser``: one or several restorers.
     """
     t0 = time.perf_counter()
-    out, dev = Path(out), select_device(device)
-    settings = as_settings(attacks, substitute)
-    classifier, card = load_model(resolve_checkpoint(model, dataset), dev)
-    ds_name = dataset or card["dataset"]
-    ref_model, ref_card = (load_model(resolve_checkpoint(reference, ds_name), dev) if reference
-                           else (classifier, card))
-    data = load_dataset(ds_name, split, data_root)
+    out, dev, log = Path(out), ctx.device, ctx.log
+    settings = [replace(s, threat=s.threat.with_substitute(substitute)) for s in as_settings(attacks, substitute)]
+    target = ctx.load_target(model, dataset)
+    classifier, card = target.model, target.card
+    ds_name = ctx.dataset_of(target, dataset)
+    ref = ctx.load_target(reference, ds_name) if reference else target
+    data = ctx.load_data(ds_name, split)
     data = data.head(min(n, len(data)))
-    sub_model, sub_sha = None, None
-    if substitute:
-        sub_model, sub_card = load_model(resolve_checkpoint(substitute, ds_name), dev)
-        sub_sha = sub_card["sha256"]
+    sub = ctx.load_target(substitute, ds_name) if substitute else None
     advs, crafted = {}, {}
     for st in settings:
-        attack = st.create()
-        if st.threat != "white-box" and sub_model is None:
-            raise InputError(f"setting {st.label} ({st.threat}) needs a substitute")
-        spec = AdversarialSpec(ref_card["sha256"], st.attack, attack.params(), ds_name, split, len(data), seed,
-                               st.threat, sub_sha if st.threat != "white-box" else None)
-        folder, result, cached = generate_adversarial_set(spec, attack, Pipeline(ref_model), data, store,
-                                                          substitute=sub_model, batch_size=250, device=dev)
+        stored = acquire_set(st, ref, data, ctx, dataset=ds_name, split=split,
+                             substitute=ctx.load_target(st.threat.substitute, ds_name) if st.threat.transfers else sub)
+        result = judge(stored.result, Pipeline(ref.model), data, ctx) if st.threat.kind is ThreatModel.TRANSFER \
+            else stored.result
         summary = result.summary()
-        log(f"{st.label}: {'found' if cached else 'crafted'} {len(data)} examples, accuracy of the reference "
+        log(f"{st.name}: {'found' if stored.cached else 'crafted'} {len(data)} examples, accuracy of the reference "
             f"{summary['adv_accuracy']:.4f}, mean L-inf {result.norms['linf'].mean():.4f}")
-        advs[st.label] = result.adv
-        crafted[st.label] = {"attack": st.attack, "params": attack.params(), "threat": st.threat, "set": folder.name,
-                             "reference_accuracy": summary["adv_accuracy"],
-                             "mean_linf": float(result.norms["linf"].mean()),
-                             "mean_l2": float(result.norms["l2"].mean())}
+        advs[st.name] = result.adv
+        crafted[st.name] = {"attack": st.attack, "params": st.create().params(), "threat": st.threat.kind.value,
+                            "set": stored.key, "reference_accuracy": summary["adv_accuracy"],
+                            "mean_linf": float(result.norms["linf"].mean()),
+                            "mean_l2": float(result.norms["l2"].mean())}
     names = [denoiser] if isinstance(denoiser, str) else list(denoiser or [])
     dens, den_cards = {}, {}
     for name in names:
-        net, den_card = load_defense(resolve_checkpoint(name, ds_name), dev)
+        net, den_card = load_defense(resolve_checkpoint(name, ds_name), dev)  # a restorer, not a classifier
         key = den_card["architecture"]  # settings read "<set>+<architecture>"
         key = key if key not in dens else f"{key}-{len(dens) + 1}"
         dens[key], den_cards[key] = net, {"checkpoint": name, "sha256": den_card["sha256"]}
@@ -109,7 +96,7 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     seconds = time.perf_counter() - t0
     summary = {"model": card["architecture"], "arch_kwargs": card.get("arch_kwargs", {}), "model_sha256": card["sha256"],
                "model_test_accuracy": card.get("test_accuracy"), "dataset": ds_name, "split": split,
-               "settings": crafted, "reference": ref_card["architecture"] if reference else None,
+               "settings": crafted, "reference": ref.architecture if reference else None,
                "substitute": substitute, "denoisers": den_cards, "seconds": round(seconds, 1),
                "analysis_seconds": round(analysis_seconds, 1), "device": str(dev),
                **result.to_dict()}

@@ -16,22 +16,7 @@ v1 is the ``transfer`` threat (crafted and stopped on the substitute); v2 and MI
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from advshield.attacks import create_attack
-
-
-@dataclass(frozen=True)
-class AttackSetting:
-    """One adversarial set: a labelled attack, its parameters and its threat model."""
-
-    label: str
-    attack: str
-    params: dict = field(default_factory=dict)
-    threat: str = "white-box"
-
-    def create(self):
-        return create_attack(self.attack, **self.params)
+from advshield.experiment import AttackSetting
 
 
 # Mixing proportions of the denoisers' training sets (Sec. 2.3): FGSM v1 : FGSM v2 : i-FGSM v1 : i-FGSM v2 : MI-FGSM.
@@ -47,8 +32,8 @@ def paper_settings(eps: float = 16 / 255, steps: int = 16, search: int = 32) -> 
     fgsm = {"eps": eps, "search": search}
     ifgsm = {"eps": eps, "steps": steps, "abs_stepsize": stepsize, "early_stop": True}
     mifgsm = {"eps": eps, "steps": steps, "decay": 1.0, "abs_stepsize": stepsize, "early_stop": True}
-    return [AttackSetting("fgsm-v1", "fgsm", fgsm, "transfer"),
-            AttackSetting("fgsm-v2", "fgsm", fgsm, "transfer-feedback"),
-            AttackSetting("ifgsm-v1", "bim", ifgsm, "transfer"),
-            AttackSetting("ifgsm-v2", "bim", ifgsm, "transfer-feedback"),
-            AttackSetting("mifgsm", "mifgsm", mifgsm, "transfer-feedback")]
+    return [AttackSetting("fgsm", fgsm, "transfer", label="fgsm-v1"),
+            AttackSetting("fgsm", fgsm, "transfer-feedback", label="fgsm-v2"),
+            AttackSetting("bim", ifgsm, "transfer", label="ifgsm-v1"),
+            AttackSetting("bim", ifgsm, "transfer-feedback", label="ifgsm-v2"),
+            AttackSetting("mifgsm", mifgsm, "transfer-feedback", label="mifgsm")]

@@ -3,14 +3,14 @@
 from advshield.detectors.adaptive import JointAttack, joint_attack
 from advshield.detectors.base import DETECTORS, Detector, register_detector
 from advshield.detectors.checkpoint import load_detector, save_detector
+from advshield.detectors.factory import build_detector, make_detector
 from advshield.detectors.cmag import CMAG, CMAGDetector, train_cmag
 from advshield.detectors.defense_gan import (DefenseGANDetector, DefenseGANReconstruction, Generator, Projection,
                                              project, train_wgan_gp)
 from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, MagNetReformer,
                                         ReconstructionErrorDetector, train_autoencoder)
-from advshield.detectors.metrics import detection_metrics, tpr_at_fpr
 
 __all__ = ["CMAG", "CMAGDetector", "DETECTORS", "DefenseGANDetector", "DefenseGANReconstruction", "Detector",
            "Generator", "JointAttack", "Projection", "joint_attack", "project", "train_wgan_gp", "DivergenceDetector", "MagNetAutoencoder", "MagNetReformer",
-           "ReconstructionErrorDetector", "detection_metrics", "load_detector", "save_detector", "register_detector", "tpr_at_fpr", "train_cmag",
+           "ReconstructionErrorDetector", "build_detector", "load_detector", "make_detector", "save_detector", "register_detector", "train_cmag",
            "train_autoencoder"]

@@ -14,6 +14,7 @@ import torch
 from advshield.checkpoint import library_versions, load_tensors, load_weights, read_card, save_tensors
 from advshield.detectors.base import Detector
 from advshield.detectors.defense_gan import Projection
+from advshield.detectors.factory import make_detector
 from advshield.errors import CheckpointError
 
 ARCH_PREFIX = "detector:"
@@ -46,8 +47,6 @@ def save_detector(path: str | Path, detector: Detector, kind: str, *, classifier
 def load_detector(path: str | Path, classifier: torch.nn.Module, classifier_sha: str | None = None,
                   device: torch.device | str = "cpu") -> tuple[Detector, dict]:
     """Rebuild a detector saved by :func:`save_detector` around ``classifier``; returns (detector, card)."""
-    from advshield.detectors.run import make_detector
-
     card = read_card(path)
     kind = card["architecture"].removeprefix(ARCH_PREFIX)
     if card.get("kind") != "detector" or not card["architecture"].startswith(ARCH_PREFIX):

@@ -163,7 +163,6 @@ def train_cmag(model: CMAG, clean: torch.Tensor, *, epochs: int = 10, batch_size
     return history
 
 
-@register_detector("cmag", paper="CMAG (cmag-detection.txt, Algorithm 2)")
 class CMAGDetector(Detector):
     """Score = 1 - SSIM(x, GR(x)) (``criterion="ssim"``) or MSE(x, GR(x)) (``"l2"``); higher = more suspicious."""
 
@@ -180,3 +179,19 @@ class CMAGDetector(Detector):
         if self.criterion == "l2":
             return (r - x).pow(2).flatten(1).mean(1)
         return 1 - kornia_ssim(r, x, 7).flatten(1).mean(1)
+
+
+def _fit_cmag(detector: CMAGDetector, clean: torch.Tensor, *, epochs: int, seed: int, device, **_) -> dict:
+    return train_cmag(detector.model, clean, epochs=epochs, seed=seed, device=device)
+
+
+@register_detector("cmag-ssim", paper="CMAG (cmag-detection.txt, Algorithm 2), SSIM criterion", fit=_fit_cmag)
+def cmag_ssim(classifier: nn.Module, image_shape: tuple[int, int, int], *, cmag_combine: str = "attention",
+              **_) -> CMAGDetector:
+    return CMAGDetector(CMAG(classifier, combine=cmag_combine), "ssim")
+
+
+@register_detector("cmag-l2", paper="CMAG (cmag-detection.txt, Algorithm 2), L2 criterion", fit=_fit_cmag)
+def cmag_l2(classifier: nn.Module, image_shape: tuple[int, int, int], *, cmag_combine: str = "attention",
+            **_) -> CMAGDetector:
+    return CMAGDetector(CMAG(classifier, combine=cmag_combine), "l2")

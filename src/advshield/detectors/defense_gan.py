@@ -143,7 +143,6 @@ def project(generator: Generator, x: torch.Tensor, cfg: Projection = Projection(
         return rec[pick], err.min(0).values
 
 
-@register_detector("defense-gan", paper="Defense-GAN (Samangouei et al. 2018), reconstruction-error detector")
 class DefenseGANDetector(Detector):
     """Score: the per-pixel squared error of the projection onto the generator's range."""
 
@@ -179,3 +178,17 @@ class DefenseGANReconstruction(Defense):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return project(self.generator, x, self.projection)[0]
+
+
+def _fit_gan(detector: DefenseGANDetector, clean: torch.Tensor, *, epochs: int, seed: int, device,
+             gan_lr: float = 1e-4, **_) -> dict:
+    """``epochs`` counts passes of the generator's batches (64 images) over ``clean``."""
+    return {"wasserstein": train_wgan_gp(detector.generator, clean, iterations=max(1, epochs * len(clean) // 64),
+                                         lr=gan_lr, seed=seed, device=device)}
+
+
+@register_detector("defense-gan", paper="Defense-GAN (Samangouei et al. 2018), reconstruction-error detector",
+                   fit=_fit_gan)
+def defense_gan(classifier: nn.Module, image_shape: tuple[int, int, int], *, projection: Projection = Projection(),
+                seed: int | None = 0, **_) -> DefenseGANDetector:
+    return DefenseGANDetector(Generator(tuple(image_shape)), projection, seed)

@@ -39,7 +39,6 @@ class MagNetAutoencoder(nn.Module):
         return self.decoder(self.encoder(x))
 
 
-@register_detector("magnet-error", paper="MagNet (Meng & Chen 2017), reconstruction-error detector")
 class ReconstructionErrorDetector(Detector):
     def __init__(self, autoencoder: MagNetAutoencoder, p: int = 2) -> None:
         super().__init__()
@@ -60,7 +59,6 @@ def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
-@register_detector("magnet-divergence", paper="MagNet (Meng & Chen 2017), probability-divergence detector")
 class DivergenceDetector(Detector):
     def __init__(self, autoencoder: MagNetAutoencoder, classifier: nn.Module, temperature: float = 10.0) -> None:
         super().__init__()
@@ -106,3 +104,20 @@ def train_autoencoder(ae: MagNetAutoencoder, clean: torch.Tensor, *, epochs: int
             total += float(loss.detach()) * len(x)
         losses.append(total / len(clean))
     return losses
+
+
+def _fit_autoencoder(detector, clean: torch.Tensor, *, epochs: int, seed: int, device, **_) -> dict:
+    return {"autoencoder": train_autoencoder(detector.autoencoder, clean, epochs=epochs, batch_size=128, lr=3e-3,
+                                             seed=seed, device=device)}
+
+
+@register_detector("magnet-error", paper="MagNet (Meng & Chen 2017), reconstruction-error detector",
+                   fit=_fit_autoencoder)
+def magnet_error(classifier: nn.Module, image_shape: tuple[int, int, int], **_) -> ReconstructionErrorDetector:
+    return ReconstructionErrorDetector(MagNetAutoencoder(image_shape[0], activation="relu"))
+
+
+@register_detector("magnet-divergence", paper="MagNet (Meng & Chen 2017), probability-divergence detector",
+                   fit=_fit_autoencoder)
+def magnet_divergence(classifier: nn.Module, image_shape: tuple[int, int, int], **_) -> DivergenceDetector:
+    return DivergenceDetector(MagNetAutoencoder(image_shape[0], activation="relu"), classifier)

@@ -1,8 +1,7 @@
-"""Evaluation of defenses: metrics, threat models, reports and figures."""
+"""Evaluation of restoration defenses: restored accuracy, recovery, similarity, under every threat model."""
 
-from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, Setting, evaluate_setting, summarise
-from advshield.evaluation.run import resolve_defense, run_evaluation
-from advshield.evaluation.similarity import psnr, ssim
+from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting, summarise
+from advshield.evaluation.run import run_evaluation
 
-__all__ = ["CleanCache", "RestorationCache", "Samples", "Setting", "evaluate_setting", "psnr", "resolve_defense",
-           "run_evaluation", "ssim", "summarise"]
+__all__ = ["CleanCache", "RestorationCache", "Samples", "evaluate_setting", "run_evaluation",
+           "summarise"]

@@ -18,36 +18,19 @@ Under torchrun each process evaluates a shard and the sums are reduced.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from advshield.adversarial import AdversarialSpec, generate_adversarial_set
-from advshield.attacks import Pipeline, ThreatModel, create_attack
 from advshield.data import ImageDataset
 from advshield.defenses import Defense
-from advshield.distributed import DistContext
-from advshield.errors import InputError
-from advshield.evaluation.similarity import PAPER_PSNR_OFFSET_DB, psnr, ssim
+from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
+from advshield.metrics.similarity import PAPER_PSNR_OFFSET_DB, psnr, ssim
 
 _SUMS = ("clean_correct", "defended_clean_correct", "adv_correct", "restored_correct", "recovered", "fooled",
          "ssim_restored", "psnr_restored", "ssim_adv", "psnr_adv", "ssim_defended_clean", "l2", "linf", "n",
          "seconds")
-
-
-@dataclass
-class Setting:
-    attack: str
-    params: dict = field(default_factory=dict)
-    threat: str = ThreatModel.WHITE_BOX.value
-    substitute: str | None = None  # name shown in the report for transfer
-    n: int | None = None  # evaluate on the first n images only (caps an expensive attack)
-
-    @property
-    def label(self) -> str:
-        return self.threat if self.substitute is None else f"{self.threat}:{self.substitute}"
 
 
 @dataclass
@@ -172,43 +155,8 @@ def summarise(sums: dict) -> dict:
     }
 
 
-def adversarial_set(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, data: ImageDataset,
-                    dataset: str, store: str | Path, *, defense: Defense | None = None, defense_id: dict | None = None,
-                    substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
-                    eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
-                    progress: Callable[[int, int], None] | None = None):
-    """``setting``'s adversarial set on this process's shard of ``data``: from the store, or crafted and stored.
-
-    Returns (the shard, the attack, its result, the stored set's key). The adaptive threat needs ``defense`` and
-    ``defense_id``.
-    """
-    threat = ThreatModel(setting.threat)
-    data = data.head(setting.n)
-    shard = ctx.shard(len(data))
-    part = data.subset(shard)
-    split = f"test[{shard.start}:{shard.stop}]" if ctx.enabled else "test"
-    attack = create_attack(setting.attack, **setting.params)
-    adaptive = threat is ThreatModel.ADAPTIVE
-    if threat is ThreatModel.TRANSFER:
-        # A transfer set is the substitute's own white-box set (same images, seeds and attack), judged on the
-        # target below; sharing the stored set saves crafting it twice.
-        if substitute is None:
-            raise InputError("the transfer threat model needs a substitute classifier")
-        pipeline = Pipeline(substitute[0])
-        spec = AdversarialSpec(substitute[1], setting.attack, attack.params(), dataset, split, len(part), seed)
-    else:
-        pipeline = Pipeline(classifier, defense if adaptive else None)
-        spec = AdversarialSpec(classifier_sha, setting.attack, attack.params(), dataset, split, len(part), seed,
-                               threat.value, None, defense_id if adaptive else None)
-    folder, result, _ = generate_adversarial_set(spec, attack, pipeline, part, store, batch_size=batch_size,
-                                                 device=device, eot_samples=eot_samples, progress=progress)
-    return part, attack, result, folder.name
-
-
-def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_sha: str, defense: Defense,
-                     defense_id: dict, data: ImageDataset, dataset: str, store: str | Path, *,
-                     substitute: tuple[torch.nn.Module, str] | None = None, seed: int = 0, batch_size: int = 250,
-                     eot_samples: int = 8, device: torch.device | str = "cpu", ctx: DistContext = DistContext(),
+def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, defense_id: dict, data: ImageDataset,
+                     ctx: RunContext, *, dataset: str, substitute: Target | None = None, eot_samples: int = 8,
                      n_samples: int = 2, progress: Callable[[int, int], None] | None = None,
                      clean_cache: CleanCache | None = None, restoration_cache: RestorationCache | None = None
                      ) -> tuple[dict, Samples]:
@@ -217,15 +165,19 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
     Pass the same ``clean_cache`` to every setting of one (classifier, defense, data), and the same
     ``restoration_cache`` to every evaluation of a run, to skip repeated work.
     """
-    part, attack, result, set_key = adversarial_set(setting, classifier, classifier_sha, data, dataset, store, defense=defense,
-                                           defense_id=defense_id, substitute=substitute, seed=seed,
-                                           batch_size=batch_size, eot_samples=eot_samples, device=device, ctx=ctx,
-                                           progress=progress)
+    whole = data.head(setting.n)
+    shard = ctx.dist.shard(len(whole))
+    part = whole.subset(shard)
+    split = f"test[{shard.start}:{shard.stop}]" if ctx.dist.enabled else "test"
+    stored = acquire_set(setting, victim, part, ctx, dataset=dataset, split=split, substitute=substitute,
+                         defense=defense, defense_id=defense_id, eot_samples=eot_samples, progress=progress)
+    result, set_key = stored.result, stored.key
+    classifier, batch_size, device = victim.model, ctx.batch_size, ctx.device
     sums = dict.fromkeys(_SUMS, 0.0)
     sums["seconds"] = result.seconds
     defense.eval()
     samples = None
-    offset = ctx.shard(len(data.head(setting.n))).start  # the shard's first image in ``data``
+    offset = shard.start  # the shard's first image in ``data``
     restorations = restoration_cache or RestorationCache(max_bytes=0)
     defense_key = json.dumps(defense_id, sort_keys=True, default=str)
     data_key = data.fingerprint() if restoration_cache is not None else None
@@ -240,8 +192,8 @@ def evaluate_setting(setting: Setting, classifier: torch.nn.Module, classifier_s
                                x, adv, y, sums, clean_cache, first)
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
-    row = summarise(ctx.all_sum(sums))
-    return dict(attack=setting.attack, params=attack.params(), threat=setting.label, **row), samples
+    row = summarise(ctx.dist.all_sum(sums))
+    return dict(attack=setting.attack, params=setting.create().params(), threat=str(setting.threat), **row), samples
 
 
-__all__ = ["CleanCache", "RestorationCache", "Samples", "Setting", "adversarial_set", "evaluate_setting", "summarise"]
+__all__ = ["CleanCache", "RestorationCache", "Samples", "evaluate_setting", "summarise"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 from advshield.evaluation import run_evaluation
 from advshield.evaluation.figures import grouped_bars
+from advshield.experiment import RunContext
 from advshield.reproduce.preset import Budget, Preset
 from advshield.reproduce.recipes import settings_for, training_config
 from advshield.training.defense_trainer import train_defense
@@ -15,8 +15,7 @@ TOTAL = "total loss"
 
 
 def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict], evaluations: list[dict], out: Path,
-                      *, store: Path, seed: int, device: str, data_root: str | None,
-                      log: Callable[[str], None] = print) -> dict | None:
+                      ctx: RunContext) -> dict | None:
     """Train a restorer for ``train_for[0]`` per variant of ``preset.loss_ablation`` and evaluate it obliviously.
 
     With the main budget the whole-loss restorer is the one already trained and evaluated (the runner's
@@ -26,6 +25,7 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
     if not preset.loss_ablation:
         return None
     target = preset.train_for[0]
+    log = ctx.log
     n_train = budget.ablation_n_train or budget.n_train
     epochs = budget.ablation_epochs or budget.epochs
     same_budget = (n_train, epochs) == (budget.n_train, budget.epochs)
@@ -40,15 +40,14 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
         else:
             loss = preset.training.loss if label == TOTAL else preset.ablation_loss(label)
             log(f"== loss ablation: {label} {loss.model_dump()}")
-            cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
+            cfg = training_config(preset, target, budget, ctx)
             cfg = cfg.model_copy(update={"loss": loss, "n_train": n_train, "epochs": epochs})
-            ckpt = str(train_defense(cfg, folder / "defense", store=store, log=log).checkpoint)
+            ckpt = str(train_defense(cfg, folder / "defense", store=ctx.store, log=log).checkpoint)
         variants[label] = {"loss": loss.model_dump(), "checkpoint": ckpt}
         for ev in (e for e in preset.evaluations if e.defense_of == target and not e.restorer):  # not shipped variants
             card = (next(e["oblivious"] for e in evaluations if e["evaluation"] == ev.model_dump()) if reuse else
-                    run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder / ev.target,
-                                   n=budget.n_test, dataset=preset.dataset.value, data_root=data_root, store=store,
-                                   seed=seed, device=device, figures=False, log=log))
+                    run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder / ev.target, ctx,
+                                   n=budget.n_test, dataset=preset.dataset.value, figures=False))
             rows += [{"variant": label, "target": ev.target, "threat": r["threat"], "attack": r["attack"],
                       "restored_accuracy": r["restored_accuracy"],
                       "defended_clean_accuracy": r["defended_clean_accuracy"]} for r in card["rows"]]

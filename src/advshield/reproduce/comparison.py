@@ -6,15 +6,9 @@ from pathlib import Path
 
 import torch
 
-from advshield.checkpoint import load_model
-from advshield.data import load_dataset
-from advshield.device import select_device
-from advshield.evaluation import Setting
 from advshield.evaluation.figures import image_rows
-from advshield.evaluation.restoration import adversarial_set
-from advshield.evaluation.run import resolve_defense
+from advshield.experiment import AttackSetting, RunContext, acquire_set
 from advshield.reproduce.preset import Preset
-from advshield.zoo import resolve_checkpoint
 
 
 @torch.no_grad()
@@ -23,23 +17,23 @@ def _apply(defense: torch.nn.Module, x: torch.Tensor, device) -> torch.Tensor:
     return defense(x.to(device)).cpu()
 
 
-def comparison_figure(preset: Preset, target: str, restorer: str, path: Path, *, n_test: int | None,
-                      data_root: str | None, store: Path, seed: int, device: str, n_images: int = 2) -> Path:
+def comparison_figure(preset: Preset, target: str, restorer: str, path: Path, ctx: RunContext, *, n_test: int | None,
+                      n_images: int = 2) -> Path:
     """Rows: benign, adversarial, the first setting of each baseline family, the restorer; columns: the first
     ``n_images`` test images under each attack, taken from the stored white-box sets the tables were computed on."""
-    dev = select_device(device)
+    dev, seed = ctx.device, ctx.seed
     ds = preset.dataset.value
-    classifier, tcard = load_model(resolve_checkpoint(target, ds), dev)
+    victim = ctx.load_target(target, ds)
     families: dict[str, object] = {}
     for b in preset.baselines:  # Fig. 3 shows one setting per method
         families.setdefault(b.label or b.defense, b)
-    defenses = [(f"{name}\n{b.setting}", resolve_defense(b.defense, b.params, dev)[0]) for name, b in families.items()]
-    defenses.append((f"{preset.defense.upper()} (ours)", resolve_defense(restorer, None, dev)[0]))
-    data = load_dataset(ds, "test", data_root).head(n_test)
+    defenses = [(f"{name}\n{b.setting}", ctx.load_defense(b.defense, b.params)[0]) for name, b in families.items()]
+    defenses.append((f"{preset.defense.upper()} (ours)", ctx.load_defense(restorer)[0]))
+    data = ctx.load_data(ds, "test", n_test)
     rows: dict[str, list[torch.Tensor]] = {"benign": [], "adversarial": []}
     for attack, a in preset.attacks.items():
-        setting = Setting(attack, a.params, "white-box", None, a.max_test)
-        part, _, result, _ = adversarial_set(setting, classifier, tcard["sha256"], data, ds, store, seed=seed, device=dev)
+        part = data.head(a.max_test)
+        result = acquire_set(AttackSetting(attack, a.params, n=a.max_test), victim, part, ctx, dataset=ds).result
         x, adv = part.tensors(slice(0, n_images))[0], result.adv[:n_images]
         rows["benign"].append(x)
         rows["adversarial"].append(adv)

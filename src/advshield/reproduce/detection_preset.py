@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.data.core import DatasetName
+from advshield.experiment import AttackSetting
 
 _STRICT = ConfigDict(extra="forbid")
 DETECTOR_LABELS = {"magnet-error": "MagNet", "magnet-divergence": "MagNet (divergence)", "defense-gan": "Defense-GAN",
@@ -79,11 +80,11 @@ class DetectionPreset(BaseModel):
     @field_validator("detectors")
     @classmethod
     def _detectors(cls, v: list[str]) -> list[str]:
-        from advshield.detectors.run import KINDS
+        from advshield.detectors import DETECTORS, make_detector  # noqa: F401  (make_detector: registrations)
 
-        bad = [d for d in v if d not in KINDS]
+        bad = [d for d in v if d not in DETECTORS]
         if bad:
-            raise ValueError(f"unknown detector(s) {bad}; choose among {', '.join(KINDS)}")
+            raise ValueError(f"unknown detector(s) {bad}; choose among {', '.join(DETECTORS.names())}")
         return v
 
     @field_validator("attacks")
@@ -109,5 +110,7 @@ class DetectionPreset(BaseModel):
                 raise ValueError(f"{what}: {sorted(unknown)} are not columns of attacks")
         return self
 
-    def attack_params(self, budget: DetectionBudget) -> dict[str, dict]:
-        return {k: {**a.params, **budget.attack_params.get(k, {})} for k, a in self.attacks.items()}
+    def settings(self, budget: DetectionBudget) -> list[AttackSetting]:
+        """One white-box setting per column, labelled by its key, with the budget's parameters merged."""
+        return [AttackSetting(a.attack, {**a.params, **budget.attack_params.get(k, {})}, label=k)
+                for k, a in self.attacks.items()]

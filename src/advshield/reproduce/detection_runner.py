@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from advshield.detectors.adaptive import JointAttack
 from advshield.detectors.defense_gan import Projection
-from advshield.detectors.run import DetectionRun, detection_experiment
+from advshield.evaluation.detection import DetectionRun, detection_experiment
 from advshield.evaluation.figures import image_rows
+from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
 from advshield.reproduce.detection_preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection_report import write_detection_report
@@ -21,8 +21,8 @@ from advshield.reproduce.runner import run_header
 N_FIGURE = 8
 
 
-def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Path, *, combine: str = "attention",
-         adaptive: bool = True, **common) -> DetectionRun:
+def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Path, ctx: RunContext, *,
+         combine: str = "attention", adaptive: bool = True) -> DetectionRun:
     gan = kind == "defense-gan"
     epochs = budget.epochs
     if gan:
@@ -31,15 +31,14 @@ def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Pa
         epochs = budget.magnet_epochs or budget.epochs
     n_adaptive = (budget.n_adaptive_gan if gan else budget.n_adaptive) if adaptive else 0
     return detection_experiment(
-        preset.target, kind, preset.attack_params(budget), folder, fpr=preset.fpr,
-        attack_names={k: a.attack for k, a in preset.attacks.items()}, n_train=budget.n_train,
+        preset.target, kind, preset.settings(budget), folder, ctx, fpr=preset.fpr, n_train=budget.n_train,
         n_calibration=budget.n_calibration, epochs=epochs, n=budget.n_test,
         dataset=preset.dataset.value, adaptive=n_adaptive,
         joint=JointAttack(eps=budget.adaptive_eps, steps=budget.adaptive_steps,
                           stepsize=2.5 * budget.adaptive_eps / budget.adaptive_steps),  # Madry et al.'s step rule
         projection=Projection(steps=budget.gan_steps, restarts=budget.gan_restarts, lr=budget.gan_search_lr,
                               final_lr=budget.gan_search_lr / 10),
-        max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine, **common)
+        max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine)
 
 
 def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: DetectionRun | None,
@@ -77,33 +76,30 @@ def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: D
     return {k: str(Path(v).relative_to(out)) for k, v in figs.items()}
 
 
-def reproduce_detection(preset: DetectionPreset, out: str | Path, *, full: bool = False, data_root: str | None = None,
-                        device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "",
-                        log: Callable[[str], None] = print) -> dict:
+def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContext, *, full: bool = False,
+                        command: str = "") -> dict:
     """Run every detector of ``preset``; write ``report.md``, ``reproduction.json``, per-detector cards, figures."""
     out = Path(out)
-    store = Path(store) if store else out / "adversarial"
     budget = preset.full if full else preset.fast
     t_start = time.perf_counter()
-    common = dict(data_root=data_root, store=store, seed=seed, device=device, log=log)
+    log = ctx.log
     runs, phases = {}, {}
     for kind in preset.detectors:
         t0 = time.perf_counter()
         log(f"== {kind} on {preset.dataset.value} / {preset.target}")
-        runs[kind] = _run(preset, kind, budget, out / kind, **common)
+        runs[kind] = _run(preset, kind, budget, out / kind, ctx)
         phases[kind] = round(time.perf_counter() - t0, 1)
     ablation = None
     cmag_kind = next((k for k in preset.detectors if k.startswith("cmag")), None)
     if budget.ablation and cmag_kind:
         t0 = time.perf_counter()
         log(f"== {cmag_kind} with the weighted-average merge (Fig. 4 ablation)")
-        ablation = _run(preset, cmag_kind, budget, out / f"{cmag_kind}-weighted-average", combine="average",
-                        adaptive=False, **common)
+        ablation = _run(preset, cmag_kind, budget, out / f"{cmag_kind}-weighted-average", ctx, combine="average",
+                        adaptive=False)
         phases[f"{cmag_kind} weighted average"] = round(time.perf_counter() - t0, 1)
     figures = _figures(preset, runs, ablation, out)
     summary = {
-        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command,
-                     data_root=data_root, device=device),
+        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
         "detectors": {k: r.summary for k, r in runs.items()},
         "ablation": ablation.summary if ablation else None, "figures": figures,
     }

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advshield.config_file import validate_mapping
 from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
+from advshield.experiment.threat import Threat, ThreatModel
 from advshield.training.defense_config import LossWeights
 
 _STRICT = ConfigDict(extra="forbid")
+EVALUATION_THREATS = (ThreatModel.WHITE_BOX, ThreatModel.TRANSFER, ThreatModel.ADAPTIVE)
 Metric = Literal["clean_accuracy", "adv_accuracy", "restored_accuracy", "success_rate", "ssim_restored",
                  "psnr_paper_convention"]
 
@@ -144,9 +146,9 @@ class Evaluation(BaseModel):
     @classmethod
     def _threats(cls, v: list[str]) -> list[str]:
         for t in v:
-            name, _, sub = t.partition(":")
-            if name not in ("white-box", "transfer", "adaptive") or (name == "transfer") != bool(sub):
-                raise ValueError(f"bad threat {t!r}: use white-box, adaptive or transfer:<substitute>")
+            threat = Threat.parse(t, allowed=EVALUATION_THREATS)
+            if threat.transfers and not threat.substitute:
+                raise ValueError(f"threat {t!r} names no substitute: use transfer:<substitute>")
         return v
 
 

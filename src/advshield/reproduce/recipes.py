@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from advshield.evaluation import Setting
+from advshield.experiment import AttackSetting, RunContext, Threat
 from advshield.reproduce.preset import Budget, Preset
 from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 
 
-def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, device: str,
-                    data_root: str | None) -> DefenseTrainConfig:
+def training_config(preset: Preset, target: str, budget: Budget, ctx: RunContext) -> DefenseTrainConfig:
     mixes = [AttackMix(name=a.registered(n), label=n if a.attack else None, params=a.params,
                        proportion=a.proportion, on_the_fly=a.on_the_fly)
              for n, a in (preset.train_attacks or preset.attacks).items()]
@@ -21,19 +20,19 @@ def training_config(preset: Preset, target: str, budget: Budget, *, seed: int, d
                               lr=budget.lr or t.lr, weight_decay=t.weight_decay,
                               schedule=budget.schedule or t.schedule, grad_clip=budget.grad_clip or t.grad_clip,
                               loss=t.loss, perceptual_net=t.perceptual_net, perceptual_layers=t.perceptual_layers,
-                              seed=seed, device=device, data_root=data_root)
+                              seed=ctx.seed, device=ctx.requested_device, data_root=ctx.data_root)
 
 
-def settings_for(preset: Preset, threats: list[str], adaptive: bool) -> list[Setting]:
+def settings_for(preset: Preset, threats: list[str], adaptive: bool) -> list[AttackSetting]:
+    """The evaluation settings of ``threats``: the adaptive ones (with ``adaptive_params`` merged) or the others."""
     out = []
-    for threat in threats:
-        name, _, sub = threat.partition(":")
-        if (name == "adaptive") != adaptive:
+    for threat in map(Threat.parse, threats):
+        if threat.adaptive != adaptive:
             continue
         for attack in preset.adaptive_attacks if adaptive else preset.attacks:
             a = preset.attacks[attack]
             params = {**a.params, **a.adaptive_params} if adaptive else a.params
-            out.append(Setting(attack, params, name, sub or None, a.max_test))
+            out.append(AttackSetting(attack, params, threat, a.max_test))
     return out
 
 

@@ -6,13 +6,12 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from advshield.checkpoint import read_card
-from advshield.data import load_dataset
-from advshield.evaluation import RestorationCache, Setting, run_evaluation
+from advshield.evaluation import RestorationCache, run_evaluation
+from advshield.experiment import AttackSetting, RunContext
 from advshield.io import atomic_write_json
 from advshield.reproduce.ablation import run_loss_ablation
 from advshield.reproduce.comparison import comparison_figure
@@ -23,26 +22,24 @@ from advshield.training.defense_trainer import train_defense
 from advshield.zoo import find_restorer, resolve_checkpoint
 
 
-def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, data_root: str | None,
-               device: str) -> dict:
+def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, ctx: RunContext) -> dict:
     """The part of a reproduction card every preset kind shares: recipe, budget, timing, data, machine."""
-    test = load_dataset(preset.dataset.value, "test", data_root)
+    test = ctx.load_data(preset.dataset.value, "test")
     return {"preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast",
             "budget": budget.model_dump(), "seconds": round(time.perf_counter() - t_start, 1), "phases": phases,
             "command": command, "data_source": test.meta.get("source", ""), "test_split_size": len(test),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": device}}
+                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": ctx.requested_device}}
 
 
-def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root: str | None = None,
-              device: str = "auto", seed: int = 0, store: str | Path | None = None, command: str = "", retrain: bool = False,
-              log: Callable[[str], None] = print) -> dict:
+def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = False, command: str = "",
+              retrain: bool = False) -> dict:
     """Run the whole preset; write ``report.md``, ``reproduction.json`` and per-evaluation cards under ``out``.
 
     A restorer the zoo ships with exactly the recipe this run would train is used as it is, unless ``retrain``.
     """
     out = Path(out)
-    store = Path(store) if store else out / "adversarial"
+    log, store = ctx.log, ctx.store
     budget = preset.full if full else preset.fast
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
@@ -51,10 +48,10 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
     for target in preset.trained_targets:  # none for a preset that only evaluates zoo variants
         t0 = time.perf_counter()
         log(f"== training {preset.defense} for {target}")
-        cfg = training_config(preset, target, budget, seed=seed, device=device, data_root=data_root)
+        cfg = training_config(preset, target, budget, ctx)
         shipped = None if retrain else find_restorer(cfg.recipe())
         if shipped is None and budget.zoo_restorer and not retrain:  # the full recipe's restorer, if shipped
-            full_cfg = training_config(preset, target, preset.full, seed=seed, device=device, data_root=data_root)
+            full_cfg = training_config(preset, target, preset.full, ctx)
             shipped = find_restorer(full_cfg.recipe())
         if shipped is not None:
             log(f"   using the zoo restorer {shipped.path.name}: trained with the {'full' if budget.zoo_restorer else 'same'}"
@@ -77,17 +74,16 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         folder = out / "eval" / ev.folder
         t0 = time.perf_counter()
         log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}" + (f" ({ev.label})" if ev.label else ""))
-        oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, n=budget.n_test,
-                                   dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
-                                   device=device, restoration_cache=cache, log=log)
+        oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, ctx,
+                                   n=budget.n_test, dataset=preset.dataset.value, restoration_cache=cache)
         adaptive = None
         adaptive_settings = settings_for(preset, ev.threats, True)
         # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
-        paired = [Setting(s.attack, preset.attacks[s.attack].params, n=s.n) for s in adaptive_settings] + adaptive_settings
+        paired = [AttackSetting(s.attack, preset.attacks[s.attack].params, n=s.n) for s in adaptive_settings]
+        paired += adaptive_settings
         if adaptive_settings and budget.n_adaptive:
-            adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", n=budget.n_adaptive,
-                                      dataset=preset.dataset.value, data_root=data_root, store=store, seed=seed,
-                                      device=device, restoration_cache=cache, log=log)
+            adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", ctx, n=budget.n_adaptive,
+                                      dataset=preset.dataset.value, restoration_cache=cache)
         phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
         baselines = {}
         for b in preset.baselines:  # the same settings (same stored adversarial sets) through each baseline
@@ -96,14 +92,11 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
             bfolder = folder / "baselines" / b.key
             baselines[b.name] = {
                 "oblivious": run_evaluation(ev.target, b.defense, settings_for(preset, ev.threats, False), bfolder,
-                                            defense_params=b.params, n=budget.n_test, dataset=preset.dataset.value,
-                                            data_root=data_root, store=store, seed=seed, device=device,
-                                            figures=False, restoration_cache=cache, log=log),
-                "adaptive": (run_evaluation(ev.target, b.defense, paired, bfolder / "adaptive",
+                                            ctx, defense_params=b.params, n=budget.n_test,
+                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache),
+                "adaptive": (run_evaluation(ev.target, b.defense, paired, bfolder / "adaptive", ctx,
                                             defense_params=b.params, n=budget.n_adaptive,
-                                            dataset=preset.dataset.value, data_root=data_root, store=store,
-                                            seed=seed, device=device, figures=False, restoration_cache=cache,
-                                            log=log)
+                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache)
                              if adaptive_settings and budget.n_adaptive else None)}
             phases[f"evaluate {folder.name} / {b.key}"] = round(time.perf_counter() - t0, 1)
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
@@ -115,19 +108,16 @@ def reproduce(preset: Preset, out: str | Path, *, full: bool = False, data_root:
         t0 = time.perf_counter()
         log("== visual comparison of the defenses (DKN Fig. 3)")
         path = comparison_figure(preset, shown.target, restorers[shown.restorer_key]["checkpoint"],
-                                 out / "figures" / "comparison-white-box.png", n_test=budget.n_test,
-                                 data_root=data_root, store=store, seed=seed, device=device)
+                                 out / "figures" / "comparison-white-box.png", ctx, n_test=budget.n_test)
         comparison = str(path.relative_to(out))
         phases["comparison figure"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    ablation = run_loss_ablation(preset, budget, restorers, evaluations, out, store=store, seed=seed, device=device,
-                                 data_root=data_root, log=log)
+    ablation = run_loss_ablation(preset, budget, restorers, evaluations, out, ctx)
     if ablation:
         phases["loss ablation"] = round(time.perf_counter() - t0, 1)
 
     summary = {
-        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command,
-                     data_root=data_root, device=device),
+        **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
         "restorers": {t: {k: v for k, v in r["card"].items() if k != "recipe"} for t, r in restorers.items()},
         "evaluations": evaluations, "comparison_figure": comparison, "ablation": ablation,
     }

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from advshield.experiment import AttackSetting, Threat, ThreatField, ThreatModel
+
 
 class AttackMix(BaseModel):
     """One source of (adversarial, clean) pairs: a registered attack, or ``clean`` for identity pairs.
@@ -21,12 +23,21 @@ class AttackMix(BaseModel):
     label: str | None = None
     params: dict = Field(default_factory=dict)
     proportion: float = Field(1.0, gt=0)
-    threat: Literal["white-box", "transfer", "transfer-feedback"] = "white-box"
+    threat: ThreatField = Field(default_factory=Threat)
     on_the_fly: bool = False  # regenerate these pairs every epoch (for cheap attacks)
 
     @property
     def key(self) -> str:
         return self.label or self.name
+
+    def setting(self, substitute: str | None = None) -> AttackSetting:
+        """This source as an attack setting (not for ``clean``); transfer kinds craft on ``substitute``."""
+        return AttackSetting(self.name, self.params, self.threat.with_substitute(substitute), label=self.label)
+
+    @field_validator("threat")
+    @classmethod
+    def _pair_threat(cls, v: Threat) -> Threat:
+        return Threat.parse(v, allowed=(ThreatModel.WHITE_BOX, ThreatModel.TRANSFER, ThreatModel.TRANSFER_FEEDBACK))
 
     @field_validator("name")
     @classmethod
@@ -109,7 +120,7 @@ class DefenseTrainConfig(BaseModel):
         keys = [m.key for m in self.attacks]
         if len(set(keys)) != len(keys):
             raise ValueError(f"attack sources must have distinct names; give repeated attacks a label: {keys}")
-        needs = [m.key for m in self.attacks if m.threat != "white-box"]
+        needs = [m.key for m in self.attacks if m.threat.transfers]
         if needs and not self.substitute:
             raise ValueError(f"sources {needs} are crafted on a substitute: set substitute")
         return self

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from advshield.checkpoint import load_model, load_tensors, load_weights, read_card, save_tensors
-from advshield.data import load_dataset
+from advshield.checkpoint import load_tensors, load_weights, read_card, save_tensors
 from advshield.defenses import DEFENSES, load_defense, restorer_kwargs, save_defense
-from advshield.device import fast_layout, select_device
+from advshield.device import fast_layout
 from advshield.errors import CheckpointError
-from advshield.distributed import init_distributed, local_device
+from advshield.experiment import RunContext
 from advshield.models import count_parameters
 from advshield.training.defense_config import DefenseTrainConfig, LossWeights
 from advshield.training.pairs import PairSource, build_source, plan_sources
@@ -88,27 +87,25 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
                   resume: bool = True, progress: Callable[[str, int, int], None] | None = None,
                   log: Callable[[str], None] = print) -> DefenseTrainResult:
     """Build the pairs, train ``cfg.defense`` on them, write checkpoints and the card under ``out``."""
-    out, store = Path(out), Path(store)
-    device = select_device(cfg.device)
-    ctx = init_distributed(device)
-    device = local_device(device, ctx)
+    out = Path(out)
+    run = RunContext.create(cfg.device, distributed=True, store=store, data_root=cfg.data_root, seed=cfg.seed,
+                            batch_size=cfg.attack_batch_size)
+    device, ctx = run.device, run.dist
     if not ctx.is_main:
         log = lambda s: None  # noqa: E731
         progress = None
     torch.manual_seed(cfg.seed)
-    classifier, tcard = load_model(resolve_checkpoint(cfg.target, cfg.dataset), device)
+    victim = run.load_target(cfg.target, cfg.dataset)
+    classifier, tcard = victim.model, victim.card
     classifier.requires_grad_(False)  # frozen: guided loss terms backpropagate through it to the restorer only
-    dataset = cfg.dataset or tcard["dataset"]
+    dataset = run.dataset_of(victim, cfg.dataset)
     guide = LossGuide(classifier)
-    substitute = None
-    if cfg.substitute:
-        sub_model, sub_card = load_model(resolve_checkpoint(cfg.substitute, dataset), device)
-        substitute = (sub_model, sub_card["sha256"])
+    substitute = run.load_target(cfg.substitute, dataset) if cfg.substitute else None
     if cfg.loss.perceptual:
-        guide.perceptual = load_model(resolve_checkpoint(cfg.perceptual_net, dataset), device)[0]
+        guide.perceptual = run.load_target(cfg.perceptual_net, dataset).model
         guide.perceptual.requires_grad_(False)
         guide.perceptual_layers = cfg.perceptual_layers or guide.perceptual.feature_names[-3:-1]
-    train = load_dataset(dataset, "train", cfg.data_root)
+    train = run.load_data(dataset, "train")
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
     n_train = min(cfg.n_train, len(train))
     n_val = min(cfg.n_val, len(train) - n_train)
@@ -120,13 +117,11 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
     for i, s in enumerate(fixed):  # rank r crafts every world_size-th set; the others find it in the store
         if i % ctx.world_size == ctx.rank:
             log(f"pairs: {s.name} on {len(s.data)} {s.label.split('[')[0]} images")
-            build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                         batch_size=cfg.attack_batch_size, substitute=substitute)
+            build_source(s, victim, run, dataset, substitute=substitute)
     ctx.barrier()
     for s in fixed:
         if s.adv is None:
-            build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                         batch_size=cfg.attack_batch_size, substitute=substitute)
+            build_source(s, victim, run, dataset, substitute=substitute)
     pair_seconds = time.perf_counter() - t0
 
     kwargs = dict(restorer_kwargs(train.shape), **cfg.defense_params)
@@ -151,8 +146,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         t_epoch = time.perf_counter()
         for s in sources:
             if s.mix.on_the_fly:
-                build_source(s, classifier, tcard["sha256"], dataset, store, seed=cfg.seed, device=device,
-                             batch_size=cfg.attack_batch_size, epoch=epoch, substitute=substitute)
+                build_source(s, victim, run, dataset, epoch=epoch, substitute=substitute)
         adv, clean, labels = _stack(sources)
         order = torch.randperm(len(adv), generator=torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch)))
         steps = math.ceil(len(adv) / cfg.batch_size)

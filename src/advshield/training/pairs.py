@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from advshield.adversarial import AdversarialSpec, generate_adversarial_set
-from advshield.attacks import Pipeline, create_attack, run_attack
+from advshield.attacks import Pipeline, run_attack
 from advshield.data import ImageDataset
+from advshield.experiment import RunContext, Target, acquire_set
 from advshield.training.defense_config import AttackMix
 
 
@@ -60,26 +59,23 @@ def plan_sources(mixes: list[AttackMix], data: ImageDataset, indices: np.ndarray
     return sources
 
 
-def build_source(src: PairSource, classifier: torch.nn.Module, checkpoint_sha: str, dataset: str, store: Path, *,
-                 seed: int, device: torch.device, batch_size: int, epoch: int | None = None,
-                 substitute: tuple[torch.nn.Module, str] | None = None) -> None:
+def build_source(src: PairSource, victim: Target, ctx: RunContext, dataset: str, *, epoch: int | None = None,
+                 substitute: Target | None = None) -> None:
     """Fill ``src.adv``: identity for ``clean``, the store for fixed pairs, a fresh run for on-the-fly ones.
 
-    ``substitute`` (model, SHA-256) is what transfer sources are crafted on.
+    ``substitute`` is what transfer sources are crafted on.
     """
     if len(src.data) == 0 or src.mix.name == "clean":
         src.adv = src.clean()
         return
-    attack = create_attack(src.mix.name, **src.mix.params)
-    sub_model, sub_sha = substitute if src.mix.threat != "white-box" and substitute else (None, None)
-    if src.mix.on_the_fly and epoch is not None:
+    setting = src.mix.setting(substitute.name if substitute else None)
+    if src.mix.on_the_fly and epoch is not None:  # not stored: a fresh draw every epoch
         x, y = src.data.tensors()
-        r = run_attack(attack, Pipeline(classifier), x, y, threat=src.mix.threat, substitute=sub_model,
-                       batch_size=batch_size, seed=seed * 7919 + epoch * 104_729, device=device)
+        r = run_attack(setting.create(), Pipeline(victim.model), x, y, threat=setting.threat.kind,
+                       substitute=substitute.model if setting.threat.transfers else None,
+                       batch_size=ctx.batch_size, seed=ctx.seed * 7919 + epoch * 104_729, device=ctx.device)
         src.adv = r.adv
         return
-    spec = AdversarialSpec(checkpoint_sha, src.mix.name, attack.params(), dataset, src.label, len(src.data), seed,
-                           src.mix.threat, sub_sha)
-    folder, result, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), src.data, store,
-                                                 substitute=sub_model, batch_size=batch_size, device=device)
-    src.adv, src.key = result.adv, folder.name
+    stored = acquire_set(setting, victim, src.data, ctx, dataset=dataset, split=src.label,
+                         substitute=substitute if setting.threat.transfers else None)
+    src.adv, src.key = stored.result.adv, stored.key

@@ -1,4 +1,5 @@
-"""``advshield detect``: train a detector on clean data, calibrate it, and measure it against stored attacks."""
+"""The detection experiment (``advshield detect``, the CMAG presets): train a detector on clean data, calibrate
+it on held-out training images, and measure it against stored attacks."""
 
 from __future__ import annotations
 
@@ -9,61 +10,14 @@ from typing import Callable
 
 import torch
 
-from advshield.adversarial import AdversarialSpec, generate_adversarial_set
-from advshield.attacks import AttackResult, Pipeline, create_attack
-from advshield.checkpoint import load_model
-from advshield.data import load_dataset
-from advshield.detectors.adaptive import JointAttack, joint_attack
-from advshield.detectors.base import Detector
-from advshield.detectors.checkpoint import load_detector, save_detector
-from advshield.detectors.cmag import CMAG, CMAGDetector, train_cmag
-from advshield.detectors.defense_gan import DefenseGANDetector, Generator, Projection, train_wgan_gp
-from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, ReconstructionErrorDetector,
-                                        train_autoencoder)
-from advshield.detectors.metrics import detection_metrics
-from advshield.device import select_device
+from advshield.attacks import AttackResult
+from advshield.detectors import (Detector, JointAttack, Projection, build_detector, joint_attack, load_detector,
+                                 save_detector)
 from advshield.errors import InputError
-from advshield.evaluation.similarity import ssim
+from advshield.experiment import AttackSetting, RunContext, acquire_set
 from advshield.io import atomic_write_json
+from advshield.metrics import detection_metrics, ssim
 from advshield.validation import check_images
-from advshield.zoo import resolve_checkpoint
-
-KINDS = ("magnet-error", "magnet-divergence", "cmag-ssim", "cmag-l2", "defense-gan")
-
-
-def make_detector(kind: str, classifier: torch.nn.Module, image_shape: tuple[int, int, int], *,
-                  projection: Projection = Projection(), seed: int | None = 0, cmag_combine: str = "attention") -> Detector:
-    """An untrained detector of ``kind`` around ``classifier`` (what :func:`build_detector` trains)."""
-    if kind.startswith("magnet"):
-        ae = MagNetAutoencoder(image_shape[0], activation="relu")
-        return ReconstructionErrorDetector(ae) if kind == "magnet-error" else DivergenceDetector(ae, classifier)
-    if kind in ("cmag-ssim", "cmag-l2"):
-        return CMAGDetector(CMAG(classifier, combine=cmag_combine), kind.split("-")[1])
-    if kind == "defense-gan":
-        return DefenseGANDetector(Generator(tuple(image_shape)), projection, seed)
-    raise InputError(f"unknown detector {kind!r}; choose one of {', '.join(KINDS)}")
-
-
-def build_detector(kind: str, classifier: torch.nn.Module, clean: torch.Tensor, *, epochs: int, seed: int,
-                   device: torch.device, projection: Projection = Projection(), gan_lr: float = 1e-4,
-                   cmag_combine: str = "attention") -> tuple[Detector, dict]:
-    """Train the generative part of ``kind`` on ``clean`` images; returns the detector and its training history.
-
-    For Defense-GAN, ``epochs`` counts passes of the generator's batches (64 images) over ``clean``.
-    """
-    torch.manual_seed(seed)
-    det = make_detector(kind, classifier, tuple(clean.shape[1:]), projection=projection, seed=seed,
-                        cmag_combine=cmag_combine)
-    if isinstance(det, (ReconstructionErrorDetector, DivergenceDetector)):
-        history = {"autoencoder": train_autoencoder(det.autoencoder, clean, epochs=epochs, batch_size=128, lr=3e-3,
-                                                    seed=seed, device=device)}
-    elif isinstance(det, CMAGDetector):
-        history = train_cmag(det.model, clean, epochs=epochs, seed=seed, device=device)
-    else:
-        history = {"wasserstein": train_wgan_gp(det.generator, clean, iterations=max(1, epochs * len(clean) // 64),
-                                                lr=gan_lr, seed=seed, device=device)}
-    return det.to(device).eval(), history
-
 
 @dataclass
 class DetectionRun:
@@ -74,11 +28,6 @@ class DetectionRun:
     classifier: torch.nn.Module
     clean: torch.Tensor  # the clean test images
     adversarial: dict[str, AttackResult] = field(default_factory=dict)  # label -> the stored set
-
-
-def run_detection(*args, **kwargs) -> dict:
-    """Train, calibrate and measure a detector; returns the card (see :func:`detection_experiment`)."""
-    return detection_experiment(*args, **kwargs).summary
 
 
 def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device
@@ -104,27 +53,25 @@ def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device
                                "l2_mean": float(dist.mean()), "l2_max": float(dist.max())}
 
 
-def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: str | Path, *, fpr: float = 0.05,
-                  attack_names: dict[str, str] | None = None,
-                  n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10, n: int = 1000,
-                  dataset: str | None = None, data_root: str | None = None, store: str | Path = "runs/adversarial",
-                  seed: int = 0, device: str = "auto", projection: Projection = Projection(), adaptive: int = 0,
-                  joint: JointAttack = JointAttack(), max_rule_n: int = 0,
-                  gan_lr: float = 1e-4, cmag_combine: str = "attention", checkpoint: str | Path | None = None,
-                  log: Callable[[str], None] = print) -> DetectionRun:
+def detection_experiment(target: str, kind: str, settings: list[AttackSetting], out: str | Path, ctx: RunContext, *,
+                         fpr: float = 0.05, n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10,
+                         n: int = 1000, dataset: str | None = None, projection: Projection = Projection(),
+                         adaptive: int = 0, joint: JointAttack = JointAttack(), max_rule_n: int = 0,
+                         gan_lr: float = 1e-4, cmag_combine: str = "attention",
+                         checkpoint: str | Path | None = None) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
-    the threshold) and report how many evade, beside the oblivious rates. ``attacks`` maps a label to the
-    attack's parameters; ``attack_names`` maps a label to the registered attack (default: the label itself),
-    so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
+    the threshold) and report how many evade, beside the oblivious rates. ``settings`` are crafted white-box
+    on the target; their labels name the results, so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
     max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow).
     The trained detector is saved as ``out/detector.safetensors`` with its card; ``checkpoint`` reuses such a
     file instead of training (the threshold is then recalibrated on the same held-out images)."""
     t0 = time.perf_counter()
-    dev = select_device(device)
-    classifier, card = load_model(resolve_checkpoint(target, dataset), dev)
+    dev, seed, log = ctx.device, ctx.seed, ctx.log
+    victim = ctx.load_target(target, dataset)
+    classifier, card = victim.model, victim.card
     classifier.requires_grad_(False)
-    ds_name = dataset or card["dataset"]
-    train = load_dataset(ds_name, "train", data_root)
+    ds_name = ctx.dataset_of(victim, dataset)
+    train = ctx.load_data(ds_name, "train")
     if n_train + n_calibration > len(train):
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
@@ -147,19 +94,17 @@ def detection_experiment(target: str, kind: str, attacks: dict[str, dict], out: 
     saved_to = Path(out) / "detector.safetensors"
     save_detector(saved_to, detector, kind, classifier=classifier, classifier_card=card,
                   image_shape=tuple(clean_train.shape[1:]), recipe=recipe)
-    test = load_dataset(ds_name, "test", data_root).head(n)
+    test = ctx.load_data(ds_name, "test", n)
     x_test = test.tensors()[0]
     clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
     results, sets = {}, {}
-    for name, params in attacks.items():
-        attack_name = (attack_names or {}).get(name, name)
-        attack = create_attack(attack_name, **params)
-        spec = AdversarialSpec(card["sha256"], attack_name, attack.params(), ds_name, "test", len(test), seed)
-        _, adv, _ = generate_adversarial_set(spec, attack, Pipeline(classifier), test, store, device=dev)
+    for setting in settings:
+        name, attack_name, params = setting.name, setting.attack, setting.create().params()
+        adv = acquire_set(setting, victim, test, ctx, dataset=ds_name).result
         sets[name] = adv
         ok = adv.success  # detection is measured on successful adversarial examples
         adv_scores, adv_rec = reconstruction_stats(detector, adv.adv[ok], dev)
-        results[name] = {"attack": attack_name, "params": attack.params(), "attack_success_rate": adv.summary()["success_rate"],
+        results[name] = {"attack": attack_name, "params": params, "attack_success_rate": adv.summary()["success_rate"],
                          "calibrated": detection_metrics(clean_scores, adv_scores, detector.threshold),
                          "paper_threshold": detection_metrics(clean_scores, adv_scores, paper_threshold),
                          "reconstruction": adv_rec}

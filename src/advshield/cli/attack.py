@@ -1,0 +1,77 @@
+"""``advshield attack``: craft a stored adversarial set and summarise it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, notes, parse_params, progress_bar
+
+
+@app.command("attack")
+def attack_cmd(
+    model: str = typer.Option(..., help="Target: a zoo model name or a .safetensors checkpoint."),
+    attack: str = typer.Option(..., help=f"A registered attack ({names_help('attacks')})."),
+    eps: Optional[float] = typer.Option(None, help="Perturbation budget, for attacks that have one."),
+    param: list[str] = typer.Option([], "--param", help="Other attack parameters, NAME=VALUE (repeatable), "
+                                    "e.g. --param steps=40 --param confidence=9."),
+    threat: str = typer.Option("white-box", help="white-box, transfer:<substitute model or checkpoint>, "
+                               "transfer-feedback:<substitute> (substitute gradients, early stop on the "
+                               "target's labels) or adaptive."),
+    defense: Optional[str] = typer.Option(None, help="A defense placed before the classifier: a trained restorer "
+                                          f"(zoo name or .safetensors) or one of {names_help('defenses', kind='preprocessing')}."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
+    split: str = typer.Option("test"),
+    n: Optional[int] = typer.Option(None, help="Attack the first N images of the split (default: all)."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(250, min=1),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Path = typer.Option(Path("runs/adversarial"), help="Folder of the adversarial-set store."),
+    health: bool = typer.Option(True, "--health/--no-health", help="With --threat adaptive: run the attack "
+                                "health checks on 100 images and warn when gradients look masked."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
+    from advshield.attacks import Pipeline
+    from advshield.experiment import AttackSetting, RunContext, Threat, ThreatModel, acquire_set, judge
+    from advshield.experiment.health import setting_health
+
+    params = parse_params(param)
+    if eps is not None:
+        params["eps"] = eps
+    setting = AttackSetting(attack, params, Threat.parse(threat), n)
+    setting.create()  # bad parameters fail before any loading
+    ctx = RunContext.create(device, store=out, data_root=data_root, seed=seed, batch_size=batch_size)
+    victim = ctx.load_target(model, dataset)
+    ds_name = ctx.dataset_of(victim, dataset)
+    sub = ctx.load_target(setting.threat.substitute, ds_name) if setting.threat.transfers else None
+    defense_obj, defense_id, _ = ctx.load_defense(defense) if defense else (None, None, None)
+    note_embedded(ds_name, data_root)
+    data = ctx.load_data(ds_name, split, n)
+    pipeline = Pipeline(victim.model, defense_obj)
+    with progress_bar(f"{attack} on {victim.architecture}", len(data), quiet=as_json) as update:
+        stored = acquire_set(setting, victim, data, ctx, dataset=ds_name, split=split, substitute=sub,
+                             defense=defense_obj, defense_id=defense_id, progress=lambda done, total: update(done))
+    # The stored set is judged on the pipeline that crafted it; judge it on the victim where that differs.
+    crafted_elsewhere = setting.threat.kind is ThreatModel.TRANSFER or (defense_obj is not None and not setting.threat.adaptive)
+    result = judge(stored.result, pipeline, data, ctx) if crafted_elsewhere else stored.result
+    summary = dict(result.summary(), path=str(stored.folder), cached=stored.cached, attack=attack,
+                   params=setting.create().params(), model=victim.architecture, dataset=ds_name, split=split,
+                   threat=str(setting.threat))
+    if setting.threat.adaptive and health:
+        summary["health"] = setting_health(setting, pipeline, data, ctx)
+        for c in summary["health"].get("failures", []):
+            notes.print(f"[red]warning: health check '{c['check']}' failed: {c['detail']} (gradients may be "
+                        "masked; do not trust these numbers)[/red]")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(f"{attack} on {victim.architecture} ({threat}, {summary['n']} {ds_name}/{split} images"
+                  f"{', cached' if summary['cached'] else ''}): accuracy {summary['clean_accuracy']:.4f} -> "
+                  f"{summary['adv_accuracy']:.4f}, success {summary['success_rate']:.4f}, median L2 "
+                  f"{summary['median_l2'] or 0:.3f}, L-inf {summary['median_linf'] or 0:.3f}; {stored.folder}",
+                  markup=False)

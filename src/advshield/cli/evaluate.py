@@ -1,0 +1,117 @@
+"""``advshield evaluate`` and ``advshield detect``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from advshield.cli.common import DataRoot, DeviceOpt, app, attack_params, console, names_help, note_embedded, parse_params
+from advshield.errors import AdvShieldError
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    target: str = typer.Option(..., help="Protected classifier (zoo name or .safetensors)."),
+    defense: str = typer.Option(..., help="A trained restorer (zoo name or .safetensors) or a registered "
+                                f"preprocessing defense ({names_help('defenses', kind='preprocessing')})."),
+    defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for a preprocessing defense."),
+    attacks: str = typer.Option("fgsm,rfgsm,pgd,deepfool,cw,spatial",
+                                help=f"Comma-separated attacks among {names_help('attacks')}."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (repeatable)."),
+    threat: list[str] = typer.Option(["white-box"], "--threat", help="white-box, transfer:<substitute> or adaptive "
+                                     "(repeatable)."),
+    n: Optional[int] = typer.Option(None, help="First N test images (default: all)."),
+    dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(250, min=1),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/eval/<target>-<defense>)."),
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    figures: bool = typer.Option(True, "--figures/--no-figures"),
+    as_json: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+) -> None:
+    """Restored accuracy, success and recovery rates, SSIM/PSNR and norms per attack and threat model."""
+    from advshield.evaluation import run_evaluation
+    from advshield.experiment import AttackSetting, RunContext, Threat
+    from advshield.reproduce.preset import EVALUATION_THREATS
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    params = attack_params(names, attack_param)
+    threats = [Threat.parse(t, allowed=EVALUATION_THREATS) for t in threat]
+    for t in threats:
+        if t.transfers and not t.substitute:
+            raise AdvShieldError(f"--threat {t}: name the substitute, transfer:<substitute>")
+    settings = [AttackSetting(a, params[a], t) for t in threats for a in names]
+    note_embedded(dataset or "mnist", data_root)
+    out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
+    ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,
+                            batch_size=batch_size,
+                            log=(lambda s: None) if as_json else (lambda s: console.print(s, markup=False, soft_wrap=True)))
+    ctx.load_defense(defense, parse_params(defense_param, "--defense-param"))  # fail before any attack runs
+    card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
+                          dataset=dataset, n=n, figures=figures)
+    if as_json:
+        print(json.dumps(card, indent=2))
+    else:
+        console.print(f"results: {out / 'card.json'}, {out / 'results.csv'}", markup=False)
+
+
+@app.command("detect")
+def detect_cmd(
+    target: str = typer.Option(..., help="A zoo model name or a .safetensors checkpoint."),
+    detector: str = typer.Option("cmag-ssim", help=f"A registered detector: {names_help('detectors')}."),
+    attacks: str = typer.Option("fgsm,cw", help="Comma-separated attacks, crafted white-box on the target; "
+                                "LABEL=ATTACK names one setting, e.g. cw-29=cw with --attack-param cw-29.confidence=29."),
+    attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (or LABEL.NAME=VALUE), "
+                                           "e.g. cw.confidence=9."),
+    fpr: float = typer.Option(0.05, help="False-positive rate on held-out clean images that sets the threshold."),
+    n_train: int = typer.Option(5000, min=1, help="Clean training images for the generative model."),
+    n_calibration: int = typer.Option(1000, min=1, help="Held-out clean training images for the threshold."),
+    epochs: int = typer.Option(10, min=1),
+    n: int = typer.Option(1000, min=1, help="Test images (clean, and attacked)."),
+    dataset: Optional[str] = typer.Option(None),
+    seed: int = typer.Option(0),
+    device: str = DeviceOpt,
+    data_root: Optional[str] = DataRoot,
+    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/detect/<target>-<detector>)."),
+    gan_steps: int = typer.Option(200, min=1, help="Defense-GAN: gradient steps L of the latent search."),
+    gan_restarts: int = typer.Option(10, min=1, help="Defense-GAN: random starts R of the latent search."),
+    gan_search_lr: float = typer.Option(10.0, help="Defense-GAN: initial rate of the latent search (decays 10x)."),
+    gan_lr: float = typer.Option(1e-4, help="Defense-GAN: Adam rate of the WGAN-GP training."),
+    adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
+                                                "(misclassify and stay under the threshold)."),
+    adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
+    adaptive_steps: int = typer.Option(100, min=1, help="Steps per constant of the adaptive attack."),
+    max_rule_n: int = typer.Option(0, min=0, help="Training images for the papers' max-rule threshold "
+                                                  "(0: all of --n-train)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="A detector.safetensors saved by an earlier run: reuse it "
+                                                         "instead of training (recalibrated on the held-out images)."),
+) -> None:
+    """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%.
+
+    The trained detector is saved as <out>/detector.safetensors with its JSON card."""
+    from advshield.detectors import DETECTORS, JointAttack, Projection
+    from advshield.evaluation.detection import detection_experiment
+    from advshield.experiment import AttackSetting, RunContext
+
+    DETECTORS.entry(detector)  # an unknown name fails here, naming the registered ones
+    labelled = dict((a.partition("=")[0].strip(), (a.partition("=")[2] or a).strip())
+                    for a in attacks.split(",") if a.strip())
+    params = attack_params(list(labelled), attack_param)
+    settings = [AttackSetting(name, params[label], label=label) for label, name in labelled.items()]
+    note_embedded(dataset or "mnist", data_root)
+    ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
+                            log=lambda s: console.print(s, markup=False, soft_wrap=True))
+    detection_experiment(target, detector, settings, out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}",
+                         ctx, fpr=fpr, n_train=n_train, n_calibration=n_calibration, epochs=epochs, n=n,
+                         dataset=dataset, gan_lr=gan_lr,
+                         projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
+                                               final_lr=gan_search_lr / 10),
+                         adaptive=adaptive, joint=JointAttack(eps=adaptive_eps, steps=adaptive_steps,
+                                                              stepsize=adaptive_eps / 25),
+                         max_rule_n=max_rule_n, checkpoint=checkpoint)

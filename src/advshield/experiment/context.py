@@ -1,0 +1,105 @@
+"""The run context: what every experiment starts from, built once.
+
+Device (and the torchrun process group), data root, adversarial-set store, seed and log live
+here; :meth:`RunContext.load_target` resolves a zoo name or checkpoint and
+:meth:`RunContext.load_data` a dataset split, so no experiment repeats that preamble.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from advshield.checkpoint import load_model
+from advshield.data import ImageDataset, load_dataset
+from advshield.defenses import DEFENSES, Defense, load_defense
+from advshield.device import select_device
+from advshield.distributed import DistContext, init_distributed, local_device
+from advshield.errors import InputError
+from advshield.zoo import resolve_checkpoint
+
+
+@dataclass
+class Target:
+    """A loaded classifier and its card (architecture, dataset, SHA-256 of the weights)."""
+
+    model: torch.nn.Module
+    card: dict
+    name: str  # what the user gave: a zoo name or a checkpoint path
+
+    @property
+    def sha256(self) -> str:
+        return self.card["sha256"]
+
+    @property
+    def architecture(self) -> str:
+        return self.card["architecture"]
+
+    @property
+    def dataset(self) -> str | None:
+        return self.card.get("dataset")
+
+
+@dataclass
+class RunContext:
+    """Where and how an experiment runs; see :meth:`create`."""
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_root: str | None = None
+    store: Path = Path("runs/adversarial")
+    seed: int = 0
+    dist: DistContext = field(default_factory=DistContext)
+    batch_size: int = 250
+    log: Callable[[str], None] = print
+    requested_device: str = "auto"  # as the user named it: recorded in cards and passed to training configs
+    _targets: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, device: str | torch.device = "auto", *, distributed: bool = False,
+               store: str | Path = "runs/adversarial", **kw) -> "RunContext":
+        """Pick the device (``auto``: cuda, mps, cpu); with ``distributed``, join torchrun's process group."""
+        dev = device if isinstance(device, torch.device) else select_device(device)
+        dist = DistContext()
+        if distributed:
+            dist = init_distributed(dev)
+            dev = local_device(dev, dist)
+        return cls(device=dev, store=Path(store), dist=dist, requested_device=str(device), **kw)
+
+    def load_target(self, name: str, dataset: str | None = None) -> Target:
+        """A classifier by zoo name or checkpoint (loaded once per context), in eval mode on the device."""
+        key = (str(name), dataset)
+        if key not in self._targets:
+            model, card = load_model(resolve_checkpoint(str(name), dataset), self.device)
+            self._targets[key] = Target(model, card, str(name))
+        return self._targets[key]
+
+    def dataset_of(self, target: Target, dataset: str | None = None) -> str:
+        """``dataset`` if given, else the one the target's card names."""
+        name = dataset or target.dataset
+        if not name:
+            raise InputError(f"{target.name}: its card names no dataset; pass one")
+        return name
+
+    def load_defense(self, spec: str, params: dict | None = None) -> tuple[Defense, dict, dict | None]:
+        """A trained restorer (zoo name or checkpoint) or a registered parameter-free/preprocessing defense.
+
+        Returns (defense, identity for the adversarial-set key, checkpoint card or None).
+        """
+        if spec in DEFENSES and DEFENSES.entry(spec).meta.get("kind") != "restorer":
+            defense = DEFENSES.create(spec, **(params or {})).to(self.device)
+            return defense, {"name": spec, "params": params or {}}, None
+        if spec in DEFENSES:
+            raise InputError(f"{spec} must be trained first (advshield train-defense); pass its .safetensors file "
+                             "or a zoo restorer's name")
+        defense, card = load_defense(resolve_checkpoint(spec), self.device)
+        return defense, {"name": card["architecture"], "sha256": card["sha256"]}, card
+
+    def load_data(self, dataset: str, split: str = "test", n: int | None = None) -> ImageDataset:
+        """The first ``n`` images (all when None) of a dataset split under this context's data root."""
+        return load_dataset(dataset, split, self.data_root).head(n)
+
+
+__all__ = ["RunContext", "Target"]

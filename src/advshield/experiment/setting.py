@@ -1,0 +1,47 @@
+"""One attack setting: a registered attack, its parameters, a threat model, a label and an image cap.
+
+Every experiment (evaluation rows, detection attacks, propagation sets, training pairs, reproduction
+presets) describes what it attacks with this one type; YAML configs and CLI options convert to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from advshield.attacks import ATTACKS, Attack, create_attack
+from advshield.errors import InputError
+from advshield.experiment.threat import Threat
+
+
+@dataclass(frozen=True)
+class AttackSetting:
+    """``attack`` with ``params`` under ``threat`` on the first ``n`` images (all when None).
+
+    ``label`` names the setting where one attack appears several times (``cw-9`` and ``cw-29`` are both
+    ``cw``); it defaults to the attack's name. A ``threat`` given as a string is parsed by
+    :meth:`Threat.parse`.
+    """
+
+    attack: str
+    params: dict[str, Any] = field(default_factory=dict)
+    threat: Threat = Threat()
+    n: int | None = None
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threat, Threat):
+            object.__setattr__(self, "threat", Threat.parse(self.threat))
+        ATTACKS.entry(self.attack)  # an unknown name fails here, naming the registered ones
+        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
+            raise InputError(f"setting {self.name}: n must be a positive integer or None, got {self.n!r}")
+
+    @property
+    def name(self) -> str:
+        return self.label or self.attack
+
+    def create(self) -> Attack:
+        return create_attack(self.attack, **self.params)
+
+
+__all__ = ["AttackSetting"]
