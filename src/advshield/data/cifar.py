@@ -1,50 +1,22 @@
 """CIFAR-10 from the official binary and Python distributions (Krizhevsky 2009).
 
 The Python version is a pickle. Pickles can run arbitrary code, so it is read
-with :class:`RestrictedUnpickler`, which resolves only the handful of globals
-that a numpy array inside a dict needs and rejects everything else.
+with :class:`~advshield.data.safe_pickle.RestrictedUnpickler`, which resolves no
+real global: arrays are rebuilt from checked raw bytes, everything else is refused.
 """
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from advshield.data.classes import CIFAR10_CLASSES
+from advshield.data.safe_pickle import RestrictedUnpickler, safe_unpickle  # noqa: F401 (public here before)
 from advshield.errors import DataError
 
 _RECORD = 1 + 3 * 32 * 32
 _TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Accept dict/list/bytes/str/int content and numpy arrays; nothing else."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how Python 3 writes bytes under protocol 2
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"forbidden object {module}.{name} in pickle")
-
-
-def safe_unpickle(path: Path) -> object:
-    try:
-        with path.open("rb") as fh:
-            return RestrictedUnpickler(io.BufferedReader(fh), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
-        raise DataError(f"{path}: rejected ({exc}); CIFAR pickles hold only dicts, lists and arrays") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, OSError) as exc:
-        raise DataError(f"{path}: not a readable CIFAR pickle ({type(exc).__name__}: {exc})") from None
 
 
 def _key(d: dict, name: str, path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -36,12 +37,14 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # exact: a lying header cannot overflow it
     if len(data) - header != expected:
         raise DataError(
             f"{path}: header announces shape {shape} ({expected} bytes) but the file holds "
             f"{len(data) - header} bytes; the file is truncated or corrupted"
         )
+    if math.prod(d for d in shape if d) > 2**40:
+        raise DataError(f"{path}: header announces an impossible shape {shape}; the file is corrupted")
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
