@@ -28,6 +28,9 @@ def _names(items: Iterable[str], most: int = 8) -> str:
     return shown + (f" and {len(items) - most} more" if len(items) > most else "")
 
 
+_RENUMBERED = "Labels are class indices, so every class after the difference would be renumbered"
+
+
 def compare_classes(have: list[str], want: list[str], what: str, reference: str) -> None:
     """Raise unless ``have`` (the classes of ``what``) equals ``want`` (those of ``reference``), order included."""
     if list(have) == list(want):
@@ -35,16 +38,18 @@ def compare_classes(have: list[str], want: list[str], what: str, reference: str)
     missing, extra = set(want) - set(have), set(have) - set(want)
     parts = [f"lacks {_names(missing)}" if missing else "", f"has extra {_names(extra)}" if extra else ""]
     detail = "; ".join(p for p in parts if p) or f"orders them differently ({_names(have, 4)}...)"
-    raise ClassMismatchError(
-        f"{what} does not have the classes of {reference}: it {detail}. Labels are class indices, so every "
-        "class would be renumbered; restore the missing class folders (or remove the extra ones)")
+    raise ClassMismatchError(f"{what} does not have the classes of {reference}: it {detail}. {_RENUMBERED}")
 
 
 def check_split_classes(where: str, split: str, classes: list[str], others: Mapping[str, list[str]]) -> None:
     """The classes of ``split`` must equal those of every other split of the same source that has class folders."""
     for other, theirs in others.items():
-        if theirs and other != split:
-            compare_classes(classes, sorted(theirs), f"{where}: the {split} split", f"the {other} split")
+        mine, theirs = set(classes), set(theirs)
+        if theirs and other != split and mine != theirs:
+            parts = [f"{name} lacks {_names(a - b)}" for name, a, b in
+                     ((f"the {split} split", theirs, mine), (f"the {other} split", mine, theirs)) if a - b]
+            raise ClassMismatchError(f"{where}: the {split} and {other} splits have different class folders: "
+                                     f"{'; '.join(parts)}. {_RENUMBERED}; restore the missing class folders")
 
 
 def card_classes(card: Mapping) -> list[str] | None:
