@@ -1,0 +1,109 @@
+"""AutoAttack: the ensemble of parameter-free attacks, each member attacking only the points still robust."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from advshield.attacks.apgd import DEFAULT_EPS
+from advshield.attacks.base import (ATTACKS, Attack, AttackResult, Norm, check_eps, check_linf_eps, check_output,
+                                    register_attack, succeeded)
+from advshield.attacks.pipeline import Surface
+from advshield.errors import InputError
+
+ROBUST, CLEAN_FOOLED = -1, -2  # broken_by codes: never broken / already misclassified (or flagged) when clean
+
+# Members in the order they run (cheapest first), as (registered name, parameters besides eps and norm).
+VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    # Croce & Hein 2020, Sec. 5: APGD-CE (no restarts), APGD-T (9 targets), FAB-T (9 targets), Square (5000 q.)
+    "standard": [("apgd-ce", {"steps": 100}), ("apgd-t", {"steps": 100, "n_target_classes": 9}),
+                 ("fab-t", {"steps": 100, "n_target_classes": 9}), ("square", {"n_queries": 5000})],
+    # advshield's cheap subset: the two gradient members, APGD-T with 3 targets (about a third of the cost)
+    "fast": [("apgd-ce", {"steps": 100}), ("apgd-t", {"steps": 100, "n_target_classes": 3})],
+    # the reference's version for randomised defenses: APGD-CE and APGD-DLR, each with EOT over 20 draws
+    "rand": [("apgd-ce", {"steps": 100}), ("apgd-dlr", {"steps": 100})],
+}
+RAND_EOT_SAMPLES = 20
+
+
+@register_attack("autoattack", norm="linf", family="autoattack")
+class AutoAttack(Attack):
+    """AutoAttack: APGD-CE, APGD-T, FAB-T and Square in sequence, the per-sample worst case.
+
+    Paper: Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
+    diverse parameter-free attacks" (Sec. 5). Each member attacks only the points that every
+    earlier member left robust, so a point is robust only if it is correct (and, with a
+    detector, unflagged) under every member; its image is the first member's that fooled.
+    ``version``: 'standard' (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, FAB-T 9 targets,
+    Square 5000 queries), 'fast' (APGD-CE, then APGD-T with 3 targets: a lower bound on the
+    standard's strength for about a third of its cost) or 'rand' (APGD-CE and APGD-DLR with EOT
+    over 20 draws: on an adaptive surface of a randomised defense with fewer EOT samples, the
+    surface is rebuilt with eot_samples = 20, which averages the logits of 20 draws in one batch;
+    on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR).
+    ``AttackResult.info`` gets ``members`` (their names) and ``broken_by`` (per sample: the index
+    of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
+    members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
+    Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
+    """
+
+    name, randomized, supports_targeted = "autoattack", True, False
+
+    def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
+        try:
+            self.norm = Norm(norm)
+        except ValueError:
+            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
+        if self.norm not in DEFAULT_EPS:
+            raise InputError(f"autoattack supports the 'linf' and 'l2' norms, not {norm!r}")
+        eps = DEFAULT_EPS[self.norm] if eps is None else eps
+        self.eps = check_linf_eps(eps) if self.norm is Norm.LINF else check_eps(eps)
+        if version not in VERSIONS:
+            raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        self.version = version
+
+    def members(self) -> list[Attack]:
+        return [ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw) for name, kw in VERSIONS[self.version]]
+
+    def _surface(self, surface):
+        if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None
+                and getattr(surface.defense, "randomized", False) and surface.eot_samples < RAND_EOT_SAMPLES):
+            return Surface(surface.classifier, surface.defense, RAND_EOT_SAMPLES, surface.detector,
+                           surface.detector_weight, getattr(surface, "judge", None))
+        return surface
+
+    def perturb(self, surface, x, labels, target, generator):
+        surface = self._surface(surface)
+        members = self.members()
+        adv = x.clone()
+        with torch.no_grad():
+            robust = ~succeeded(surface, x, labels, None)
+        broken_by = torch.full((len(x),), ROBUST, dtype=torch.long, device=x.device)
+        broken_by[~robust] = CLEAN_FOOLED
+        for k, member in enumerate(members):
+            todo = robust.nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            out = member.perturb(surface, x[todo], labels[todo], None, generator).detach()
+            check_output(member, out, x[todo])
+            with torch.no_grad():
+                hit = succeeded(surface, out, labels[todo], None)
+            adv[todo[hit]], broken_by[todo[hit]], robust[todo[hit]] = out[hit], k, False
+        self.report(members=[m.name for m in members], broken_by=broken_by)
+        return adv
+
+
+def member_robust_accuracy(result: AttackResult) -> dict[str, float]:
+    """Robust accuracy after each member of an ensemble run (cumulative: correct under it and all before).
+
+    Keys: 'clean' then the member names in order; values are fractions of all images. Computed from
+    ``info['broken_by']``, so they are judged as the attack judged success (the surface, or the
+    transfer-feedback victim); the final one equals ``adv_accuracy`` whenever that judge is the victim.
+    """
+    if "broken_by" not in result.info:
+        raise InputError("this result has no per-member record (info['broken_by']): not an ensemble run")
+    b, names = result.info["broken_by"], result.info["members"]
+    out = {"clean": float((b != CLEAN_FOOLED).float().mean())}
+    for k, name in enumerate(names):
+        out[name] = float(((b == ROBUST) | (b > k)).float().mean())
+    return out
