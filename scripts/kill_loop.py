@@ -1,0 +1,212 @@
+"""Kill advshield at random moments and check that the next run completes with the uninterrupted result.
+
+    python scripts/kill_loop.py --kills 20            # ~2-3 minutes on 2 cores
+    python scripts/kill_loop.py --kills 3 --seed 1    # the quick version the test suite runs
+
+Two jobs, each on fresh state per round: ``advshield data info`` loading a generated CIFAR-10 Python tarball
+for the first time (extraction, decoding and the decode cache), and ``advshield attack`` (BIM on the zoo
+A-net, the embedded MNIST sample, adversarial-set store). Each round SIGKILLs the job at a random moment one or
+two times in a row, then runs it to the end on the same cache/store and compares its JSON summary (timings
+left out) and, for the attack, the stored ``adv.safetensors`` bytes with an uninterrupted reference run. It
+also checks that no temporary file is left behind. Exit status 1 on any difference.
+
+By default each run is a fork of this process after it imported advshield (the CLI's ``main`` with the
+job's arguments), which skips the seconds of import per run; ``--subprocess`` runs the ``advshield`` entry
+point as a new interpreter instead. In fork mode the adversarial set is stored in shards of 100 images
+(not 500) so that 600 images give six shards to be killed between.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RUN_TIMEOUT = 300
+VOLATILE = {"seconds", "images_per_s", "cached", "path"}
+
+
+def make_cifar_tarball(folder: Path, n: int) -> Path:
+    """A CIFAR-10 Python distribution with ``n`` random images per batch, as cifar-10-python.tar.gz."""
+    src = folder / "src" / "cifar-10-batches-py"
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]:
+        batch = {b"labels": rng.integers(0, 10, n).tolist(), b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        (src / name).write_bytes(pickle.dumps(batch, protocol=2))
+    root = folder / "data" / "cifar10"
+    root.mkdir(parents=True)
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz", compresslevel=1) as tar:
+        tar.add(src, arcname="cifar-10-batches-py")
+    shutil.rmtree(folder / "src")
+    return folder / "data"
+
+
+class Runner:
+    """Starts one CLI run (a fork, or a new interpreter) with its output in a file; can kill it."""
+
+    def __init__(self, use_fork: bool):
+        self.use_fork = use_fork
+        if use_fork:
+            from advshield import cli  # noqa: F401 (imported once, before forking)
+
+    def start(self, args: list[str], env: dict[str, str], out: Path):
+        if not self.use_fork:
+            with out.open("wb") as fh, out.with_suffix(".err").open("wb") as err:
+                cmd = [sys.executable, "-c", "from advshield.cli import main; main()", *args]
+                return subprocess.Popen(cmd, stdout=fh, stderr=err, env={**os.environ, **env})
+        pid = os.fork()
+        if pid == 0:  # the child: become `advshield <args>`
+            code = 70
+            try:
+                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(fd, 1)
+                os.dup2(os.open(out.with_suffix(".err"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+                sys.stdout = open(1, "w", closefd=False)  # not a capturing wrapper the parent may have
+                sys.stderr = open(2, "w", closefd=False)
+                os.environ.update(env)
+                sys.argv = ["advshield", *args]
+                import torch
+
+                from advshield import adversarial
+                from advshield.cli import main
+
+                torch.set_num_threads(1)
+                adversarial.SHARD = 100
+
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        return pid
+
+    def wait(self, proc, timeout: float | None = None) -> int | None:
+        """Exit status, or None while still running after ``timeout`` seconds (None: wait for the end)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.use_fork:
+                pid, status = os.waitpid(proc, os.WNOHANG if deadline else 0)
+                if pid:
+                    return os.waitstatus_to_exitcode(status)
+            else:
+                try:
+                    return proc.wait(timeout=0.01 if deadline else None)
+                except subprocess.TimeoutExpired:
+                    pass
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+
+    def kill(self, proc) -> None:
+        if self.use_fork:
+            os.kill(proc, signal.SIGKILL)
+        else:
+            proc.kill()
+        self.wait(proc)
+
+    def run(self, args: list[str], env: dict[str, str], out: Path) -> dict:
+        proc = self.start(args, env, out)
+        code = self.wait(proc, RUN_TIMEOUT)
+        if code is None:
+            self.kill(proc)
+            raise SystemExit(f"FAIL: advshield {' '.join(args)} still running after {RUN_TIMEOUT} s (a hang?)")
+        if code != 0:
+            err = out.with_suffix(".err").read_text(errors="replace").strip().splitlines()[-3:]
+            raise SystemExit(f"FAIL: advshield {' '.join(args)} exited {code}: {' / '.join(err)}")
+        return json.loads(out.read_text())
+
+
+def stable(summary: dict) -> dict:
+    """The summary without what may differ between equal runs (timings, cache flags, folders)."""
+    if isinstance(summary, dict):
+        return {k: stable(v) for k, v in summary.items() if k not in VOLATILE}
+    return summary
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp-" in p.name)
+
+
+def job(name: str, work: Path, data_root: Path) -> tuple[list[str], dict[str, str], Path]:
+    """(CLI arguments, environment, state folder) of a job on a fresh state folder under ``work``."""
+    state = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work))
+    env = {"ADVSHIELD_CACHE": str(state / "cache")}
+    if name == "data":
+        return ["data", "info", "--dataset", "cifar10", "--data-root", str(data_root), "--json"], env, state
+    return ["attack", "--model", "a-net", "--attack", "bim", "--eps", "0.2", "--param", "steps=2", "--n", "600",
+            "--out", str(state / "store"), "--json"], env, state
+
+
+def kill_rounds(runner: Runner, name: str, kills: int, work: Path, data_root: Path, rng: random.Random) -> dict:
+    args, env, state = job(name, work, data_root)
+    t0 = time.monotonic()
+    reference = runner.run(args, env, state / "out.json")
+    duration = time.monotonic() - t0
+    ref_adv = Path(reference["path"], "adv.safetensors").read_bytes() if name == "attack" else None
+    done, missed, left_state, rounds = 0, 0, 0, 0
+    while done < kills:
+        args, env, state = job(name, work, data_root)
+        rounds += 1
+        for _ in range(min(rng.choice([1, 1, 2]), kills - done)):  # sometimes kill the recovering run too
+            proc = runner.start(args, env, state / "killed.json")
+            if runner.wait(proc, rng.uniform(0.0, duration)) is None:
+                runner.kill(proc)
+                done += 1
+                left_state += any(p.is_file() for p in state.rglob("*") if p.parent != state)
+            else:
+                missed += 1  # finished before the kill: not counted
+        result = runner.run(args, env, state / "out.json")
+        if stable(result) != stable(reference):
+            raise SystemExit(f"FAIL {name} round {rounds}: summary differs from the uninterrupted run\n"
+                             f"{json.dumps(stable(result), sort_keys=True)}\n{json.dumps(stable(reference), sort_keys=True)}")
+        if ref_adv is not None and Path(result["path"], "adv.safetensors").read_bytes() != ref_adv:
+            raise SystemExit(f"FAIL {name} round {rounds}: stored adversarial set differs from the uninterrupted run")
+        if temporaries(state):
+            raise SystemExit(f"FAIL {name} round {rounds}: temporaries left behind: {temporaries(state)[:3]}")
+        shutil.rmtree(state)
+    return {"job": name, "kills": done, "rounds": rounds, "finished_before_kill": missed,
+            "kills_after_files_were_written": left_state, "reference_run_s": round(duration, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=20, help="kills per job (default 20)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    ap.add_argument("--jobs", default="data,attack", help="comma-separated: data, attack")
+    ap.add_argument("--images", type=int, default=2000, help="images per generated CIFAR-10 batch file")
+    ap.add_argument("--subprocess", action="store_true", help="new interpreter per run instead of a fork")
+    opts = ap.parse_args(argv)
+    if opts.kills < 1:
+        ap.error("--kills must be at least 1")
+    use_fork = hasattr(os, "fork") and not opts.subprocess
+    rng = random.Random(opts.seed)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="advshield-kill-loop-") as tmp:
+        work = Path(tmp)
+        data_root = make_cifar_tarball(work, opts.images)
+        runner = Runner(use_fork)
+        for name in opts.jobs.split(","):
+            report = kill_rounds(runner, name.strip(), opts.kills, work, data_root, rng)
+            print(json.dumps(report), flush=True)
+    print(f"OK: every run after a kill matched the uninterrupted one ({time.monotonic() - t0:.0f} s, "
+          f"{'fork' if use_fork else 'subprocess'} mode)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
