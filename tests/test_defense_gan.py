@@ -9,7 +9,8 @@ from advshield.attacks import Pipeline, create_attack, run_attack
 from advshield.data import load_dataset
 from advshield.defenses.base import apply_with_bpda
 from advshield.detectors import (DETECTORS, DefenseGANDetector, DefenseGANReconstruction, Generator, Projection,
-                                 detection_metrics, project, train_wgan_gp)
+                                 project, train_wgan_gp)
+from advshield.metrics import detection_metrics
 from advshield.errors import InputError
 from advshield.zoo import load_pretrained
 

@@ -9,7 +9,8 @@ import torch
 from advshield.attacks import Pipeline, create_attack, run_attack
 from advshield.data import load_dataset
 from advshield.detectors import (DETECTORS, Detector, DivergenceDetector, MagNetAutoencoder, MagNetReformer,
-                                 ReconstructionErrorDetector, detection_metrics, train_autoencoder)
+                                 ReconstructionErrorDetector, train_autoencoder)
+from advshield.metrics import detection_metrics
 from advshield.errors import InputError
 from advshield.zoo import load_pretrained
 

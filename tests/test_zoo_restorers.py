@@ -9,7 +9,8 @@ from advshield.defenses import load_defense
 from advshield.reproduce import load_preset
 from advshield.experiment import RunContext
 from advshield.reproduce.runner import training_config
-from advshield.zoo import find_restorer, list_checkpoints, load_pretrained
+from advshield.training.defense_config import find_restorer
+from advshield.zoo import list_checkpoints, load_pretrained
 
 RESTORERS = [e for e in list_checkpoints() if e.card.get("kind") == "defense"]
 

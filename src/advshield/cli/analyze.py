@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, analyze_app, attack_params, console
+from advshield.cli.common import DataRoot, DeviceOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console
 from advshield.errors import AdvShieldError
 
 
@@ -31,10 +31,10 @@ def analyze_propagation(
     dataset: Optional[str] = typer.Option(None),
     split: str = typer.Option("test"),
     batch_size: int = typer.Option(100, min=1),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
-    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    store: Path = StoreOpt,
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/propagation/<model>)."),
 ) -> None:
     """Layer-wise NE-D and COS-D between clean, adversarial and denoised-adversarial feature maps."""

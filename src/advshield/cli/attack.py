@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, notes, parse_params, progress_bar
+from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, app, console, names_help, note_embedded, notes,
+                                  parse_params, progress_bar)
 
 
 @app.command("attack")
@@ -26,14 +27,14 @@ def attack_cmd(
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
     n: Optional[int] = typer.Option(None, help="Attack the first N images of the split (default: all)."),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Path = typer.Option(Path("runs/adversarial"), help="Folder of the adversarial-set store."),
     health: bool = typer.Option(True, "--health/--no-health", help="With --threat adaptive: run the attack "
                                 "health checks on 100 images and warn when gradients look masked."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
     from advshield.attacks import Pipeline

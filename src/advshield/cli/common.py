@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -30,6 +31,10 @@ notes = Console(stderr=True)
 DataRoot = typer.Option(None, "--data-root", help="Folder holding the datasets (default: $ADVSHIELD_DATA; "
                         "MNIST falls back to the embedded sample).")
 DeviceOpt = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+StoreOpt = typer.Option(Path("runs/adversarial"), "--store", help="Adversarial-set store (content-addressed: "
+                        "sets are crafted once and reused by every run that asks for them).")
+JsonOpt = typer.Option(False, "--json", help="Print the result (card or summary) as JSON, and no progress.")
+SeedOpt = typer.Option(0, "--seed", help="Seed of every random draw (attacks, training, subsets).")
 
 
 def names_help(registry: str, **where) -> str:

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, app, attack_params, console, names_help, note_embedded, parse_params
+from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
+                                  note_embedded, parse_params)
 from advshield.errors import AdvShieldError
 
 
@@ -25,14 +26,14 @@ def evaluate_cmd(
                                      "(repeatable)."),
     n: Optional[int] = typer.Option(None, help="First N test images (default: all)."),
     dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/eval/<target>-<defense>)."),
-    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    store: Path = StoreOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures"),
-    as_json: bool = typer.Option(False, "--json", help="Print the card as JSON."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Restored accuracy, success and recovery rates, SSIM/PSNR and norms per attack and threat model."""
     from advshield.evaluation import run_evaluation
@@ -74,10 +75,10 @@ def detect_cmd(
     epochs: int = typer.Option(10, min=1),
     n: int = typer.Option(1000, min=1, help="Test images (clean, and attacked)."),
     dataset: Optional[str] = typer.Option(None),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
-    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store."),
+    store: Path = StoreOpt,
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/detect/<target>-<detector>)."),
     gan_steps: int = typer.Option(200, min=1, help="Defense-GAN: gradient steps L of the latent search."),
     gan_restarts: int = typer.Option(10, min=1, help="Defense-GAN: random starts R of the latent search."),

@@ -10,13 +10,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from advshield.cli.common import DataRoot, DeviceOpt, console, data_app, models_app, note_embedded
+from advshield.cli.common import DataRoot, DeviceOpt, JsonOpt, console, data_app, models_app, note_embedded
 
 
 @models_app.command("list")
 def models_list(
     directory: list[Path] = typer.Option([], "--dir", help="Also list checkpoints found under this folder."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Registered architectures and the checkpoints available for them, with their cards."""
     from advshield.models import MODELS, count_parameters, create_model
@@ -56,7 +56,7 @@ def models_eval(
     batch_size: int = typer.Option(500, min=1),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Clean accuracy of a checkpoint on a dataset split."""
     from advshield.experiment import RunContext
@@ -82,7 +82,7 @@ def models_eval(
 def data_info(
     dataset: str = typer.Option("mnist"),
     data_root: Optional[str] = DataRoot,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Load both splits of a dataset (decoding and caching it) and show counts and classes."""
     from advshield.data import dataset_stats, load_dataset

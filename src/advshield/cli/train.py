@@ -8,9 +8,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DeviceOpt, app, attack_params, console, names_help, note_embedded,
-                                  parse_floats,
-                                  parse_params, progress_bar)
+from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
+                                  note_embedded, parse_floats, parse_params, progress_bar)
 from advshield.errors import AdvShieldError
 
 
@@ -33,12 +32,12 @@ def train_target_cmd(
                                           "(default: crop-flip for colour datasets, none for MNIST-like)."),
     val_fraction: float = typer.Option(0.1, help="Part of the training split held out for model selection."),
     n_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/<dataset>-<model>)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue an interrupted run in --out."),
-    as_json: bool = typer.Option(False, "--json", help="Print the final card as JSON."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Train a target classifier; checkpoint every epoch, keep the best on validation, report clean test accuracy."""
     from advshield.training import TrainConfig, train_target
@@ -92,13 +91,13 @@ def train_defense_cmd(
                              "guided; beyond CRU-Net's Eq. 10)."),
     init: Optional[str] = typer.Option(None, help="Start from this trained restorer (zoo name or .safetensors) "
                                        "instead of random weights: fine-tuning."),
-    seed: int = typer.Option(0),
+    seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
     out: Optional[Path] = typer.Option(None, help="Run folder (default: runs/defenses/<defense>-<target>)."),
-    store: Path = typer.Option(Path("runs/adversarial"), help="Adversarial-set store (pairs are cached there)."),
+    store: Path = StoreOpt,
     resume: bool = typer.Option(True, "--resume/--no-resume"),
-    as_json: bool = typer.Option(False, "--json", help="Print the final card as JSON."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Train a restoration defense on (adversarial, clean) pairs crafted with the attack engine (cached)."""
     from advshield.training.defense_config import AttackMix, DefenseTrainConfig

@@ -13,7 +13,7 @@ from advshield.config_file import validate_mapping
 from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
 from advshield.experiment.threat import Threat, ThreatModel
-from advshield.training.defense_config import LossWeights
+from advshield.training.defense_config import LossWeights, check_restorer
 
 _STRICT = ConfigDict(extra="forbid")
 EVALUATION_THREATS = (ThreatModel.WHITE_BOX, ThreatModel.TRANSFER, ThreatModel.ADAPTIVE)
@@ -191,14 +191,7 @@ class Preset(BaseModel):
     loss_ablation: dict[str, dict[str, float]] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
 
-    @field_validator("defense")
-    @classmethod
-    def _defense(cls, v: str) -> str:
-        from advshield.defenses import DEFENSES
-
-        if DEFENSES.entry(v).meta.get("kind") != "restorer":
-            raise ValueError(f"{v} is not a trainable restorer")
-        return v
+    _defense = field_validator("defense")(classmethod(lambda cls, v: check_restorer(v)))
 
     @field_validator("attacks", "train_attacks")
     @classmethod

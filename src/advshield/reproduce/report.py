@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
 from advshield.reproduce.ablation import ablation_lines
 from advshield.reproduce.preset import Preset
@@ -107,8 +108,8 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
              "| attack | no defense (oblivious) | restored, oblivious | restored, adaptive | success rate oblivious "
              "| success rate adaptive | adaptive mean L2 | adaptive mean L-inf |", "|---|---|---|---|---|---|---|---|"]
     for a in preset.adaptive_attacks:
-        ob = next(r for r in rows if r["attack"] == a and r["threat"] == "white-box")
-        ad = next(r for r in rows if r["attack"] == a and r["threat"] == "adaptive")
+        ob = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.WHITE_BOX.value)
+        ad = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.ADAPTIVE.value)
         lines.append(f"| {preset.attacks[a].label or a} | {ob['adv_accuracy']:.4f} | {ob['restored_accuracy']:.4f} | "
                      f"{ad['restored_accuracy']:.4f} | {ob['success_rate']:.4f} | {ad['success_rate']:.4f} | "
                      f"{ad['mean_l2']:.3f} | {ad['mean_linf']:.3f} |")

@@ -19,7 +19,8 @@ from advshield.reproduce.preset import Preset
 from advshield.reproduce.recipes import settings_for, training_config
 from advshield.reproduce.report import write_report
 from advshield.training.defense_trainer import train_defense
-from advshield.zoo import find_restorer, resolve_checkpoint
+from advshield.training.defense_config import find_restorer
+from advshield.zoo import resolve_checkpoint
 
 
 def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, ctx: RunContext) -> dict:

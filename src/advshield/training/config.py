@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advshield.data.core import DatasetName
 
 
-class TrainConfig(BaseModel):
+class RunFields(BaseModel):
+    """Seed, device and data root of a training run (the seed is part of its recipe, device and data root are not)."""
+
+    seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+
+
+class TrainConfig(RunFields):
     """Everything that defines a target-model training run; stored on its card."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -32,9 +40,6 @@ class TrainConfig(BaseModel):
     augment: Literal["none", "shift", "crop-flip"] | None = None
     val_fraction: float = Field(0.1, ge=0, lt=1)
     n_train: int | None = Field(None, ge=1)  # use only the first n training images (tests, demos)
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
 
     @field_validator("model")
     @classmethod

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.experiment import AttackSetting, Threat, ThreatField, ThreatModel
+from advshield.training.config import RunFields
+
+if TYPE_CHECKING:
+    from advshield.zoo import ZooEntry
+
+
+def check_restorer(name: str) -> str:
+    """``name`` if it is a registered trainable restorer; a ValueError naming the restorers otherwise."""
+    from advshield.defenses import DEFENSES
+
+    if DEFENSES.entry(name).meta.get("kind") != "restorer":
+        raise ValueError(f"{name} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
+    return name
 
 
 class AttackMix(BaseModel):
@@ -78,7 +91,7 @@ class LossWeights(BaseModel):
         return bool(self.ce or self.logit)
 
 
-class DefenseTrainConfig(BaseModel):
+class DefenseTrainConfig(RunFields):
     """Everything that defines a defense-training run; stored on its card."""
 
     model_config = ConfigDict(extra="forbid")
@@ -102,18 +115,8 @@ class DefenseTrainConfig(BaseModel):
     perceptual_net: str | None = None  # zoo name or checkpoint of the feature network (loss.perceptual)
     perceptual_layers: list[str] = Field(default_factory=list)  # its stages; default: the last two before logits
     attack_batch_size: int = Field(250, ge=1)
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
 
-    @field_validator("defense")
-    @classmethod
-    def _known_defense(cls, v: str) -> str:
-        from advshield.defenses import DEFENSES
-
-        if DEFENSES.entry(v).meta.get("kind") != "restorer":
-            raise ValueError(f"{v} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
-        return v
+    _known_defense = field_validator("defense")(classmethod(lambda cls, v: check_restorer(v)))
 
     @model_validator(mode="after")
     def _sources(self) -> "DefenseTrainConfig":
@@ -133,3 +136,24 @@ class DefenseTrainConfig(BaseModel):
 
     def recipe(self) -> dict:
         return self.model_dump(mode="json", exclude={"device", "data_root", "attack_batch_size"})
+
+
+def find_restorer(recipe: dict) -> "ZooEntry | None":
+    """The zoo restorer trained with exactly ``recipe`` (a defense card's ``recipe``), if one is shipped.
+
+    Card recipes are read through the current config model, so options added later with a neutral
+    default (a new loss weight of 0, say) do not hide an otherwise identical restorer.
+    """
+    from pydantic import ValidationError
+
+    from advshield.zoo import list_checkpoints
+
+    for e in list_checkpoints():
+        if e.card.get("kind") != "defense":
+            continue
+        try:
+            if DefenseTrainConfig.model_validate(e.card.get("recipe", {})).recipe() == recipe:
+                return e
+        except ValidationError:
+            continue
+    return None

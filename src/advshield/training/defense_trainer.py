@@ -30,7 +30,7 @@ from advshield.training.defense_config import DefenseTrainConfig, LossWeights
 from advshield.training.pairs import PairSource, build_source, plan_sources
 from advshield.training.restoration_loss import LossGuide, restoration_loss
 from advshield.training.schedule import lr_factor
-from advshield.training.trainer import _epoch_seed, _optimizer_tensors, resume_state
+from advshield.training.trainer import _epoch_seed, _optimizer_tensors, resume_progress
 from advshield.zoo import resolve_checkpoint
 
 
@@ -130,13 +130,10 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         _warm_start(net, cfg, dataset)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model = DistributedDataParallel(net) if ctx.enabled else net
-    history: list[dict] = []
-    start_epoch, best_val, train_time = 0, math.inf, 0.0
+    start_epoch, best_val, history, train_time = resume_progress(out, resume, cfg.recipe(), net, opt, device,
+                                                                 "best_val_loss", math.inf)
     last = out / "last.safetensors"
-    if resume and last.exists():
-        card = resume_state(last, cfg.recipe(), net, opt, device)
-        start_epoch, best_val = card["epoch"], card["best_val_loss"]
-        history, train_time = card["history"], card["train_time_s"]
+    if start_epoch:
         log(f"resuming {cfg.defense} after epoch {start_epoch}/{cfg.epochs}")
 
     base = {"dataset": dataset, "target": tcard["architecture"], "target_sha256": tcard["sha256"],

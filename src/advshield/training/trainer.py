@@ -73,6 +73,17 @@ def resume_state(last: Path, recipe: dict, model: torch.nn.Module, opt: torch.op
     return card
 
 
+def resume_progress(out: Path, resume: bool, recipe: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                    device: torch.device, best_key: str, fresh_best: float) -> tuple[int, float, list, float]:
+    """(epochs done, best validation value, history, training seconds) of an interrupted run in ``out``,
+    its weights and optimizer state loaded; a fresh start when there is none or ``resume`` is off."""
+    last = out / "last.safetensors"
+    if not (resume and last.exists()):
+        return 0, fresh_best, [], 0.0
+    card = resume_state(last, recipe, model, opt, device)
+    return card["epoch"], card[best_key], card["history"], card["train_time_s"]
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
@@ -94,14 +105,10 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     opt = _make_optimizer(cfg, model)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    history: list[dict] = []
-    start_epoch, best_val, train_time = 0, -1.0, 0.0
-
+    start_epoch, best_val, history, train_time = resume_progress(out, resume, cfg.recipe(), model, opt, device,
+                                                                 "best_val_accuracy", -1.0)
     last = out / "last.safetensors"
-    if resume and last.exists():
-        card = resume_state(last, cfg.recipe(), model, opt, device)
-        start_epoch, best_val = card["epoch"], card["best_val_accuracy"]
-        history, train_time = card["history"], card["train_time_s"]
+    if start_epoch:
         log(f"resuming {cfg.model} on {cfg.dataset.value} after epoch {start_epoch}/{cfg.epochs}")
 
     augment = cfg.augmentation()

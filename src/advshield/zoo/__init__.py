@@ -67,27 +67,6 @@ def load_pretrained(name: str, dataset: str | None = None, device="cpu"):
     return load_model(pretrained_path(name, dataset), device)
 
 
-def find_restorer(recipe: dict) -> ZooEntry | None:
-    """The zoo restorer trained with exactly ``recipe`` (a defense card's ``recipe``), if one is shipped.
-
-    Card recipes are read through the current config model, so options added later with a neutral
-    default (a new loss weight of 0, say) do not hide an otherwise identical restorer.
-    """
-    from pydantic import ValidationError
-
-    from advshield.training.defense_config import DefenseTrainConfig
-
-    for e in list_checkpoints():
-        if e.card.get("kind") != "defense":
-            continue
-        try:
-            if DefenseTrainConfig.model_validate(e.card.get("recipe", {})).recipe() == recipe:
-                return e
-        except ValidationError:
-            continue
-    return None
-
-
 def resolve_checkpoint(spec: str, dataset: str | None = None) -> Path:
     """A path to a .safetensors file, or the name of a zoo model."""
     p = Path(spec)

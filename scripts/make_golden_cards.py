@@ -1,0 +1,69 @@
+"""Write the golden cards that tests/test_golden_cards.py compares the current code against.
+
+    python scripts/make_golden_cards.py OUT_FOLDER
+
+Run it with the code whose numbers are the reference (e.g. a checkout of an earlier commit first on
+PYTHONPATH); it keeps only the numbers of each reproduction kind (restoration rows, detection metrics,
+propagation distances), so the cards hold no host paths or timings.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from golden_presets import DETECTION, PROPAGATION, RESTORATION  # noqa: E402
+
+NUMERIC = ("n", "clean_accuracy", "defended_clean_accuracy", "adv_accuracy", "restored_accuracy", "recovery_rate",
+           "ssim_restored", "psnr_restored", "mean_l2", "mean_linf")
+
+
+def _cli(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "advshield", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def restoration_numbers(summary: dict) -> dict:
+    out = {}
+    for e in summary["evaluations"]:
+        folder = e["folder"]
+        for part, card in (("oblivious", e["oblivious"]), ("adaptive", e["adaptive"])):
+            for r in (card or {}).get("rows", []):
+                out[f"{folder}/{part}/{r['threat']}/{r['attack']}"] = {k: r[k] for k in NUMERIC}
+        for name, b in e["baselines"].items():
+            for r in b["oblivious"]["rows"]:
+                out[f"{folder}/{name}/{r['threat']}/{r['attack']}"] = {k: r[k] for k in NUMERIC}
+    return out
+
+
+def detection_numbers(summary: dict) -> dict:
+    return {f"{kind}/{label}": {k: v for k, v in res["calibrated"].items()}
+            for kind, d in summary["detectors"].items() for label, res in d["attacks"].items()}
+
+
+def propagation_numbers(card: dict) -> dict:
+    return {"ne_d": card["ne_d"], "cos_d": card["cos_d"], "accuracy": card["accuracy"],
+            "reference_accuracy": {k: v["reference_accuracy"] for k, v in card["settings"].items()}}
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name, preset, numbers in (("restoration", RESTORATION, restoration_numbers),
+                                      ("detection", DETECTION, detection_numbers)):
+            (tmp / f"{name}.yaml").write_text(yaml.safe_dump(preset, sort_keys=False))
+            _cli("reproduce", str(tmp / f"{name}.yaml"), "--out", str(tmp / name), "--device", "cpu")
+            summary = json.loads((tmp / name / "reproduction.json").read_text())
+            (out / f"{name}.json").write_text(json.dumps(numbers(summary), indent=1, sort_keys=True) + "\n")
+        _cli("analyze", "propagation", *PROPAGATION, "--out", str(tmp / "prop"), "--store", str(tmp / "store"),
+             "--device", "cpu")
+        card = json.loads((tmp / "prop" / "propagation.json").read_text())
+        (out / "propagation.json").write_text(json.dumps(propagation_numbers(card), indent=1, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,55 @@
+"""Behaviour unchanged: tiny presets of each reproduction kind give the numbers the code before the experiment
+layer gave (cards in tests/golden, written by scripts/make_golden_cards.py on commit 3e861a3).
+
+Tolerance: one image of the evaluated set for rates (float rounding differs between CPUs, which can move a
+decision at the boundary), 1e-3 relative for continuous measures.
+"""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("make_golden_cards", ROOT / "scripts" / "make_golden_cards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RATES = ("clean_accuracy", "defended_clean_accuracy", "adv_accuracy", "restored_accuracy", "recovery_rate",
+         "detection_rate", "fpr", "accuracy", "reference_accuracy")
+
+
+def _close(path: str, new, old, n: int, rate: bool = False) -> list[str]:
+    """Differences between ``new`` and ``old`` beyond the tolerance; ``n`` images behind the rates here."""
+    if isinstance(old, dict):
+        if isinstance(old.get("n"), int):
+            n = old["n"]
+        elif isinstance(old.get("n_adv"), int):
+            n = min(old["n_adv"], old["n_clean"]) or n
+        new = new if isinstance(new, dict) else {}
+        return [p for k in old for p in _close(f"{path}/{k}", new.get(k), old[k], n, rate or k in RATES)]
+    if isinstance(old, list):
+        new = new if isinstance(new, list) and len(new) == len(old) else [None] * len(old)
+        return [p for i, (a, b) in enumerate(zip(new, old)) for p in _close(f"{path}[{i}]", a, b, n, rate)]
+    if isinstance(old, float) and old == old:
+        tol = 1.0 / n + 1e-9 if rate else max(1e-3 * abs(old), 1e-4)
+        return [] if isinstance(new, (int, float)) and abs(new - old) <= tol else [f"{path}: {new} vs golden {old}"]
+    return [] if new == old or (old != old and new != new) else [f"{path}: {new} vs golden {old}"]
+
+
+@pytest.mark.slow
+def test_tiny_presets_reproduce_the_golden_numbers(tmp_path):
+    _script().main(tmp_path)
+    for name in ("restoration", "detection", "propagation"):
+        old = json.loads((GOLDEN / f"{name}.json").read_text())
+        new = json.loads((tmp_path / f"{name}.json").read_text())
+        assert set(new) == set(old), (name, set(new) ^ set(old))
+        problems = _close(name, new, old, 40)  # every golden run evaluates 40 test images (DeepFool 20)
+        assert not problems, problems
