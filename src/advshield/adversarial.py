@@ -117,6 +117,7 @@ def _cached_set(folder: Path, key: str) -> AttackResult | None:
         return None
     for p in folder.glob("shard-*"):  # left by a run killed while folding its shards
         p.unlink(missing_ok=True)
+    sweep_temporaries(folder)
     return result
 
 
