@@ -52,7 +52,7 @@ class FABT(Attack):
     top ``n_target_classes`` classes ranked by the clean logits, one run on the points not yet
     fooled (AutoAttack's FAB-T); success = misclassified. ``restarts`` > 1 adds runs from random
     starts. With ``eps`` only adversarials within eps are returned (others get the clean image);
-    with eps = None the minimal adversarial found is returned. ``n_target_classes`` = 0: the
+    with eps = None every run attacks every point and the smallest adversarial found is returned. ``n_target_classes`` = 0: the
     untargeted FAB (nearest of all linearised boundaries, as DeepFool).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = None, steps = 100, restarts = 1,
     n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9.
@@ -140,7 +140,8 @@ class FABT(Attack):
         budget = math.inf if self.eps is None else self.eps
         for classes in runs:
             for restart in range(self.restarts):
-                todo = todo[best[todo] > budget]  # a run attacks only the points not yet fooled within eps
+                if self.eps is not None:  # a run attacks only the points not yet fooled within eps
+                    todo = todo[best[todo] > budget]
                 if len(todo) == 0:
                     break
                 sub_best, sub_adv = best[todo], best_adv[todo]

@@ -3,26 +3,35 @@
 A defense evaluation is only as good as its attack. These checks catch the
 usual signs of a broken or gradient-masked evaluation:
 
-* more iterations must not raise the pipeline's accuracy;
-* a larger eps must not raise it;
+* convergence: doubling the iterations and restarts must lower the robust accuracy
+  by less than a point (else the attack had not converged);
+* more iterations, or a larger eps, must not raise the pipeline's accuracy;
 * an unbounded attack (eps = 1 on [0, 1] images) must reach ~100 % success;
 * random noise of the same eps must not beat the gradient attack;
-* the attack's gradients must not be zero or non-finite for many inputs.
+* the gradient-free Square attack must not beat the gradient attack (Croce & Hein
+  2020's tell-tale sign of masked gradients);
+* the attack's gradients must not be zero or non-finite for many inputs;
+* an adaptive attack must not leave more accuracy than the oblivious one.
+
+Every check is a dict: ``name`` (also under ``check``), ``passed``, ``detail`` (one
+readable line with the numbers) and ``numbers`` (the measured values), ready for a report.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from advshield.attacks.base import Attack, loss_gradient
-from advshield.attacks.noise import UniformNoise
+from advshield.attacks.base import Attack, Norm, loss_gradient
+from advshield.attacks.noise import L2Noise, UniformNoise
 from advshield.attacks.pipeline import Pipeline, ThreatModel
 from advshield.attacks.runner import run_attack
+from advshield.attacks.square import Square
 
 
 class MaskedGradientWarning(UserWarning):
@@ -33,8 +42,11 @@ class MaskedGradientWarning(UserWarning):
 class HealthReport:
     checks: list[dict] = field(default_factory=list)
 
-    def add(self, name: str, passed: bool, detail: str) -> None:
-        self.checks.append({"check": name, "passed": bool(passed), "detail": detail})
+    def add(self, name: str, passed: bool, detail: str, **numbers: Any) -> dict:
+        check = {"name": name, "check": name, "passed": bool(passed), "detail": detail,
+                 "numbers": {k: float(v) if isinstance(v, (int, float)) else v for k, v in numbers.items()}}
+        self.checks.append(check)
+        return check
 
     @property
     def ok(self) -> bool:
@@ -44,41 +56,123 @@ class HealthReport:
     def failures(self) -> list[dict]:
         return [c for c in self.checks if not c["passed"]]
 
+    def warn(self) -> None:
+        for c in self.failures:
+            warnings.warn(f"attack health check '{c['name']}' failed: {c['detail']}; gradients may be masked "
+                          "or the attack is too weak, so the robustness numbers are not trustworthy",
+                          MaskedGradientWarning, stacklevel=3)
+
+
+class _Runner:
+    """Accuracy and success rate of an attack on one set of images under one threat model."""
+
+    def __init__(self, pipeline, x, labels, threat, substitute, eot_samples, seed):
+        self.pipeline, self.x, self.labels, self.seed = pipeline, x, labels, seed
+        self.threat, self.substitute, self.eot_samples = threat, substitute, eot_samples
+
+    def __call__(self, attack: Attack) -> tuple[float, float]:
+        s = run_attack(attack, self.pipeline, self.x, self.labels, threat=self.threat, substitute=self.substitute,
+                       eot_samples=self.eot_samples, seed=self.seed).summary()
+        return s["adv_accuracy"], s["success_rate"]
+
+    def dead_gradients(self) -> float:
+        device = next(self.pipeline.parameters()).device
+        surface = self.pipeline.surface(self.threat, self.substitute, self.eot_samples)
+        _, grad, _ = loss_gradient(surface, self.x[:256].to(device), self.labels[:256].to(device))
+        g = grad.flatten(1)
+        return float(((g.abs().sum(1) == 0) | ~torch.isfinite(g).all(1)).float().mean())
+
+
+def _masking_checks(report: HealthReport, run: _Runner, base: float, unbounded_attack: Attack, eps: float,
+                    norm: Norm, tolerance: float, unbounded_success: float) -> None:
+    """The checks shared by both entry points: unbounded, beats-noise, gradients."""
+    _, unbounded = run(unbounded_attack)
+    report.add("unbounded", unbounded >= unbounded_success,
+               f"success {unbounded:.3f} at eps {unbounded_attack.eps:g} (expected >= {unbounded_success})",
+               success=unbounded, expected=unbounded_success)
+    noise, _ = run(UniformNoise(eps) if norm is Norm.LINF else L2Noise(eps))
+    report.add("beats-noise", base <= noise + tolerance,
+               f"accuracy {base:.3f} under the attack, {noise:.3f} under noise", accuracy=base, noise_accuracy=noise)
+    dead = run.dead_gradients()
+    report.add("gradients", dead <= 0.1, f"{100 * dead:.0f} % of inputs have a zero or non-finite gradient",
+               dead_fraction=dead)
+
 
 def check_attack_health(make_attack: Callable[[float, int], Attack], pipeline: Pipeline, x: torch.Tensor,
                         labels: torch.Tensor, eps: float, steps: int, *,
                         threat: ThreatModel | str = ThreatModel.ADAPTIVE, substitute: nn.Module | None = None,
                         eot_samples: int = 8, tolerance: float = 0.02, unbounded_success: float = 0.95,
                         seed: int = 0, warn: bool = True) -> HealthReport:
-    """Run the checks on ``(x, labels)``; ``make_attack(eps, steps)`` builds the attack under test."""
-
-    def acc(attack: Attack) -> tuple[float, float]:
-        s = run_attack(attack, pipeline, x, labels, threat=threat, substitute=substitute, eot_samples=eot_samples,
-                       seed=seed).summary()
-        return s["adv_accuracy"], s["success_rate"]
-
+    """Run the classic checks on ``(x, labels)``; ``make_attack(eps, steps)`` builds the L-inf attack under test."""
+    run = _Runner(pipeline, x, labels, threat, substitute, eot_samples, seed)
     report = HealthReport()
-    base, _ = acc(make_attack(eps, steps))
-    more, _ = acc(make_attack(eps, 2 * steps))
+    base, _ = run(make_attack(eps, steps))
+    more, _ = run(make_attack(eps, 2 * steps))
     report.add("more-steps", more <= base + tolerance,
-               f"accuracy {base:.3f} with {steps} steps, {more:.3f} with {2 * steps}")
+               f"accuracy {base:.3f} with {steps} steps, {more:.3f} with {2 * steps}", accuracy=base,
+               accuracy_more_steps=more)
     wider_eps = min(1.0, 2 * eps)
-    wider, _ = acc(make_attack(wider_eps, steps))
-    report.add("larger-eps", wider <= base + tolerance, f"accuracy {base:.3f} at eps {eps}, {wider:.3f} at {wider_eps}")
-    _, unbounded = acc(make_attack(1.0, 2 * steps))
-    report.add("unbounded", unbounded >= unbounded_success,
-               f"success {unbounded:.3f} at eps 1.0 (expected >= {unbounded_success})")
-    noise, _ = acc(UniformNoise(eps))
-    report.add("beats-noise", base <= noise + tolerance, f"accuracy {base:.3f} under the attack, {noise:.3f} under noise")
-    device = next(pipeline.parameters()).device
-    surface = pipeline.surface(threat, substitute, eot_samples)
-    _, grad, _ = loss_gradient(surface, x[:256].to(device), labels[:256].to(device))
-    g = grad.flatten(1)
-    dead = float(((g.abs().sum(1) == 0) | ~torch.isfinite(g).all(1)).float().mean())
-    report.add("gradients", dead <= 0.1, f"{100 * dead:.0f} % of inputs have a zero or non-finite gradient")
+    wider, _ = run(make_attack(wider_eps, steps))
+    report.add("larger-eps", wider <= base + tolerance, f"accuracy {base:.3f} at eps {eps}, {wider:.3f} at {wider_eps}",
+               accuracy=base, accuracy_larger_eps=wider)
+    _masking_checks(report, run, base, make_attack(1.0, 2 * steps), eps, Norm.LINF, tolerance, unbounded_success)
     if warn:
-        for c in report.failures:
-            warnings.warn(f"attack health check '{c['check']}' failed: {c['detail']}; gradients may be masked "
-                          "or the attack is too weak, so the robustness numbers are not trustworthy",
-                          MaskedGradientWarning, stacklevel=2)
+        report.warn()
+    return report
+
+
+def check_convergence(base: float, doubled: float, steps: int, restarts: int, tolerance: float = 0.01) -> dict:
+    """Doubling iterations and restarts must lower the robust accuracy by less than ``tolerance``."""
+    drop = base - doubled
+    passed = drop < tolerance
+    detail = (f"{'converged' if passed else 'not converged'}: robust accuracy {base:.3f} with {steps} steps x "
+              f"{restarts} restarts, {doubled:.3f} with {2 * steps} x {2 * restarts}")
+    return HealthReport().add("convergence", passed, detail, accuracy=base, accuracy_doubled=doubled, drop=drop)
+
+
+def check_gradient_free(gradient_accuracy: float, square_accuracy: float, tolerance: float = 0.01) -> dict:
+    """The gradient-free Square attack must not leave less accuracy than the gradient attack."""
+    passed = square_accuracy >= gradient_accuracy - tolerance
+    detail = (f"robust accuracy {gradient_accuracy:.3f} under the gradient attack, {square_accuracy:.3f} under "
+              f"the gradient-free Square attack{'' if passed else ': gradients look masked'}")
+    return HealthReport().add("gradient-free", passed, detail, accuracy=gradient_accuracy,
+                              square_accuracy=square_accuracy)
+
+
+def check_adaptive_vs_oblivious(adaptive_accuracy: float, oblivious_accuracy: float, tolerance: float = 0.0) -> dict:
+    """An adaptive attack knows strictly more than an oblivious one: it must not leave more accuracy."""
+    passed = adaptive_accuracy <= oblivious_accuracy + tolerance
+    detail = (f"robust accuracy {adaptive_accuracy:.3f} under the adaptive attack, {oblivious_accuracy:.3f} under "
+              f"the oblivious one{'' if passed else ': the adaptive attack is broken or too weak (EOT, BPDA?)'}")
+    return HealthReport().add("adaptive-vs-oblivious", passed, detail, adaptive_accuracy=adaptive_accuracy,
+                              oblivious_accuracy=oblivious_accuracy)
+
+
+def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline: Pipeline, x: torch.Tensor,
+                      labels: torch.Tensor, eps: float, steps: int, *, restarts: int = 1, norm: str = "linf",
+                      threat: ThreatModel | str = ThreatModel.ADAPTIVE, substitute: nn.Module | None = None,
+                      eot_samples: int = 8, oblivious_accuracy: float | None = None, square_queries: int = 1000,
+                      tolerance: float = 0.01, unbounded_success: float = 0.95, seed: int = 0,
+                      warn: bool = True) -> HealthReport:
+    """The checks every report runs, on ``(x, labels)``; ``make_attack(eps, steps, restarts)`` builds the attack.
+
+    convergence (2x steps and restarts), gradient-free (Square with ``square_queries``), unbounded
+    (eps = 1 in L-inf, the whole box in L2), beats-noise, gradients, and, given the oblivious
+    attack's accuracy, adaptive-vs-oblivious.
+    """
+    norm_ = Norm(norm)
+    run = _Runner(pipeline, x, labels, threat, substitute, eot_samples, seed)
+    report = HealthReport()
+    base, _ = run(make_attack(eps, steps, restarts))
+    doubled, _ = run(make_attack(eps, 2 * steps, 2 * restarts))
+    report.checks.append(check_convergence(base, doubled, steps, restarts, tolerance))
+    square, _ = run(Square(eps, norm=norm_.value, n_queries=square_queries))
+    report.checks.append(check_gradient_free(min(base, doubled), square, tolerance))
+    whole_box = 1.0 if norm_ is Norm.LINF else math.sqrt(x[0].numel())
+    _masking_checks(report, run, base, make_attack(whole_box, 2 * steps, restarts), eps, norm_, tolerance,
+                    unbounded_success)
+    if oblivious_accuracy is not None:
+        report.checks.append(check_adaptive_vs_oblivious(base, oblivious_accuracy, tolerance))
+    if warn:
+        report.warn()
     return report
