@@ -148,3 +148,16 @@ def test_cli_class_mismatch_is_one_line(tmp_path, monkeypatch, capsys):
         main()
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and err.count("\n") == 0 and "lacks 00042" in err
+
+
+@pytest.mark.parametrize("n", ["0", "-3"])
+def test_cli_attack_non_positive_n_is_one_line(tmp_path, monkeypatch, capsys, n):
+    from advshield.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["advshield", "attack", "--model", "a-net", "--attack", "fgsm", "--eps", "0.1",
+                                      "--n", n, "--out", str(tmp_path), "--json"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.count("\n") == 0 and "n must be a positive" in err
+    assert not any(tmp_path.iterdir())  # nothing stored
