@@ -1,0 +1,102 @@
+"""The health checks every report runs: silent on a healthy pipeline, loud on known-masked ones."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from advshield.attacks import APGD, Pipeline, run_attack
+from advshield.attacks.health import (MaskedGradientWarning, check_adaptive_vs_oblivious, check_convergence,
+                                      check_gradient_free, run_health_checks)
+from test_attacks_autoattack import one_thread, train_tiny  # noqa: F401  (one_thread: an autouse fixture)
+
+EPS = 0.05
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, x, y = train_tiny()
+    return model, x[:100], y[:100]
+
+
+class Quantise(nn.Module):
+    """Shattered gradients: a 5-level quantiser declared differentiable, so no BPDA (gradient exactly 0)."""
+
+    differentiable, randomized = True, False
+
+    def forward(self, x):
+        return torch.round(x * 4) / 4 + 0 * x
+
+
+class Saturated(nn.Module):
+    """Saturated logits: softmax(1e4 * logits) is exactly one-hot in float32, so every gradient is 0."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return torch.softmax(self.model(x) * 1e4, 1)
+
+
+class Jitter(nn.Module):
+    """A randomised defense: Gaussian noise of sd 0.3."""
+
+    differentiable, randomized = True, True
+
+    def forward(self, x):
+        return (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
+
+
+def health(pipeline, x, y, **kw):
+    torch.manual_seed(0)  # the randomised defense draws from the global generator
+    oblivious = run_attack(APGD(EPS, steps=20), pipeline, x, y, threat="white-box").summary()["adv_accuracy"]
+    return run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), pipeline, x, y, EPS, 20,
+                             oblivious_accuracy=oblivious, square_queries=300, **kw)
+
+
+def failed(report):
+    return {c["name"] for c in report.failures}
+
+
+def test_healthy_pipeline_raises_no_flag(tiny, recwarn):
+    model, x, y = tiny
+    report = health(Pipeline(model), x, y)
+    assert report.ok, report.failures
+    assert [c["name"] for c in report.checks] == ["convergence", "gradient-free", "unbounded", "beats-noise",
+                                                   "gradients", "adaptive-vs-oblivious"]
+    assert not [w for w in recwarn if issubclass(w.category, MaskedGradientWarning)]
+    json.dumps(report.checks)  # structured, report-ready
+    assert set(report.checks[0]["numbers"]) == {"accuracy", "accuracy_doubled", "drop"}
+
+
+@pytest.mark.parametrize("make", [lambda m: Pipeline(m, Quantise()), lambda m: Pipeline(Saturated(m))],
+                         ids=["quantiser-without-bpda", "saturated-logits"])
+def test_masked_gradients_are_flagged(tiny, make):
+    model, x, y = tiny
+    with pytest.warns(MaskedGradientWarning):
+        report = health(make(model), x, y)
+    assert {"gradient-free", "unbounded", "gradients"} <= failed(report)
+
+
+def test_randomised_defense_without_eot_is_flagged(tiny):
+    model, x, y = tiny
+    pipe = Pipeline(model, Jitter())
+    without = health(pipe, x, y, eot_samples=1, warn=False)
+    assert {"unbounded", "adaptive-vs-oblivious"} <= failed(without)
+    with_eot = health(pipe, x, y, eot_samples=16, warn=False)
+    numbers = {c["name"]: c["numbers"] for c in with_eot.checks}
+    # EOT makes the adaptive attack stronger. (It still stops at the first iterate that fools the EOT average,
+    # which one random draw of the victim then judges as a coin flip: the flags stay up for this defense.)
+    assert numbers["convergence"]["accuracy"] < {c["name"]: c["numbers"] for c in without.checks}[
+        "convergence"]["accuracy"]
+
+
+def test_check_functions_on_numbers():
+    assert check_convergence(0.50, 0.495, 100, 1)["passed"]
+    bad = check_convergence(0.50, 0.47, 100, 1)
+    assert not bad["passed"] and "not converged" in bad["detail"] and "0.500" in bad["detail"] and "0.470" in bad["detail"]
+    assert bad["numbers"] == {"accuracy": 0.5, "accuracy_doubled": 0.47, "drop": pytest.approx(0.03)}
+    assert check_gradient_free(0.40, 0.45)["passed"] and not check_gradient_free(0.40, 0.30)["passed"]
+    assert check_adaptive_vs_oblivious(0.2, 0.3)["passed"] and not check_adaptive_vs_oblivious(0.3, 0.2)["passed"]
