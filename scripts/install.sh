@@ -11,3 +11,8 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "${TORCH_SPEC:-torch==2.13.0}"
 extras="${1:-}"
 "${PIP[@]}" install -e ".${extras:+[$extras]}"
+# torchattacks (the test suite's cross-checks of APGD, Square, FAB and AutoAttack) declares torchvision, which
+# would replace the pinned torch: install it without its dependencies. It imports only torch, numpy and scipy.
+case ",$extras," in
+    *,test,*|*,bench,*) "${PIP[@]}" install scipy && "${PIP[@]}" install --no-deps "torchattacks>=3.5,<4" ;;
+esac
