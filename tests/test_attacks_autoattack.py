@@ -171,6 +171,8 @@ def test_fab_finds_small_perturbations(batch):
     fooled = bounded.success
     assert float(bounded.norms["linf"][fooled].max()) <= 0.05 + 1e-6
     assert torch.equal(bounded.adv[~fooled & bounded.clean_correct], x[~fooled & bounded.clean_correct])
+    untargeted = FABT(steps=30, n_target_classes=0)(model, x, y).summary()  # nearest of all boundaries
+    assert untargeted["success_rate"] > 0.95 and untargeted["median_linf"] < 0.1
 
 
 def test_hyperplane_projection_is_exact():
@@ -184,7 +186,8 @@ def test_hyperplane_projection_is_exact():
 
 
 @pytest.mark.parametrize("make", [lambda: APGD(eps=float("nan")), lambda: APGD(eps=float("inf"), norm="l2"),
-                                  lambda: PGD(0.1, rel_stepsize=float("nan")), lambda: PGD(0.1, abs_stepsize=float("inf")),
+                                  lambda: PGD(0.1, rel_stepsize=float("nan")),
+                                  lambda: PGD(0.1, abs_stepsize=float("inf")),
                                   lambda: create_attack("mifgsm", decay=float("nan")),
                                   lambda: create_attack("cw", confidence=float("inf")),
                                   lambda: SpatialAttack(max_rotation=float("nan")),

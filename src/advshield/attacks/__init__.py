@@ -16,7 +16,7 @@ from advshield.attacks.runner import create_attack, run_attack
 from advshield.attacks.spatial import SpatialAttack
 from advshield.attacks.square import Square
 
-__all__ = ["APGD", "APGDDLR", "APGDT", "ATTACKS", "Attack", "AttackResult", "AutoAttack", "BIM", "CarliniWagnerL2", "FABT",
-           "FGSM", "L2DeepFool", "LinfDeepFool", "MIFGSM", "Norm", "PGD", "PGDL2", "Pipeline", "RFGSM",
+__all__ = ["APGD", "APGDDLR", "APGDT", "ATTACKS", "Attack", "AttackResult", "AutoAttack", "BIM", "CarliniWagnerL2",
+           "FABT", "FGSM", "L2DeepFool", "LinfDeepFool", "MIFGSM", "Norm", "PGD", "PGDL2", "Pipeline", "RFGSM",
            "SpatialAttack", "Square", "Surface", "ThreatModel", "UniformNoise", "create_attack",
            "member_robust_accuracy", "perturbation_norms", "register_attack", "run_attack"]

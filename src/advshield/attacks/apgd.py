@@ -11,6 +11,19 @@ from advshield.errors import InputError
 DEFAULT_EPS = {Norm.LINF: 8 / 255, Norm.L2: 0.5}  # AutoAttack's CIFAR-10 budgets
 
 
+def norm_and_eps(owner: str, norm: str, eps: float | None, default: bool = True) -> tuple[Norm, float | None]:
+    """An attack's norm ('linf' or 'l2') and checked eps; eps None gives the norm's AutoAttack default."""
+    try:
+        parsed = Norm(norm)
+    except ValueError:
+        parsed = None
+    if parsed not in DEFAULT_EPS:
+        raise InputError(f"{owner} supports the 'linf' and 'l2' norms, not {norm!r}")
+    if eps is None:
+        return parsed, DEFAULT_EPS[parsed] if default else None
+    return parsed, check_linf_eps(eps) if parsed is Norm.LINF else check_eps(eps)
+
+
 def l2_norm(t: torch.Tensor) -> torch.Tensor:
     return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
 
@@ -58,14 +71,7 @@ class APGDBase(Attack):
     alpha, rho = 0.75, 0.75  # momentum (Alg. 1) and the condition-1 threshold (Eq. 4)
 
     def __init__(self, eps: float | None, norm: str, steps: int, restarts: int, loss: str, early_stop: bool) -> None:
-        try:
-            self.norm = Norm(norm)
-        except ValueError:
-            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
-        if self.norm not in DEFAULT_EPS:
-            raise InputError(f"{self.name} supports the 'linf' and 'l2' norms, not {norm!r}")
-        eps = DEFAULT_EPS[self.norm] if eps is None else eps
-        self.eps = check_linf_eps(eps) if self.norm is Norm.LINF else check_eps(eps)
+        self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
         if loss not in LOSSES:

@@ -6,9 +6,8 @@ from typing import Any
 
 import torch
 
-from advshield.attacks.apgd import DEFAULT_EPS
-from advshield.attacks.base import (ATTACKS, Attack, AttackResult, Norm, check_eps, check_linf_eps, check_output,
-                                    register_attack, succeeded)
+from advshield.attacks.apgd import norm_and_eps
+from advshield.attacks.base import ATTACKS, Attack, AttackResult, check_output, register_attack, succeeded
 from advshield.attacks.pipeline import Surface
 from advshield.errors import InputError
 
@@ -50,14 +49,7 @@ class AutoAttack(Attack):
     name, randomized, supports_targeted = "autoattack", True, False
 
     def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
-        try:
-            self.norm = Norm(norm)
-        except ValueError:
-            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
-        if self.norm not in DEFAULT_EPS:
-            raise InputError(f"autoattack supports the 'linf' and 'l2' norms, not {norm!r}")
-        eps = DEFAULT_EPS[self.norm] if eps is None else eps
-        self.eps = check_linf_eps(eps) if self.norm is Norm.LINF else check_eps(eps)
+        self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         if version not in VERSIONS:
             raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
         self.version = version

@@ -11,7 +11,6 @@ import contextlib
 import enum
 import functools
 import inspect
-import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field

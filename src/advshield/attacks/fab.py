@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from advshield.attacks.apgd import l2_norm
-from advshield.attacks.base import Attack, Norm, check_eps, check_positive_int, register_attack, succeeded
+from advshield.attacks.apgd import l2_norm, norm_and_eps
+from advshield.attacks.base import Attack, Norm, check_positive_int, register_attack, succeeded
 from advshield.attacks.deepfool import candidate_gradients
 from advshield.errors import InputError
 
@@ -52,8 +52,8 @@ class FABT(Attack):
     top ``n_target_classes`` classes ranked by the clean logits, one run on the points not yet
     fooled (AutoAttack's FAB-T); success = misclassified. ``restarts`` > 1 adds runs from random
     starts. With ``eps`` only adversarials within eps are returned (others get the clean image);
-    with eps = None every run attacks every point and the smallest adversarial found is returned. ``n_target_classes`` = 0: the
-    untargeted FAB (nearest of all linearised boundaries, as DeepFool).
+    with eps = None every run attacks every point and the smallest adversarial found is returned.
+    ``n_target_classes`` = 0: the untargeted FAB (nearest of all linearised boundaries, as DeepFool).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = None, steps = 100, restarts = 1,
     n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9.
     """
@@ -62,13 +62,7 @@ class FABT(Attack):
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9) -> None:
-        try:
-            self.norm = Norm(norm)
-        except ValueError:
-            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
-        if self.norm not in (Norm.LINF, Norm.L2):
-            raise InputError(f"fab-t supports the 'linf' and 'l2' norms, not {norm!r}")
-        self.eps = None if eps is None else check_eps(eps)
+        self.norm, self.eps = norm_and_eps(self.name, norm, eps, default=False)
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
         if not isinstance(n_target_classes, int) or n_target_classes < 0:

@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from advshield.attacks.apgd import DEFAULT_EPS, l2_norm
-from advshield.attacks.base import (Attack, Norm, check_eps, check_linf_eps, check_positive_int, register_attack,
-                                    succeeded)
+from advshield.attacks.apgd import l2_norm, norm_and_eps
+from advshield.attacks.base import Attack, Norm, check_positive_int, register_attack, succeeded
 from advshield.errors import InputError
 
 # The fraction p of the image a square covers is halved after each of these iterations (out of 10000), Sec. 5.
@@ -70,14 +69,7 @@ class Square(Attack):
 
     def __init__(self, eps: float | None = None, norm: str = "linf", n_queries: int = 5000,
                  p_init: float = 0.8) -> None:
-        try:
-            self.norm = Norm(norm)
-        except ValueError:
-            raise InputError(f"norm must be 'linf' or 'l2', got {norm!r}") from None
-        if self.norm not in DEFAULT_EPS:
-            raise InputError(f"square supports the 'linf' and 'l2' norms, not {norm!r}")
-        eps = DEFAULT_EPS[self.norm] if eps is None else eps
-        self.eps = check_linf_eps(eps) if self.norm is Norm.LINF else check_eps(eps)
+        self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         self.n_queries = check_positive_int(n_queries, "n_queries")
         if not 0 < p_init <= 1:
             raise InputError(f"p_init must be in (0, 1], got {p_init}")
