@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from advshield.attacks import (APGD, APGDDLR, APGDT, ATTACKS, FABT, PGD, PGDL2, AutoAttack, Square, create_attack,
-                               member_robust_accuracy, run_attack)
+from advshield.attacks import (APGD, APGDDLR, APGDT, ATTACKS, FABT, PGD, PGDL2, AutoAttack, Pipeline, Square,
+                               create_attack, member_robust_accuracy, run_attack)
 from advshield.attacks.apgd import checkpoints, dlr_loss
 from advshield.attacks.base import Attack, AttackResult, Norm, register_attack
 from advshield.attacks.checks import AttackError
@@ -233,3 +233,22 @@ def test_result_info_concatenates_per_sample_tensors(batch):
     whole = AttackResult.concat(parts)
     assert torch.equal(whole.info["broken_by"], torch.cat([p.info["broken_by"] for p in parts]))
     assert register_attack  # the public decorator stays importable
+
+
+def test_rand_version_attacks_with_eot_over_20_draws(batch):
+    model, x, y = batch
+
+    class Jitter(nn.Module):
+        """A randomised defense that records the largest batch it saw."""
+
+        differentiable, randomized, largest = True, True, 0
+
+        def forward(self, z):
+            self.largest = max(self.largest, len(z))
+            return (z + 0.1 * torch.randn_like(z)).clamp(0, 1)
+
+    jitter = Jitter()
+    r = run_attack(AutoAttack(0.1, version="rand"), Pipeline(model, jitter), x[:8], y[:8], threat="adaptive",
+                   eot_samples=1)
+    assert jitter.largest >= 20 * 8  # the surface was rebuilt with 20 EOT draws per image
+    assert list(member_robust_accuracy(r)) == ["clean", "apgd-ce", "apgd-dlr"]
