@@ -58,7 +58,7 @@ class FABT(Attack):
     n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9.
     """
 
-    name, randomized = "fab-t", True
+    name, randomized, supports_targeted = "fab-t", True, False
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9) -> None:
@@ -118,8 +118,6 @@ class FABT(Attack):
                 x1[fooled] = x0[fooled] + self.beta * (x1[fooled] - x0[fooled])  # step back (Sec. 3.3)
 
     def perturb(self, surface, x, labels, target, generator):
-        if target is not None:
-            raise InputError("fab-t picks its own target classes; call it without target labels")
         with torch.no_grad():
             logits = surface(x)
             todo = (~succeeded(surface, x, labels, None, logits)).nonzero().squeeze(1)
