@@ -1,0 +1,10 @@
+"""Reports of evaluation cards: Markdown and self-contained HTML (verdict first, then tables, then figures).
+
+This package reads cards (plain JSON dicts) and imports only core modules, so every layer can render one.
+"""
+
+from advshield.report.html import render_html, render_reproduction_html, write_html_report
+from advshield.report.verdict import card_markdown, red_flags, verdict_rows, worst_case
+
+__all__ = ["card_markdown", "red_flags", "render_html", "render_reproduction_html", "verdict_rows", "worst_case",
+           "write_html_report"]

@@ -1,0 +1,137 @@
+"""The verdict of an evaluation card, as data and as Markdown.
+
+A card (``run_evaluation``'s ``card.json`` or :func:`advshield.evaluate`'s ``.card``) holds one row per
+(attack, threat model). The verdict pivots them: one line per attack with the clean accuracy, the clean
+accuracy through the defense, the accuracy under attack without the defense, and the robust accuracy
+(the classifier's accuracy on the defended adversarial images) under each threat model side by side.
+This module reads JSON only; it imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+
+#: How the verdict names a threat model's column; any other threat (``transfer:<substitute>``) keeps its name.
+THREAT_LABELS = {"white-box": "oblivious (white-box)", "adaptive": "adaptive", "transfer-feedback": "transfer-feedback"}
+
+#: The per-row columns the full tables show, with their headings.
+ROW_COLUMNS = (("threat", "threat"), ("attack", "attack"), ("n", "n"), ("clean_accuracy", "clean"),
+               ("defended_clean_accuracy", "clean through defense"), ("adv_accuracy", "adversarial, no defense"),
+               ("restored_accuracy", "robust (through defense)"), ("recovery_rate", "recovery rate"),
+               ("attack_success_rate", "attack success"), ("success_rate", "papers' success rate"),
+               ("ssim_restored", "SSIM restored"), ("psnr_restored", "PSNR restored (dB)"),
+               ("mean_l2", "mean L2"), ("mean_linf", "mean L-inf"), ("attack_seconds", "attack s"))
+#: The threat whose rows give the accuracy under attack without the defense (crafted on the classifier alone).
+_UNDEFENDED = {"white-box"}
+_PERCENT = {"clean_accuracy", "defended_clean_accuracy", "adv_accuracy", "restored_accuracy", "recovery_rate",
+            "attack_success_rate", "success_rate"}
+
+
+def percent(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def cell(key: str, v) -> str:
+    """A row value as the tables print it: rates in percent, other floats with 4 significant digits."""
+    if v is None:
+        return "-"
+    if key in _PERCENT:
+        return percent(v)
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def threats_of(card: dict) -> list[str]:
+    """The card's threat models, in the order of its rows."""
+    return list(dict.fromkeys(r["threat"] for r in card.get("rows", [])))
+
+
+def threat_label(threat: str) -> str:
+    return THREAT_LABELS.get(threat, threat)
+
+
+def verdict_rows(card: dict) -> list[dict]:
+    """One dict per attack: ``attack``, ``params`` (its first row's), ``n``, ``clean``, ``defended_clean``,
+    ``undefended`` (accuracy on the white-box adversarial images without the defense), ``robust`` (threat ->
+    accuracy through the defense, None where not run) and ``robust_params`` (threat -> parameters, where
+    they differ from ``params``). The k-th row of an attack under one threat lines up with its k-th row
+    on the same number of images under every other threat (an attack run twice with two budgets, or on
+    two image counts, gives two lines)."""
+    out: dict[tuple, dict] = {}
+    seen: dict[tuple, int] = {}
+    for r in card.get("rows", []):
+        at = (r["attack"], r["n"], r["threat"])
+        k = seen[at] = seen.get(at, -1) + 1
+        params = r.get("params") or {}
+        v = out.setdefault((r["attack"], r["n"], k), {"attack": r["attack"], "params": params, "n": r["n"],
+                                               "clean": r["clean_accuracy"],
+                                               "defended_clean": r["defended_clean_accuracy"], "undefended": None,
+                                               "robust": {}, "robust_params": {}})
+        v["robust"][r["threat"]] = r["restored_accuracy"]
+        if params != v["params"]:
+            v["robust_params"][r["threat"]] = params
+        if r["threat"] in _UNDEFENDED:
+            v["undefended"] = r["adv_accuracy"]
+    threats = threats_of(card)
+    for v in out.values():
+        v["robust"] = {t: v["robust"].get(t) for t in threats}
+    return list(out.values())
+
+
+def worst_case(card: dict) -> dict | None:
+    """The row with the lowest robust accuracy: what the defense guarantees against the attacks run."""
+    rows = card.get("rows", [])
+    if not rows:
+        return None
+    r = min(rows, key=lambda r: r["restored_accuracy"])
+    return {"accuracy": r["restored_accuracy"], "attack": r["attack"], "threat": r["threat"], "n": r["n"]}
+
+
+def red_flags(card: dict) -> list[dict]:
+    """The card's red flags (``{"check", "detail"}`` dicts), an empty list when none fired."""
+    return [{"check": str(f.get("check", "")), "detail": str(f.get("detail", ""))}
+            for f in card.get("red_flags", []) or []]
+
+
+def _defense_name(card: dict) -> str:
+    d = card.get("defense")
+    return d.get("name", json.dumps(d)) if isinstance(d, dict) else str(d)
+
+
+def summary_line(card: dict) -> str:
+    sha = str(card.get("target_sha256", ""))[:12]
+    return (f"{card.get('target', '?')} (sha256 {sha}...) on {card.get('dataset', '?')}, {card.get('n', '?')} images, "
+            f"defense {_defense_name(card)}, seed {card.get('seed', 0)}")
+
+
+def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
+    return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body])
+
+
+def card_markdown(card: dict, title: str = "Evaluation") -> str:
+    """The card as Markdown: verdict, red flags, every row, notes."""
+    threats = threats_of(card)
+    lines = [f"# {title}", "", summary_line(card), "", "## Verdict", ""]
+    worst = worst_case(card)
+    if worst:
+        lines += [f"Worst-case robust accuracy: **{percent(worst['accuracy'])}** ({worst['threat']} {worst['attack']}, "
+                  f"{worst['n']} images).", ""]
+    head = ["attack", "clean", "clean through defense", "attacked, no defense"] + [
+        f"robust: {threat_label(t)}" for t in threats]
+    body = [[v["attack"] + (f" {json.dumps(v['params'], sort_keys=True)}" if v["params"] else ""), percent(v["clean"]),
+             percent(v["defended_clean"]), percent(v["undefended"])] + [percent(v["robust"][t]) for t in threats]
+            for v in verdict_rows(card)]
+    lines += _md_table(head, body) + ["", "## Red flags", ""]
+    flags = red_flags(card)
+    lines += [f"- **{f['check']}**: {f['detail']}" for f in flags] or ["None fired."]
+    lines += ["", "## All rows", ""]
+    lines += _md_table([h for _, h in ROW_COLUMNS], [[cell(k, r.get(k)) for k, _ in ROW_COLUMNS]
+                                                     for r in card.get("rows", [])])
+    notes = card.get("notes") or []
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "percent", "red_flags", "summary_line",
+           "threat_label", "threats_of", "verdict_rows", "worst_case"]
