@@ -40,7 +40,7 @@ def load_user_module(spec: str, weights: str | Path | None = None) -> nn.Module:
     """
     if not isinstance(spec, str) or not _SPEC.match(spec):
         raise InputError(f"{spec!r} is not of the form package.module:factory (e.g. mypkg.models:make_net)")
-    module_name, _, attr = spec.partition(":")
+    module_name, attr = spec.split(":", 1)
     try:
         obj = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -171,8 +171,8 @@ def as_defense(module: nn.Module, x: torch.Tensor) -> tuple[Defense, list[str]]:
     """``module`` as a :class:`Defense`, checked on the image batch ``x``; returns it and notes for the card.
 
     A :class:`Defense` is returned as is. For any other module, the attributes ``differentiable`` and
-    ``randomized`` are read when it has them; otherwise they are measured: the output carries no gradient
-    (or the module defines ``bpda``) -> not differentiable, adaptive attacks use BPDA; two calls on the
+    ``randomized`` are read when it has them; otherwise they are measured: no finite non-zero gradient
+    reaches the input (or the module defines ``bpda``) -> not differentiable, adaptive attacks use BPDA; two calls on the
     same images differ -> randomised, adaptive attacks use EOT. Each measurement adds a note.
     """
     check_module_mode(module, "defense")
@@ -195,11 +195,11 @@ def as_defense(module: nn.Module, x: torch.Tensor) -> tuple[Defense, list[str]]:
             differentiable = False
             notes.append("the defense defines bpda(): adaptive attacks use it as its backward pass")
         else:
-            with torch.enable_grad():
-                differentiable = module(x.clone().requires_grad_(True)).requires_grad
+            differentiable = _has_gradient(module, x)
             if not differentiable:
-                notes.append("the defense's output carries no gradient: adaptive attacks use BPDA with the "
-                             "identity as its backward pass (define bpda(x, out, grad) for a better one)")
+                notes.append("the defense's gradient is absent, zero or not finite on the probe images: adaptive "
+                             "attacks use BPDA with the identity as its backward pass (define bpda(x, out, grad) "
+                             "for a better one)")
     randomized = getattr(module, "randomized", None)
     if randomized is None:
         with torch.no_grad():
@@ -208,6 +208,19 @@ def as_defense(module: nn.Module, x: torch.Tensor) -> tuple[Defense, list[str]]:
             notes.append("two calls of the defense on the same images differed: treated as randomised, "
                          "adaptive attacks average gradients over draws (EOT)")
     return UserDefense(module, differentiable, randomized), notes
+
+
+def _has_gradient(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a random projection of ``module(x)`` has a finite, non-zero gradient with respect to ``x``
+    (``torch.round``, ``sign`` or a numpy round trip have none: an attack through them would see nothing)."""
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        out = module(xg)
+        if not out.requires_grad:
+            return False
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out.device, out.dtype)
+        (g,) = torch.autograd.grad((out * weights).sum(), xg, allow_unused=True)
+    return g is not None and bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0)
 
 
 def module_identity(module: nn.Module) -> dict:

@@ -1,0 +1,250 @@
+"""The front door: ``advshield.evaluate(model, data, defense)`` for the user's own classifier and defense.
+
+Any ``nn.Module`` mapping float32 ``[N, C, H, W]`` images in [0, 1] to ``[N, classes]`` logits is a
+classifier (it holds its own input normalisation); any image -> image ``nn.Module`` is a defense. Nothing
+needs a zoo entry or a card: the classifier gets a synthetic one (its class name, the SHA-256 of its
+``state_dict``, the dataset) and the run goes through the experiment layer exactly as ``advshield
+evaluate`` does (:func:`advshield.evaluation.restoration.evaluate_setting` for each attack and threat),
+so adversarial sets are cached in the same content-addressed store and the card has the same structure.
+
+Example::
+
+    import advshield
+    result = advshield.evaluate(model.eval(), (x_test, y_test), defense=my_denoiser.eval(),
+                                attacks=("fgsm", "pgd"), attack_params={"pgd": {"eps": 8 / 255}})
+    print(result.to_markdown())
+    result.save("runs/my-eval")   # card.json, results.csv, report.md, report.html, figures/
+
+Models and defenses in training mode are refused (call ``.eval()``), not silently switched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from advshield.attacks import ThreatModel
+from advshield.attacks.health import check_adaptive_vs_oblivious
+from advshield.data import ImageDataset
+from advshield.errors import InputError
+from advshield.evaluation.restoration import CleanCache, Samples, evaluate_setting
+from advshield.experiment import AttackSetting, RunContext, Target, Threat
+from advshield.io import atomic_write_bytes, atomic_write_json
+from advshield.report import card_markdown, render_html
+from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
+                                    module_sha256)
+from advshield.validation import check_images, check_labels
+
+_PROBE = 8  # images the model and the defense are checked on before anything runs
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` returns: the card (``run_evaluation``'s structure), its rows and renderings."""
+
+    card: dict
+    samples: dict[str, dict[str, Samples]] = field(default_factory=dict, repr=False)
+
+    @property
+    def rows(self) -> list[dict]:
+        """One dict per (attack, threat): accuracies, rates, SSIM/PSNR, norms (see ``results.csv``)."""
+        return self.card["rows"]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.card, indent=indent, sort_keys=True, default=str)
+
+    def to_markdown(self) -> str:
+        return card_markdown(self.card, "advshield evaluation")
+
+    def to_html(self, figures: Sequence[str | Path] | None = None, base: str | Path | None = None) -> str:
+        """A self-contained HTML page: verdict, red flags, sortable tables, then ``figures`` (inlined)."""
+        return render_html(self.card, list(figures) if figures is not None else [], base=base)
+
+    def save(self, folder: str | Path, figures: bool = True) -> Path:
+        """Write ``card.json``, ``results.csv``, ``report.md``, ``report.html`` (and ``figures/``) to ``folder``."""
+        from advshield.evaluation.run import write_csv, write_figures
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if figures and self.samples:
+            self.card["figures"] = write_figures(self.rows, self.samples, None, folder / "figures", self.card["target"])
+        atomic_write_json(folder / "card.json", self.card)
+        write_csv(self.rows, folder / "results.csv")
+        atomic_write_bytes(folder / "report.md", self.to_markdown().encode())
+        html = render_html(self.card, self.card.get("figures", []), base=folder)
+        atomic_write_bytes(folder / "report.html", html.encode())
+        return folder
+
+
+def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, defense: nn.Module | None = None, *,
+             attacks: Sequence[str | AttackSetting] = ("fgsm", "pgd"),
+             threats: Sequence[str] = ("white-box", "adaptive"), attack_params: dict[str, dict] | None = None,
+             n: int | None = None, dataset: str | None = None, data_root: str | None = None,
+             device: str | torch.device | None = None, store: str | Path = "runs/adversarial", seed: int = 0,
+             batch_size: int = 250, eot_samples: int = 8, out: str | Path | None = None,
+             log: Callable[[str], None] | None = None) -> Evaluation:
+    """Evaluate ``defense`` protecting ``model`` against ``attacks`` under ``threats``.
+
+    Args:
+        model: a classifier in eval mode: float32 ``[N, C, H, W]`` images in [0, 1] -> ``[N, classes]`` logits.
+        data: ``(images, labels)`` tensors (float32 NCHW in [0, 1], int64 class indices) or the name of a
+            registered dataset (``mnist``, ``fashion-mnist``, ``cifar10``, ``gtsrb``; its test split under
+            ``data_root``). Images are kept on the 8-bit grid like every advshield dataset; tensors off it are
+            rounded to it (at most 0.5/255 per pixel) and the card says so.
+        defense: an image -> image module in eval mode, or None (the rows then measure the bare model and
+            ``adaptive`` is dropped). Declare ``differentiable = False`` (with an optional
+            ``bpda(x, out, grad)``) or ``randomized = True`` on it; when absent both are measured.
+        attacks: registered attack names (``advshield attack --help`` lists them) or ready
+            :class:`~advshield.experiment.AttackSetting` values (used as given, ``threats`` ignored).
+        threats: threat models for every named attack: ``white-box`` (oblivious: ignores the defense),
+            ``adaptive`` (through the defense), ``transfer:<zoo model>``.
+        attack_params: per attack name, its parameters, e.g. ``{"pgd": {"eps": 8 / 255, "steps": 40}}``.
+        n: evaluate the first ``n`` images only.
+        dataset: the name recorded in the card (default: ``data`` when it is a name, else ``custom``).
+        device: where to run (default: the model's device). Model and defense are moved there in place.
+        store: folder of the content-addressed adversarial-set store (reruns reuse its sets).
+        out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
+
+    Raises:
+        InputError: one line per problem: a model in training mode, a model that returns anything but
+            finite ``[N, classes]`` logits, images not float32 NCHW in [0, 1], labels out of range.
+    """
+    check_module_mode(model, "model")
+    if defense is not None:
+        check_module_mode(defense, "defense")
+    quiet = log or (lambda _: None)
+    ctx = RunContext.create(_device_of(model) if device is None else device, store=store, data_root=data_root,
+                            seed=seed, batch_size=batch_size, log=quiet)
+    notes: list[str] = []
+    images, ds_name = _images(data, dataset, n, ctx, model, notes)
+    model.to(ctx.device)
+    probe, _ = images.tensors(slice(0, _PROBE), ctx.device)
+    classes = check_classifier(model, probe)
+    if classes != images.num_classes:
+        raise InputError(f"the model predicts {classes} classes, {ds_name} has {images.num_classes}")
+    if defense is None:
+        defense_obj, defense_id = UserDefense(nn.Identity(), True, False), {"name": "none"}
+    else:
+        defense_obj, extra = as_defense(defense.to(ctx.device), probe)
+        defense_id, notes = module_identity(defense_obj), notes + extra
+    victim = Target(model, {"architecture": type(model).__name__, "sha256": module_sha256(model), "dataset": ds_name,
+                            "source": "python"}, f"{type(model).__module__}.{type(model).__qualname__}")
+    settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes)
+    rows, samples, clean_cache, t0 = [], {}, CleanCache(), time.perf_counter()
+    for s in settings:
+        sub = ctx.load_target(s.threat.substitute, ds_name) if s.threat.substitute else None
+        row, sample = evaluate_setting(s, victim, defense_obj, defense_id, images, ctx, dataset=ds_name,
+                                       substitute=sub, eot_samples=eot_samples, clean_cache=clean_cache)
+        rows.append(row)
+        samples.setdefault(str(s.threat), {})[s.attack] = sample
+        quiet(f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}")
+    card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
+            "dataset": ds_name, "n": len(images), "defense": defense_id, "defense_card": None, "seed": seed,
+            "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+            "red_flags": red_flags_of(rows, len(images.classes)),
+            "notes": notes + ["robust accuracy = restored_accuracy: the classifier's accuracy on the adversarial "
+                              "images after the defense",
+                              "success_rate = restored accuracy / clean accuracy (the papers' metric)"]}
+    result = Evaluation(card, samples)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    if not isinstance(model, nn.Module):
+        raise InputError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _images(data: Any, dataset: str | None, n: int | None, ctx: RunContext, model: nn.Module,
+            notes: list[str]) -> tuple[ImageDataset, str]:
+    if isinstance(data, str):
+        return ctx.load_data(data, "test", n).require_images("an evaluation"), dataset or data
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise InputError(f"data must be (images, labels) tensors or a dataset name, got {type(data).__name__}")
+    x, y = data
+    check_images(x, allow_empty=False)
+    check_labels(y, x.shape[0])
+    x, y = x.detach().cpu(), y.detach().cpu()
+    if n is not None:
+        x, y = x[:n], y[:n]
+    with torch.no_grad():
+        classes = check_classifier(model.to(x.device), x[:_PROBE])
+    check_labels(y, x.shape[0], classes)
+    grid = torch.round(x * 255)
+    err = float((x * 255 - grid).abs().max()) / 255
+    if err > 1e-6:
+        notes.append(f"images were rounded to the 8-bit grid (largest change {err:.2g} per pixel)")
+    images = ImageDataset(grid.to(torch.uint8).numpy(), y.long().numpy(), [str(c) for c in range(classes)],
+                          dataset or "custom", {"source": "tensors"})
+    return images, dataset or "custom"
+
+
+def _settings(attacks, threats, params: dict, defended: bool, notes: list[str]) -> list[AttackSetting]:
+    if isinstance(attacks, (str, AttackSetting)) or isinstance(threats, str):
+        raise InputError("attacks and threats are sequences, e.g. attacks=('pgd',), threats=('adaptive',)")
+    unknown = set(params) - {a for a in attacks if isinstance(a, str)}
+    if unknown:
+        raise InputError(f"attack_params names attacks not in attacks: {sorted(unknown)}")
+    out = []
+    for a in attacks:
+        if isinstance(a, AttackSetting):
+            out.append(a)
+            continue
+        for t in threats:
+            out.append(AttackSetting(a, dict(params.get(a, {})), t))
+    if not defended:
+        dropped = [s for s in out if s.threat.kind is ThreatModel.ADAPTIVE]
+        out = [s for s in out if s.threat.kind is not ThreatModel.ADAPTIVE]
+        if dropped:
+            notes.append("no defense: the adaptive settings were dropped (they equal the white-box ones)")
+    if not out:
+        raise InputError("no attack setting to run: pass at least one attack and one threat model")
+    return out
+
+
+def red_flags_of(rows: list[dict], num_classes: int) -> list[dict]:
+    """Red flags readable from the rows alone (``{"check", "detail"}`` each).
+
+    * adaptive-vs-oblivious: an adaptive attack leaves more robust accuracy than the same attack ignoring
+      the defense (more than one image's worth): the adaptive attack is broken or too weak;
+    * above-clean: accuracy after the defense above the clean accuracy: the defense reads something the clean
+      image does not carry (label leaking), the row measures the protocol, not robustness;
+    * chance-level: clean accuracy at or below chance: does the model expect normalised inputs?
+    """
+    flags: list[dict] = []
+    oblivious = {(r["attack"], json.dumps(r["params"], sort_keys=True, default=str)): r for r in rows
+                 if _threat_kind(r) is ThreatModel.WHITE_BOX}
+    for r in rows:
+        slack = 1 / max(r["n"], 1)
+        o = oblivious.get((r["attack"], json.dumps(r["params"], sort_keys=True, default=str)))
+        if o is not None and _threat_kind(r) is ThreatModel.ADAPTIVE:
+            c = check_adaptive_vs_oblivious(r["restored_accuracy"], o["restored_accuracy"], slack)
+            if not c["passed"]:
+                flags.append({"check": c["check"], "detail": f"{r['attack']}: {c['detail']}"})
+        if r["restored_accuracy"] - r["clean_accuracy"] > slack:
+            flags.append({"check": "above-clean", "detail": (
+                f"{r['threat']} {r['attack']}: accuracy after the defense {r['restored_accuracy']:.3f} > clean "
+                f"{r['clean_accuracy']:.3f}: the defense reads something the clean image does not carry "
+                "(label leaking?); this row measures the protocol, not robustness")})
+    if rows and rows[0]["clean_accuracy"] <= 1 / num_classes + 1 / max(rows[0]["n"], 1):
+        flags.append({"check": "chance-level", "detail": (
+            f"clean accuracy {rows[0]['clean_accuracy']:.3f} is at chance (1/{num_classes}): does the model expect "
+            "normalised inputs? advshield passes images in [0, 1]; put any normalisation inside the model")})
+    return flags
+
+
+def _threat_kind(row: dict) -> ThreatModel:
+    return Threat.parse(row["threat"]).kind
+
+
+__all__ = ["Evaluation", "evaluate", "red_flags_of"]
