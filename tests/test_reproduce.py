@@ -114,7 +114,7 @@ def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
     threats = preset.evaluations[0].threats
     assert [s.params["eps"] for s in settings_for(preset, threats, False) if s.attack == "fgsm"] == [0.3, 0.3]
     [adaptive] = settings_for(preset, threats, True)
-    assert (adaptive.threat, adaptive.params) == ("adaptive", {"eps": 0.2})
+    assert (str(adaptive.threat), adaptive.params) == ("adaptive", {"eps": 0.2})
 
 
 def test_one_training_attack_at_several_budgets(tmp_path):

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from advshield.analysis.propagation import PropagationResult  # noqa: E402
+from advshield.io import save_figure  # noqa: E402
 
 
 def propagation_curves(result: PropagationResult, title: str, path: Path) -> Path:
@@ -30,8 +31,4 @@ def propagation_curves(result: PropagationResult, title: str, path: Path) -> Pat
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, ncol=2)
     fig.suptitle(f"{title} ({result.n} samples)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -64,7 +64,7 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     classifier, card = target.model, target.card
     ds_name = ctx.dataset_of(target, dataset)
     ref = ctx.load_target(reference, ds_name) if reference else target
-    data = ctx.load_data(ds_name, split)
+    data = ctx.load_data(ds_name, split, target=target)
     data = data.head(min(n, len(data)))
     sub = ctx.load_target(substitute, ds_name) if substitute else None
     advs, crafted = {}, {}

@@ -26,7 +26,7 @@ def attack_cmd(
                                           f"(zoo name or .safetensors) or one of {names_help('defenses', kind='preprocessing')}."),
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
-    n: Optional[int] = typer.Option(None, help="Attack the first N images of the split (default: all)."),
+    n: Optional[int] = typer.Option(None, min=1, help="Attack the first N images of the split (default: all)."),
     seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
     device: str = DeviceOpt,
@@ -52,7 +52,7 @@ def attack_cmd(
     sub = ctx.load_target(setting.threat.substitute, ds_name) if setting.threat.transfers else None
     defense_obj, defense_id, _ = ctx.load_defense(defense) if defense else (None, None, None)
     note_embedded(ds_name, data_root)
-    data = ctx.load_data(ds_name, split, n)
+    data = ctx.load_data(ds_name, split, n, target=victim)
     pipeline = Pipeline(victim.model, defense_obj)
     with progress_bar(f"{attack} on {victim.architecture}", len(data), quiet=as_json) as update:
         stored = acquire_set(setting, victim, data, ctx, dataset=ds_name, split=split, substitute=sub,

@@ -24,7 +24,7 @@ def evaluate_cmd(
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (repeatable)."),
     threat: list[str] = typer.Option(["white-box"], "--threat", help="white-box, transfer:<substitute> or adaptive "
                                      "(repeatable)."),
-    n: Optional[int] = typer.Option(None, help="First N test images (default: all)."),
+    n: Optional[int] = typer.Option(None, min=1, help="First N test images (default: all)."),
     dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),
     seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
@@ -47,12 +47,12 @@ def evaluate_cmd(
         if t.transfers and not t.substitute:
             raise AdvShieldError(f"--threat {t}: name the substitute, transfer:<substitute>")
     settings = [AttackSetting(a, params[a], t) for t in threats for a in names]
-    note_embedded(dataset or "mnist", data_root)
     out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
     ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,
                             batch_size=batch_size,
                             log=(lambda s: None) if as_json else (lambda s: console.print(s, markup=False, soft_wrap=True)))
     ctx.load_defense(defense, parse_params(defense_param, "--defense-param"))  # fail before any attack runs
+    note_embedded(dataset or "mnist", data_root)
     card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
                           dataset=dataset, n=n, figures=figures)
     if as_json:

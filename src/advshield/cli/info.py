@@ -52,7 +52,7 @@ def models_eval(
     checkpoint: str = typer.Argument(..., help="A .safetensors path or the name of a zoo model."),
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
-    n: Optional[int] = typer.Option(None, help="Evaluate on the first N images only."),
+    n: Optional[int] = typer.Option(None, min=1, help="Evaluate on the first N images only."),
     batch_size: int = typer.Option(500, min=1),
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
@@ -67,7 +67,7 @@ def models_eval(
     model, card = target.model, target.card
     ds_name = ctx.dataset_of(target, dataset)
     note_embedded(ds_name, data_root)
-    ds = ctx.load_data(ds_name, split, n)
+    ds = ctx.load_data(ds_name, split, n, target=target)
     t0 = time.perf_counter()
     acc = accuracy(model, ds, batch_size, ctx.device)
     result = {"architecture": card["architecture"], "dataset": ds_name, "split": split, "n": len(ds),

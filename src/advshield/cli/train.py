@@ -31,7 +31,7 @@ def train_target_cmd(
     augment: Optional[str] = typer.Option(None, help="none, shift (translate up to 2 px) or crop-flip "
                                           "(default: crop-flip for colour datasets, none for MNIST-like)."),
     val_fraction: float = typer.Option(0.1, help="Part of the training split held out for model selection."),
-    n_train: Optional[int] = typer.Option(None, help="Use only the first N training images."),
+    n_train: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,

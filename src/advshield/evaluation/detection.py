@@ -71,7 +71,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     classifier, card = victim.model, victim.card
     classifier.requires_grad_(False)
     ds_name = ctx.dataset_of(victim, dataset)
-    train = ctx.load_data(ds_name, "train")
+    train = ctx.load_data(ds_name, "train", target=victim)
     if n_train + n_calibration > len(train):
         raise InputError(f"n_train + n_calibration = {n_train + n_calibration} exceeds the {len(train)} training images")
     clean_train = train.tensors(slice(0, n_train))[0]
@@ -94,7 +94,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     saved_to = Path(out) / "detector.safetensors"
     save_detector(saved_to, detector, kind, classifier=classifier, classifier_card=card,
                   image_shape=tuple(clean_train.shape[1:]), recipe=recipe)
-    test = ctx.load_data(ds_name, "test", n)
+    test = ctx.load_data(ds_name, "test", n, target=victim)
     x_test = test.tensors()[0]
     clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
     results, sets = {}, {}

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from advshield.evaluation.restoration import Samples  # noqa: E402
+from advshield.io import save_figure  # noqa: E402
 
 
 def accuracy_bars(rows: list[dict], title: str, path: Path) -> Path:
@@ -108,11 +109,4 @@ def loss_curves(history: list[dict], path: Path, title: str = "") -> Path:
 
 
 def _save(fig, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

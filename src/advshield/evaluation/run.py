@@ -36,7 +36,7 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
     victim = ctx.load_target(target, dataset)
     defense_obj, defense_id, dcard = ctx.load_defense(defense, defense_params)
     ds_name = ctx.dataset_of(victim, dataset)
-    data = ctx.load_data(ds_name, "test", n)
+    data = ctx.load_data(ds_name, "test", n, target=victim)
     rows, samples = [], {}
     clean_cache = CleanCache()
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from advshield.checkpoint import load_model
-from advshield.data import ImageDataset, load_dataset
+from advshield.data import ImageDataset, check_classes, load_dataset
 from advshield.defenses import DEFENSES, Defense, load_defense
 from advshield.device import select_device
 from advshield.distributed import DistContext, init_distributed, local_device
@@ -97,9 +97,17 @@ class RunContext:
         defense, card = load_defense(resolve_checkpoint(spec), self.device)
         return defense, {"name": card["architecture"], "sha256": card["sha256"]}, card
 
-    def load_data(self, dataset: str, split: str = "test", n: int | None = None) -> ImageDataset:
-        """The first ``n`` images (all when None) of a dataset split under this context's data root."""
-        return load_dataset(dataset, split, self.data_root).head(n)
+    def load_data(self, dataset: str, split: str = "test", n: int | None = None,
+                  target: Target | None = None) -> ImageDataset:
+        """The first ``n`` images (all when None) of a dataset split under this context's data root.
+
+        With ``target``, the split's classes must be the ones its card was trained on (same names, same
+        order): a re-indexed folder dataset would otherwise turn every prediction into a wrong number.
+        """
+        data = load_dataset(dataset, split, self.data_root)
+        if target is not None:
+            check_classes(data, target.card)
+        return data.head(n)
 
 
 __all__ = ["RunContext", "Target"]

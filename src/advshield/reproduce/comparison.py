@@ -29,7 +29,7 @@ def comparison_figure(preset: Preset, target: str, restorer: str, path: Path, ct
         families.setdefault(b.label or b.defense, b)
     defenses = [(f"{name}\n{b.setting}", ctx.load_defense(b.defense, b.params)[0]) for name, b in families.items()]
     defenses.append((f"{preset.defense.upper()} (ours)", ctx.load_defense(restorer)[0]))
-    data = ctx.load_data(ds, "test", n_test)
+    data = ctx.load_data(ds, "test", n_test, target=victim)
     rows: dict[str, list[torch.Tensor]] = {"benign": [], "adversarial": []}
     for attack, a in preset.attacks.items():
         part = data.head(a.max_test)

@@ -105,7 +105,7 @@ def train_defense(cfg: DefenseTrainConfig, out: str | Path, store: str | Path = 
         guide.perceptual = run.load_target(cfg.perceptual_net, dataset).model
         guide.perceptual.requires_grad_(False)
         guide.perceptual_layers = cfg.perceptual_layers or guide.perceptual.feature_names[-3:-1]
-    train = run.load_data(dataset, "train")
+    train = run.load_data(dataset, "train", target=victim)
     perm = np.random.default_rng(cfg.seed).permutation(len(train))
     n_train = min(cfg.n_train, len(train))
     n_val = min(cfg.n_val, len(train) - n_train)
