@@ -55,6 +55,11 @@ MODELS_PY = textwrap.dedent('''
         return TinyNet()
 
 
+    def make_mnist_net():
+        """A linear MNIST classifier: the user's own architecture for the CLI test (trained there)."""
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+
     def make_defense():
         return Quantise().eval()
 
@@ -208,24 +213,36 @@ def test_load_user_module_refusals(mypkg, tmp_path):
         assert message in str(err.value), (spec, weights, str(err.value))
 
 
-@pytest.mark.skip(reason="CLI wiring pending: the lead wires load_user_module into --target/--defense")
 def test_own_model_and_defense_through_the_cli(mypkg, tmp_path):
     from safetensors.torch import save_file
 
-    x, y = _data()
-    data = tmp_path / "data.pt"
-    torch.save({"images": x, "labels": y}, data)
-    save_file(mypkg.make_net().state_dict(), str(tmp_path / "net.safetensors"))
-    env = {"PYTHONPATH": str(tmp_path / "userpkgs")}
-    cmd = [sys.executable, "-m", "advshield", "evaluate", "--target", "mypkg.models:make_net",
-           "--weights", str(tmp_path / "net.safetensors"), "--defense", "mypkg.models:make_defense",
-           "--attacks", "fgsm", "--threats", "white-box,adaptive", "--out", str(tmp_path / "cli"),
-           "--store", str(tmp_path / "store")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ, **env})
+    from advshield.data import load_dataset
+
+    net = mypkg.make_mnist_net()  # fitted here for a second: a classifier of the user's, not from the zoo
+    x, y = load_dataset("mnist", "train").head(2000).tensors()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    save_file(net.state_dict(), str(tmp_path / "net.safetensors"))
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path / "userpkgs")}
+    cmd = [sys.executable, "-m", "advshield", "evaluate", "--target", "mypkg.models:make_mnist_net",
+           "--weights", str(tmp_path / "net.safetensors"), "--dataset", "mnist", "--n", "60",
+           "--defense", "mypkg.models:make_defense", "--attacks", "fgsm", "--attack-param", "fgsm.eps=0.2",
+           "--threat", "white-box", "--threat", "adaptive", "--out", str(tmp_path / "cli"),
+           "--store", str(tmp_path / "store"), "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     card = json.loads((tmp_path / "cli" / "card.json").read_text())
-    assert card["target"] == "TinyNet" and card["defense"]["name"] == "Quantise"
+    assert card["target"] == "Sequential" and card["defense"]["name"] == "Quantise"
+    white_box, adaptive = card["rows"]
+    assert white_box["clean_accuracy"] > 0.75  # the user's weights were loaded, not a fresh init
+    assert adaptive["restored_accuracy"] <= white_box["restored_accuracy"] + 1 / 60
     assert "Verdict" in (tmp_path / "cli" / "report.html").read_text()
+    assert (tmp_path / "cli" / "report.md").read_text().startswith("#")
+    bad = subprocess.run(cmd[:5] + ["mypkg.models:make_bad"] + cmd[6:], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in bad.stderr
 
 
 def test_red_flags_fire_on_the_rows_that_deserve_them():

@@ -30,6 +30,11 @@ _SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
+def is_user_spec(spec: object) -> bool:
+    """True for ``package.module:factory`` (and not a path to an existing file)."""
+    return isinstance(spec, str) and bool(_SPEC.match(spec)) and not Path(spec).exists()
+
+
 def load_user_module(spec: str, weights: str | Path | None = None) -> nn.Module:
     """``factory()`` from ``package.module:factory``, with ``weights`` loaded, in eval mode.
 
@@ -232,5 +237,5 @@ def module_identity(module: nn.Module) -> dict:
             "sha256": module_sha256(inner)}
 
 
-__all__ = ["UserDefense", "as_defense", "check_classifier", "check_module_mode", "load_user_module",
+__all__ = ["UserDefense", "as_defense", "check_classifier", "check_module_mode", "is_user_spec", "load_user_module",
            "module_identity", "module_sha256", "read_state_dict"]

@@ -8,13 +8,15 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, app, console, names_help, note_embedded, notes,
+from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, app, console, names_help, note_embedded, notes,
                                   parse_params, progress_bar)
 
 
 @app.command("attack")
 def attack_cmd(
-    model: str = typer.Option(..., help="Target: a zoo model name or a .safetensors checkpoint."),
+    model: str = typer.Option(..., help="Target: a zoo model name, a .safetensors checkpoint or your own "
+                              "package.module:factory (with --weights)."),
+    weights: Optional[Path] = WeightsOpt,
     attack: str = typer.Option(..., help=f"A registered attack ({names_help('attacks')})."),
     eps: Optional[float] = typer.Option(None, help="Perturbation budget, for attacks that have one."),
     param: list[str] = typer.Option([], "--param", help="Other attack parameters, NAME=VALUE (repeatable), "
@@ -23,7 +25,9 @@ def attack_cmd(
                                "transfer-feedback:<substitute> (substitute gradients, early stop on the "
                                "target's labels) or adaptive."),
     defense: Optional[str] = typer.Option(None, help="A defense placed before the classifier: a trained restorer "
-                                          f"(zoo name or .safetensors) or one of {names_help('defenses', kind='preprocessing')}."),
+                                          f"(zoo name or .safetensors), one of {names_help('defenses', kind='preprocessing')} "
+                                          "or your own package.module:factory (with --defense-weights)."),
+    defense_weights: Optional[Path] = DefenseWeightsOpt,
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
     n: Optional[int] = typer.Option(None, min=1, help="Attack the first N images of the split (default: all)."),
@@ -47,12 +51,13 @@ def attack_cmd(
     setting = AttackSetting(attack, params, Threat.parse(threat), n)
     setting.create()  # bad parameters fail before any loading
     ctx = RunContext.create(device, store=out, data_root=data_root, seed=seed, batch_size=batch_size)
-    victim = ctx.load_target(model, dataset)
+    victim = ctx.load_target(model, dataset, weights)
     ds_name = ctx.dataset_of(victim, dataset)
     sub = ctx.load_target(setting.threat.substitute, ds_name) if setting.threat.transfers else None
-    defense_obj, defense_id, _ = ctx.load_defense(defense) if defense else (None, None, None)
     note_embedded(ds_name, data_root)
     data = ctx.load_data(ds_name, split, n, target=victim)
+    defense_obj, defense_id, _ = (ctx.load_defense(defense, weights=defense_weights, probe=data.tensors(slice(0, 8))[0])
+                                  if defense else (None, None, None))
     pipeline = Pipeline(victim.model, defense_obj)
     with progress_bar(f"{attack} on {victim.architecture}", len(data), quiet=as_json) as update:
         stored = acquire_set(setting, victim, data, ctx, dataset=ds_name, split=split, substitute=sub,

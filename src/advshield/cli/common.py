@@ -33,6 +33,10 @@ DataRoot = typer.Option(None, "--data-root", help="Folder holding the datasets (
 DeviceOpt = typer.Option("auto", "--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
 StoreOpt = typer.Option(Path("runs/adversarial"), "--store", help="Adversarial-set store (content-addressed: "
                         "sets are crafted once and reused by every run that asks for them).")
+WeightsOpt = typer.Option(None, "--weights", help="With a package.module:factory target: its weights, a .safetensors "
+                          "file or a plain PyTorch state dict (read with weights_only=True, never a full pickle).")
+DefenseWeightsOpt = typer.Option(None, "--defense-weights", help="With a package.module:factory defense: its "
+                                 "weights (.safetensors or a plain state dict).")
 JsonOpt = typer.Option(False, "--json", help="Print the result (card or summary) as JSON, and no progress.")
 SeedOpt = typer.Option(0, "--seed", help="Seed of every random draw (attacks, training, subsets).")
 

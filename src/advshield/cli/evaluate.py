@@ -8,16 +8,20 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
+from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
                                   note_embedded, parse_params)
 from advshield.errors import AdvShieldError
 
 
 @app.command("evaluate")
 def evaluate_cmd(
-    target: str = typer.Option(..., help="Protected classifier (zoo name or .safetensors)."),
-    defense: str = typer.Option(..., help="A trained restorer (zoo name or .safetensors) or a registered "
-                                f"preprocessing defense ({names_help('defenses', kind='preprocessing')})."),
+    target: str = typer.Option(..., help="Protected classifier: a zoo name, a .safetensors checkpoint or your own "
+                               "package.module:factory (with --weights)."),
+    weights: Optional[Path] = WeightsOpt,
+    defense: str = typer.Option(..., help="A trained restorer (zoo name or .safetensors), a registered "
+                                f"preprocessing defense ({names_help('defenses', kind='preprocessing')}) or your own "
+                                "package.module:factory (with --defense-weights)."),
+    defense_weights: Optional[Path] = DefenseWeightsOpt,
     defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for a preprocessing defense."),
     attacks: str = typer.Option("fgsm,rfgsm,pgd,deepfool,cw,spatial",
                                 help=f"Comma-separated attacks among {names_help('attacks')}."),
@@ -39,6 +43,7 @@ def evaluate_cmd(
     from advshield.evaluation import run_evaluation
     from advshield.experiment import AttackSetting, RunContext, Threat
     from advshield.reproduce.preset import EVALUATION_THREATS
+    from advshield.user_modules import is_user_spec
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]
     params = attack_params(names, attack_param)
@@ -51,10 +56,12 @@ def evaluate_cmd(
     ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,
                             batch_size=batch_size,
                             log=(lambda s: None) if as_json else (lambda s: console.print(s, markup=False, soft_wrap=True)))
-    ctx.load_defense(defense, parse_params(defense_param, "--defense-param"))  # fail before any attack runs
+    if not is_user_spec(defense):
+        ctx.load_defense(defense, parse_params(defense_param, "--defense-param"))  # fail before any attack runs
     note_embedded(dataset or "mnist", data_root)
     card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
-                          dataset=dataset, n=n, figures=figures)
+                          dataset=dataset, n=n, figures=figures, target_weights=weights,
+                          defense_weights=defense_weights)
     if as_json:
         print(json.dumps(card, indent=2))
     else:

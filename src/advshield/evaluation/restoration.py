@@ -35,12 +35,15 @@ _SUMS = ("clean_correct", "defended_clean_correct", "adv_correct", "restored_cor
 
 @dataclass
 class Samples:
-    """A few images per attack for figures: originals, adversarials, restored."""
+    """A few images per attack for figures (originals, adversarials, restored), and ``correct``: per image of
+    this process's shard, whether the classifier is right on the restored adversarial image (for the
+    per-image worst case over attacks)."""
 
     x: torch.Tensor
     adv: torch.Tensor
     restored: torch.Tensor
     labels: torch.Tensor
+    correct: torch.Tensor | None = None
 
 
 class RestorationCache:
@@ -127,7 +130,7 @@ def _accumulate(classifier, randomized: bool, restore_adv, restore_clean, x, adv
     sums["l2"] += float(delta.norm(dim=1).sum())
     sums["linf"] += float(delta.abs().amax(1).sum())
     sums["n"] += len(y)
-    return restored
+    return restored, rest_ok
 
 
 def summarise(sums: dict) -> dict:
@@ -176,7 +179,7 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
     sums = dict.fromkeys(_SUMS, 0.0)
     sums["seconds"] = result.seconds
     defense.eval()
-    samples = None
+    samples, correct = None, []
     offset = shard.start  # the shard's first image in ``data``
     restorations = restoration_cache or RestorationCache(max_bytes=0)
     defense_key = json.dumps(defense_id, sort_keys=True, default=str)
@@ -186,12 +189,14 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
         adv = result.adv[start:start + batch_size].to(device)
         first = offset + start
         batch = (defense_key, first, len(y))
-        restored = _accumulate(classifier, defense.randomized,
+        restored, ok = _accumulate(classifier, defense.randomized,
                                lambda t: restorations.restore(defense, ("adv", set_key, *batch), t),
                                lambda t: restorations.restore(defense, ("clean", data_key, *batch), t),
                                x, adv, y, sums, clean_cache, first)
+        correct.append(ok.cpu())
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
+    samples.correct = torch.cat(correct)
     row = summarise(ctx.dist.all_sum(sums))
     return dict(attack=setting.attack, params=setting.create().params(), threat=str(setting.threat), **row), samples
 

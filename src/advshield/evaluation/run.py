@@ -9,10 +9,12 @@ from pathlib import Path
 
 from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting
 from advshield.experiment import AttackSetting, RunContext
+from advshield.evaluation.verdict import headline, red_flags, with_interval
 from advshield.io import atomic_write_bytes, atomic_write_json
+from advshield.report import card_markdown, write_html_report
 
 CSV_COLUMNS = ("threat", "attack", "n", "clean_accuracy", "defended_clean_accuracy", "adv_accuracy",
-               "restored_accuracy", "success_rate", "recovery_rate", "attack_success_rate", "ssim_restored",
+               "restored_accuracy", "restored_accuracy_ci95", "success_rate", "recovery_rate", "attack_success_rate", "ssim_restored",
                "psnr_restored", "ssim_adv", "psnr_adv", "mean_l2", "mean_linf", "attack_seconds")
 
 
@@ -21,30 +23,35 @@ def write_csv(rows: list[dict], path: Path) -> None:
     w = csv.DictWriter(buf, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "-".join(f"{x:.6g}" for x in v) if isinstance(v, list)
+                        else v) for k, v in r.items()})
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
 def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out: str | Path, ctx: RunContext, *,
                    defense_params: dict | None = None, dataset: str | None = None, n: int | None = None,
-                   figures: bool = True, restoration_cache: RestorationCache | None = None) -> dict:
+                   figures: bool = True, restoration_cache: RestorationCache | None = None,
+                   target_weights: str | Path | None = None, defense_weights: str | Path | None = None) -> dict:
     """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card.
 
+    ``target`` and ``defense`` may be the user's own ``package.module:factory`` (with their weights files).
     Several evaluations of one run can share a ``restoration_cache`` (same restorer, same stored sets).
     """
     out = Path(out)
-    victim = ctx.load_target(target, dataset)
-    defense_obj, defense_id, dcard = ctx.load_defense(defense, defense_params)
+    victim = ctx.load_target(target, dataset, target_weights)
     ds_name = ctx.dataset_of(victim, dataset)
     data = ctx.load_data(ds_name, "test", n, target=victim)
-    rows, samples = [], {}
+    defense_obj, defense_id, dcard = ctx.load_defense(defense, defense_params, weights=defense_weights,
+                                                      probe=data.tensors(slice(0, 8))[0])
+    rows, samples, correct = [], {}, []
     clean_cache = CleanCache()
     t0 = time.perf_counter()
     for s in settings:
         sub = ctx.load_target(s.threat.substitute, ds_name) if s.threat.substitute else None
         row, sample = evaluate_setting(s, victim, defense_obj, defense_id, data, ctx, dataset=ds_name, substitute=sub,
                                        clean_cache=clean_cache, restoration_cache=restoration_cache)
-        rows.append(row)
+        rows.append(with_interval(row))
+        correct.append(sample.correct)
         samples.setdefault(str(s.threat), {})[s.attack] = sample
         if ctx.dist.is_main:
             ctx.log(f"{str(s.threat):>18} {s.attack:>8}: adv acc {row['adv_accuracy']:.4f} -> restored "
@@ -55,6 +62,7 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
     card = {"target": tcard["architecture"], "target_sha256": tcard["sha256"], "dataset": ds_name, "n": len(data),
             "defense": defense_id, "defense_card": _defense_summary(dcard), "seed": ctx.seed, "world_size": ctx.dist.world_size,
             "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+            "verdict": headline(rows, correct, ctx.dist.all_sum), "red_flags": red_flags(rows, data.num_classes),
             "notes": ["success_rate = restored accuracy / clean accuracy (CRU-Net Eq. 14, DIR Eq. 8)",
                       "PSNR uses MAX = 1 on [0, 1] images; psnr_restored_paper_convention adds 48.13 dB, "
                       "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces"]}
@@ -65,8 +73,15 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
         if figures:
             card["figures"] = write_figures(rows, samples, dcard, out / "figures", f"{tcard['architecture']}")
             atomic_write_json(out / "card.json", card)
+        write_reports(card, out)
     ctx.dist.barrier()
     return card
+
+
+def write_reports(card: dict, out: Path) -> None:
+    """``report.md`` and the self-contained ``report.html`` (verdict first, red flags, tables, figures)."""
+    atomic_write_bytes(out / "report.md", card_markdown(card, "advshield evaluation").encode())
+    write_html_report(card, out / "report.html", [out / f for f in card.get("figures", [])])
 
 
 def write_figures(rows: list[dict], samples: dict[str, dict[str, Samples]], dcard: dict | None, folder: Path,
@@ -88,5 +103,5 @@ def _defense_summary(card: dict | None) -> dict | None:
     if card is None:
         return None
     keep = ("architecture", "arch_kwargs", "target", "dataset", "epochs", "best_epoch", "train_pairs", "train_time_s",
-            "pair_seconds", "n_params", "recipe", "sha256")
+            "pair_seconds", "n_params", "recipe", "sha256", "notes")
     return {k: card[k] for k in keep if k in card}

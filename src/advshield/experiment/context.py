@@ -19,6 +19,7 @@ from advshield.defenses import DEFENSES, Defense, load_defense
 from advshield.device import select_device
 from advshield.distributed import DistContext, init_distributed, local_device
 from advshield.errors import InputError
+from advshield.user_modules import as_defense, is_user_spec, load_user_module, module_identity, module_sha256
 from advshield.zoo import resolve_checkpoint
 
 
@@ -68,11 +69,19 @@ class RunContext:
             dev = local_device(dev, dist)
         return cls(device=dev, store=Path(store), dist=dist, requested_device=str(device), **kw)
 
-    def load_target(self, name: str, dataset: str | None = None) -> Target:
-        """A classifier by zoo name or checkpoint (loaded once per context), in eval mode on the device."""
-        key = (str(name), dataset)
+    def load_target(self, name: str, dataset: str | None = None, weights: str | Path | None = None) -> Target:
+        """A classifier (loaded once per context, in eval mode on the device): a zoo name, a checkpoint, or the
+        user's own ``package.module:factory`` with optional ``weights`` (safetensors or a plain state dict)."""
+        key = (str(name), dataset, str(weights))
         if key not in self._targets:
-            model, card = load_model(resolve_checkpoint(str(name), dataset), self.device)
+            if is_user_spec(name):
+                model = load_user_module(name, weights).to(self.device)
+                card = {"architecture": type(model).__name__, "sha256": module_sha256(model), "dataset": dataset,
+                        "source": name, "weights": Path(weights).name if weights else None}
+            else:
+                if weights is not None:
+                    raise InputError(f"--weights goes with a package.module:factory target, not {name!r}")
+                model, card = load_model(resolve_checkpoint(str(name), dataset), self.device)
             self._targets[key] = Target(model, card, str(name))
         return self._targets[key]
 
@@ -83,11 +92,22 @@ class RunContext:
             raise InputError(f"{target.name}: its card names no dataset; pass one")
         return name
 
-    def load_defense(self, spec: str, params: dict | None = None) -> tuple[Defense, dict, dict | None]:
-        """A trained restorer (zoo name or checkpoint) or a registered parameter-free/preprocessing defense.
+    def load_defense(self, spec: str, params: dict | None = None, *, weights: str | Path | None = None,
+                     probe: torch.Tensor | None = None) -> tuple[Defense, dict, dict | None]:
+        """A trained restorer (zoo name or checkpoint), a registered preprocessing defense, or the user's own
+        ``package.module:factory`` (with ``weights``; checked on the ``probe`` images, which measure whether it
+        is differentiable and randomised unless it says so).
 
         Returns (defense, identity for the adversarial-set key, checkpoint card or None).
         """
+        if is_user_spec(spec):
+            module = load_user_module(spec, weights).to(self.device)
+            if probe is None:
+                raise InputError(f"{spec}: a user defense is checked on images; load the data first")
+            defense, notes = as_defense(module, probe.to(self.device))
+            for note in notes:
+                self.log(f"note: {note}")
+            return defense, module_identity(defense), {"architecture": type(module).__name__, "notes": notes}
         if spec in DEFENSES and DEFENSES.entry(spec).meta.get("kind") != "restorer":
             defense = DEFENSES.create(spec, **(params or {})).to(self.device)
             return defense, {"name": spec, "params": params or {}}, None

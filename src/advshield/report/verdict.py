@@ -78,12 +78,21 @@ def verdict_rows(card: dict) -> list[dict]:
 
 
 def worst_case(card: dict) -> dict | None:
-    """The row with the lowest robust accuracy: what the defense guarantees against the attacks run."""
+    """What the defense keeps against the attacks run: the card's per-image worst case over the adaptive attacks
+    (an image counts only if it survives every one) with its 95 % interval; else the row with the lowest
+    robust accuracy."""
+    block = (card.get("verdict") or {}).get("adaptive_worst_case")
+    if block:
+        lo, hi = block["ci95"]
+        return {"accuracy": block["accuracy"], "attack": "every attack: " + ", ".join(block["attacks"]),
+                "threat": "adaptive", "n": block["n"], "interval": f"95 % CI {percent(lo)} - {percent(hi)}"}
     rows = card.get("rows", [])
     if not rows:
         return None
     r = min(rows, key=lambda r: r["restored_accuracy"])
-    return {"accuracy": r["restored_accuracy"], "attack": r["attack"], "threat": r["threat"], "n": r["n"]}
+    ci = r.get("restored_accuracy_ci95")
+    return {"accuracy": r["restored_accuracy"], "attack": r["attack"], "threat": r["threat"], "n": r["n"],
+            "interval": f"95 % CI {percent(ci[0])} - {percent(ci[1])}" if ci else ""}
 
 
 def red_flags(card: dict) -> list[dict]:
@@ -115,7 +124,7 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
     worst = worst_case(card)
     if worst:
         lines += [f"Worst-case robust accuracy: **{percent(worst['accuracy'])}** ({worst['threat']} {worst['attack']}, "
-                  f"{worst['n']} images).", ""]
+                  f"{worst['n']} images{'; ' + worst['interval'] if worst['interval'] else ''}).", ""]
     head = ["attack", "clean", "clean through defense", "attacked, no defense"] + [
         f"robust: {threat_label(t)}" for t in threats]
     body = [[v["attack"] + (f" {json.dumps(v['params'], sort_keys=True)}" if v["params"] else ""), percent(v["clean"]),

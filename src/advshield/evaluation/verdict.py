@@ -1,0 +1,95 @@
+"""The verdict of an evaluation: intervals, the per-image worst case over adaptive attacks, and red flags.
+
+Headline (house rules): clean accuracy, clean accuracy through the defense, recovery (over originally
+correct images) and the adaptive worst-case robust accuracy with its 95 % interval: an image counts as
+robust only if it is classified correctly through the defense under *every* adaptive attack run on it
+(the AutoAttack convention, Croce & Hein 2020). Rows keep the papers' success rate, labelled as theirs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+import torch
+
+from advshield.attacks.health import check_adaptive_vs_oblivious
+from advshield.experiment import Threat, ThreatModel
+from advshield.metrics import wilson_interval
+
+
+def with_interval(row: dict) -> dict:
+    """``row`` with the 95 % Wilson interval of its robust (restored) accuracy."""
+    n = int(row["n"])
+    lo, hi = wilson_interval(round(row["restored_accuracy"] * n), n)
+    return dict(row, restored_accuracy_ci95=[lo, hi])
+
+
+def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: ThreatModel,
+               reduce: Callable[[dict], dict] = lambda sums: sums) -> dict | None:
+    """Per-image worst case over the rows of threat ``kind``: robust = correct under every attack.
+
+    ``correct[i]`` is row i's per-image restored-correct mask (same images, in order). Rows on fewer images
+    are compared on the images they share (the first ones). Under torchrun each process holds its shard's
+    masks and ``reduce`` sums the counts over processes.
+    """
+    picked = [(r, c) for r, c in zip(rows, correct) if c is not None and Threat.parse(r["threat"]).kind is kind]
+    if not picked:
+        return None
+    n = min(len(c) for _, c in picked)
+    robust = torch.ones(n, dtype=torch.bool)
+    for _, c in picked:
+        robust &= c[:n].bool()
+    total = reduce({"robust": float(robust.sum()), "n": float(n)})
+    k, n = int(total["robust"]), int(total["n"])
+    weakest = min(picked, key=lambda rc: rc[0]["restored_accuracy"])[0]
+    return {"accuracy": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "n": n,
+            "attacks": [r["attack"] for r, _ in picked], "threat": kind.value, "strongest_single": weakest["attack"]}
+
+
+def headline(rows: list[dict], correct: list[torch.Tensor | None],
+             reduce: Callable[[dict], dict] = lambda sums: sums) -> dict:
+    """The card's verdict block; ``correct`` and ``reduce`` as in :func:`worst_case`."""
+    first = rows[0] if rows else {}
+    oblivious = [r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX]
+    return {"clean_accuracy": first.get("clean_accuracy"), "defended_clean_accuracy": first.get("defended_clean_accuracy"),
+            "n": first.get("n"),
+            "recovery_rate_min": min((r["recovery_rate"] for r in oblivious), default=None),
+            "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce),
+            "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce)}
+
+
+def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
+    """Red flags readable from the rows (``{"check", "detail"}`` each).
+
+    * adaptive-vs-oblivious: an adaptive attack leaves more robust accuracy than the same attack ignoring the
+      defense (by more than one image): the adaptive attack is broken or too weak (missing EOT or BPDA?);
+    * label-leaking: accuracy through the defense above the clean accuracy: the defense reads something the
+      clean image does not carry; the row measures the protocol, not robustness (never a headline);
+    * chance-level: clean accuracy at chance: does the model expect normalised inputs?
+    """
+    def key(r):
+        return r["attack"], json.dumps(r["params"], sort_keys=True, default=str), r["n"]
+
+    flags: list[dict] = []
+    oblivious = {key(r): r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX}
+    for r in rows:
+        slack = 1 / max(r["n"], 1)
+        o = oblivious.get(key(r))
+        if o is not None and Threat.parse(r["threat"]).kind is ThreatModel.ADAPTIVE:
+            c = check_adaptive_vs_oblivious(r["restored_accuracy"], o["restored_accuracy"], slack)
+            if not c["passed"]:
+                flags.append({"check": "adaptive-vs-oblivious", "detail": f"{r['attack']}: {c['detail']}"})
+        if r["restored_accuracy"] - r["clean_accuracy"] > slack:
+            flags.append({"check": "label-leaking", "detail": (
+                f"{r['threat']} {r['attack']}: accuracy through the defense {r['restored_accuracy']:.3f} above the "
+                f"clean accuracy {r['clean_accuracy']:.3f}: the defense adds what the clean image lacks; this row "
+                "measures the protocol, not robustness")})
+    if num_classes and rows and rows[0]["clean_accuracy"] <= 1 / num_classes + 1 / max(rows[0]["n"], 1):
+        flags.append({"check": "chance-level", "detail": (
+            f"clean accuracy {rows[0]['clean_accuracy']:.3f} is at chance (1/{num_classes}): does the model expect "
+            "normalised inputs? advshield passes images in [0, 1]; put any normalisation inside the model")})
+    return flags
+
+
+__all__ = ["headline", "red_flags", "with_interval", "worst_case"]
