@@ -246,7 +246,7 @@ def test_own_model_and_defense_through_the_cli(mypkg, tmp_path):
 
 
 def test_red_flags_fire_on_the_rows_that_deserve_them():
-    from advshield.api import red_flags_of
+    from advshield.evaluation.verdict import red_flags as red_flags_of
 
     def row(threat, robust, clean=0.9):
         return {"threat": threat, "attack": "pgd", "params": {"eps": 0.1}, "n": 100, "clean_accuracy": clean,
@@ -255,7 +255,7 @@ def test_red_flags_fire_on_the_rows_that_deserve_them():
     assert red_flags_of([row("white-box", 0.5), row("adaptive", 0.3)], 10) == []
     checks = [f["check"] for f in red_flags_of([row("white-box", 0.3), row("adaptive", 0.5)], 10)]
     assert checks == ["adaptive-vs-oblivious"]
-    assert [f["check"] for f in red_flags_of([row("white-box", 0.95)], 10)] == ["above-clean"]
+    assert [f["check"] for f in red_flags_of([row("white-box", 0.95)], 10)] == ["label-leaking"]
     assert [f["check"] for f in red_flags_of([row("white-box", 0.05, clean=0.1)], 10)] == ["chance-level"]
 
 

@@ -26,16 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from advshield.attacks import ThreatModel
-from advshield.attacks.health import check_adaptive_vs_oblivious
 from advshield.data import ImageDataset
 from advshield.errors import InputError
 from advshield.evaluation.restoration import CleanCache, Samples, evaluate_setting
-from advshield.experiment import AttackSetting, RunContext, Target, Threat
+from advshield.evaluation.verdict import headline, red_flags, with_interval
+from advshield.experiment import AttackSetting, RunContext, Target
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.report import card_markdown, render_html
 from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
@@ -137,18 +136,19 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
     victim = Target(model, {"architecture": type(model).__name__, "sha256": module_sha256(model), "dataset": ds_name,
                             "source": "python"}, f"{type(model).__module__}.{type(model).__qualname__}")
     settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes)
-    rows, samples, clean_cache, t0 = [], {}, CleanCache(), time.perf_counter()
+    rows, samples, correct, clean_cache, t0 = [], {}, [], CleanCache(), time.perf_counter()
     for s in settings:
         sub = ctx.load_target(s.threat.substitute, ds_name) if s.threat.substitute else None
         row, sample = evaluate_setting(s, victim, defense_obj, defense_id, images, ctx, dataset=ds_name,
                                        substitute=sub, eot_samples=eot_samples, clean_cache=clean_cache)
-        rows.append(row)
+        rows.append(with_interval(row))
+        correct.append(sample.correct)
         samples.setdefault(str(s.threat), {})[s.attack] = sample
         quiet(f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}")
     card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
             "dataset": ds_name, "n": len(images), "defense": defense_id, "defense_card": None, "seed": seed,
             "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-            "red_flags": red_flags_of(rows, len(images.classes)),
+            "verdict": headline(rows, correct), "red_flags": red_flags(rows, len(images.classes)),
             "notes": notes + ["robust accuracy = restored_accuracy: the classifier's accuracy on the adversarial "
                               "images after the defense",
                               "success_rate = restored accuracy / clean accuracy (the papers' metric)"]}
@@ -212,39 +212,4 @@ def _settings(attacks, threats, params: dict, defended: bool, notes: list[str]) 
     return out
 
 
-def red_flags_of(rows: list[dict], num_classes: int) -> list[dict]:
-    """Red flags readable from the rows alone (``{"check", "detail"}`` each).
-
-    * adaptive-vs-oblivious: an adaptive attack leaves more robust accuracy than the same attack ignoring
-      the defense (more than one image's worth): the adaptive attack is broken or too weak;
-    * above-clean: accuracy after the defense above the clean accuracy: the defense reads something the clean
-      image does not carry (label leaking), the row measures the protocol, not robustness;
-    * chance-level: clean accuracy at or below chance: does the model expect normalised inputs?
-    """
-    flags: list[dict] = []
-    oblivious = {(r["attack"], json.dumps(r["params"], sort_keys=True, default=str)): r for r in rows
-                 if _threat_kind(r) is ThreatModel.WHITE_BOX}
-    for r in rows:
-        slack = 1 / max(r["n"], 1)
-        o = oblivious.get((r["attack"], json.dumps(r["params"], sort_keys=True, default=str)))
-        if o is not None and _threat_kind(r) is ThreatModel.ADAPTIVE:
-            c = check_adaptive_vs_oblivious(r["restored_accuracy"], o["restored_accuracy"], slack)
-            if not c["passed"]:
-                flags.append({"check": c["check"], "detail": f"{r['attack']}: {c['detail']}"})
-        if r["restored_accuracy"] - r["clean_accuracy"] > slack:
-            flags.append({"check": "above-clean", "detail": (
-                f"{r['threat']} {r['attack']}: accuracy after the defense {r['restored_accuracy']:.3f} > clean "
-                f"{r['clean_accuracy']:.3f}: the defense reads something the clean image does not carry "
-                "(label leaking?); this row measures the protocol, not robustness")})
-    if rows and rows[0]["clean_accuracy"] <= 1 / num_classes + 1 / max(rows[0]["n"], 1):
-        flags.append({"check": "chance-level", "detail": (
-            f"clean accuracy {rows[0]['clean_accuracy']:.3f} is at chance (1/{num_classes}): does the model expect "
-            "normalised inputs? advshield passes images in [0, 1]; put any normalisation inside the model")})
-    return flags
-
-
-def _threat_kind(row: dict) -> ThreatModel:
-    return Threat.parse(row["threat"]).kind
-
-
-__all__ = ["Evaluation", "evaluate", "red_flags_of"]
+__all__ = ["Evaluation", "evaluate"]
