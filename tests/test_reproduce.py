@@ -106,7 +106,7 @@ def test_bad_presets_name_the_problem(tmp_path, change, fragment):
 def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
     import copy
 
-    from advshield.reproduce.runner import settings_for
+    from advshield.reproduce.restoration.runner import settings_for
 
     data = copy.deepcopy(TINY)
     data["attacks"]["fgsm"]["adaptive_params"] = {"eps": 0.2}
@@ -121,7 +121,7 @@ def test_one_training_attack_at_several_budgets(tmp_path):
     import copy
 
     from advshield.experiment import RunContext
-    from advshield.reproduce.recipes import training_config
+    from advshield.reproduce.restoration.recipes import training_config
 
     data = copy.deepcopy(TINY)
     data["train_attacks"] = {"fgsm": {"params": {"eps": 0.3}},
@@ -227,7 +227,7 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
 
 
 def test_report_flags_restored_accuracy_above_clean():
-    from advshield.reproduce.report import above_clean
+    from advshield.reproduce.restoration.report import above_clean
 
     def row(attack, clean, restored, n=1000):
         return {"attack": attack, "threat": "white-box", "n": n, "clean_accuracy": clean, "restored_accuracy": restored}

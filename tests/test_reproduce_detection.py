@@ -13,7 +13,7 @@ from advshield.detectors.magnet import MagNetAutoencoder, ReconstructionErrorDet
 from advshield.evaluation.detection import reconstruction_stats
 from advshield.errors import AdvShieldError
 from advshield.reproduce import load_preset
-from advshield.reproduce.detection_preset import DetectionPreset
+from advshield.reproduce.detection.preset import DetectionPreset
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli import run_cli  # noqa: E402

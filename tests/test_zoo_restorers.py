@@ -8,7 +8,7 @@ from advshield.data import load_dataset
 from advshield.defenses import load_defense
 from advshield.reproduce import load_preset
 from advshield.experiment import RunContext
-from advshield.reproduce.runner import training_config
+from advshield.reproduce.restoration.runner import training_config
 from advshield.training.defense_config import find_restorer
 from advshield.zoo import list_checkpoints, load_pretrained
 
@@ -65,7 +65,7 @@ def test_every_restorer_variant_a_preset_names_is_shipped_with_its_config():
 
     from advshield.config_file import load_yaml_model
     from advshield.reproduce import builtin_presets
-    from advshield.reproduce.preset import Preset
+    from advshield.reproduce.restoration.preset import Preset
     from advshield.training.defense_config import DefenseTrainConfig
     from advshield.zoo import pretrained_path
 

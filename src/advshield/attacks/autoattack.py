@@ -7,11 +7,11 @@ from typing import Any
 import torch
 
 from advshield.attacks.apgd import norm_and_eps
-from advshield.attacks.base import ATTACKS, Attack, AttackResult, check_output, register_attack, succeeded
+from advshield.attacks.ensemble import CLEAN_FOOLED, ROBUST, member_robust_accuracy  # noqa: F401
+from advshield.attacks.base import ATTACKS, Attack, check_output, register_attack, succeeded
 from advshield.attacks.pipeline import Surface
 from advshield.errors import InputError
 
-ROBUST, CLEAN_FOOLED = -1, -2  # broken_by codes: never broken / already misclassified (or flagged) when clean
 
 # Members in the order they run (cheapest first), as (registered name, parameters besides eps and norm).
 VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
@@ -83,19 +83,3 @@ class AutoAttack(Attack):
             adv[todo[hit]], broken_by[todo[hit]], robust[todo[hit]] = out[hit], k, False
         self.report(members=[m.name for m in members], broken_by=broken_by)
         return adv
-
-
-def member_robust_accuracy(result: AttackResult) -> dict[str, float]:
-    """Robust accuracy after each member of an ensemble run (cumulative: correct under it and all before).
-
-    Keys: 'clean' then the member names in order; values are fractions of all images. Computed from
-    ``info['broken_by']``, so they are judged as the attack judged success (the surface, or the
-    transfer-feedback victim); the final one equals ``adv_accuracy`` whenever that judge is the victim.
-    """
-    if "broken_by" not in result.info:
-        raise InputError("this result has no per-member record (info['broken_by']): not an ensemble run")
-    b, names = result.info["broken_by"], result.info["members"]
-    out = {"clean": float((b != CLEAN_FOOLED).float().mean())}
-    for k, name in enumerate(names):
-        out[name] = float(((b == ROBUST) | (b > k)).float().mean())
-    return out

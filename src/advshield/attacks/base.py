@@ -95,7 +95,8 @@ class AttackResult:
         if self.surface_adv_pred is not None:
             out["surface_adv_accuracy"] = float((self.surface_adv_pred == self.labels).float().mean())
         if "broken_by" in self.info:  # an ensemble run: robust accuracy after each member
-            from advshield.attacks.autoattack import member_robust_accuracy
+            from advshield.attacks.ensemble import member_robust_accuracy
+
             out["robust_accuracy_after"] = member_robust_accuracy(self)
         if self.detected_adv is not None:
             out["detected_clean_rate"] = float(self.detected_clean.float().mean())

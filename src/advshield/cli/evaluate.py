@@ -42,7 +42,7 @@ def evaluate_cmd(
     """Restored accuracy, success and recovery rates, SSIM/PSNR and norms per attack and threat model."""
     from advshield.evaluation import run_evaluation
     from advshield.experiment import AttackSetting, RunContext, Threat
-    from advshield.reproduce.preset import EVALUATION_THREATS
+    from advshield.reproduce.restoration.preset import EVALUATION_THREATS
     from advshield.user_modules import is_user_spec
 
     names = [a.strip() for a in attacks.split(",") if a.strip()]

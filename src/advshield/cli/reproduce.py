@@ -25,7 +25,8 @@ def reproduce_cmd(
     """Run a paper's whole pipeline (zoo targets, attacks, restorer training, evaluation) and write a report."""
     from advshield.experiment import RunContext
     from advshield.reproduce import load_preset, reproduce
-    from advshield.reproduce.detection_runner import reproduce_detection
+    from advshield.reproduce.detection.runner import reproduce_detection
+    from advshield.reproduce.propagation.runner import reproduce_propagation
 
     p = load_preset(preset)
     note_embedded(p.dataset.value, data_root)
@@ -36,5 +37,7 @@ def reproduce_cmd(
                             seed=seed, log=lambda s: console.print(s, markup=False, soft_wrap=True))
     if p.kind == "detection":
         reproduce_detection(p, out, ctx, full=full, command=command)
+    elif p.kind == "propagation":
+        reproduce_propagation(p, out, ctx, full=full, command=command)
     else:
         reproduce(p, out, ctx, full=full, command=command, retrain=retrain)

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
-
-import torch
 
 from advshield.checkpoint import read_card
 from advshield.evaluation import RestorationCache, run_evaluation
 from advshield.experiment import AttackSetting, RunContext
 from advshield.io import atomic_write_json
-from advshield.reproduce.ablation import run_loss_ablation
-from advshield.reproduce.comparison import comparison_figure
-from advshield.reproduce.preset import Preset
-from advshield.reproduce.recipes import settings_for, training_config
-from advshield.reproduce.report import write_report
+from advshield.reproduce.core import run_header
+from advshield.reproduce.restoration.ablation import run_loss_ablation
+from advshield.reproduce.restoration.comparison import comparison_figure
+from advshield.reproduce.restoration.preset import Preset
+from advshield.reproduce.restoration.recipes import settings_for, training_config
+from advshield.reproduce.restoration.report import write_report
 from advshield.training.defense_trainer import train_defense
 from advshield.training.defense_config import find_restorer
 from advshield.zoo import resolve_checkpoint
-
-
-def run_header(preset, budget, *, full: bool, t_start: float, phases: dict, command: str, ctx: RunContext) -> dict:
-    """The part of a reproduction card every preset kind shares: recipe, budget, timing, data, machine."""
-    test = ctx.load_data(preset.dataset.value, "test")
-    return {"preset": preset.model_dump(mode="json"), "variant": "full" if full else "fast",
-            "budget": budget.model_dump(), "seconds": round(time.perf_counter() - t_start, 1), "phases": phases,
-            "command": command, "data_source": test.meta.get("source", ""), "test_split_size": len(test),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                        "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": ctx.requested_device}}
 
 
 def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = False, command: str = "",

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from advshield.data.core import DatasetName
 from advshield.experiment import AttackSetting
+from advshield.reproduce.names import check_name
 
 _STRICT = ConfigDict(extra="forbid")
 DETECTOR_LABELS = {"magnet-error": "MagNet", "magnet-divergence": "MagNet (divergence)", "defense-gan": "Defense-GAN",
@@ -64,6 +65,7 @@ class DetectionPreset(BaseModel):
 
     kind: Literal["detection"]
     name: str
+    _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
     title: str
     paper: str
     dataset: DatasetName

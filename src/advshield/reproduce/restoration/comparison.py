@@ -8,7 +8,7 @@ import torch
 
 from advshield.evaluation.figures import image_rows
 from advshield.experiment import AttackSetting, RunContext, acquire_set
-from advshield.reproduce.preset import Preset
+from advshield.reproduce.restoration.preset import Preset
 
 
 @torch.no_grad()

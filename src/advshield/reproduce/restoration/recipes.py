@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from advshield.experiment import AttackSetting, RunContext, Threat
-from advshield.reproduce.preset import Budget, Preset
+from advshield.reproduce.restoration.preset import Budget, Preset
 from advshield.training.defense_config import AttackMix, DefenseTrainConfig
 
 

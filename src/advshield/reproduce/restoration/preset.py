@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from importlib import resources
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from advshield.config_file import validate_mapping
 from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
+from advshield.reproduce.names import check_name
 from advshield.experiment.threat import Threat, ThreatModel
 from advshield.training.defense_config import LossWeights, check_restorer
 
@@ -171,6 +168,7 @@ class Preset(BaseModel):
 
     kind: Literal["restoration"] = "restoration"
     name: str
+    _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
     title: str
     paper: str  # file under shared/papers
     dataset: DatasetName
@@ -240,46 +238,3 @@ class Preset(BaseModel):
     def ablation_loss(self, label: str) -> LossWeights:
         """The training loss with one ablation variant's overrides applied (validated)."""
         return LossWeights(**{**self.training.loss.model_dump(), **self.loss_ablation[label]})
-
-
-def builtin_presets() -> dict[str, Path]:
-    folder = Path(str(resources.files("advshield.reproduce") / "presets"))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
-def _preset_path(spec: str | Path, folder: Path | None = None) -> Path:
-    """A built-in preset's file, or a YAML file (relative to ``folder`` when given)."""
-    builtins = builtin_presets()
-    path = builtins.get(str(spec)) or (folder / spec if folder else Path(spec))
-    if not path.is_file():
-        raise AdvShieldError(f"unknown preset {spec!r}: not a file, and the built-in presets are "
-                             f"{', '.join(builtins)}")
-    return path
-
-
-def _preset_mapping(path: Path, seen: tuple[Path, ...] = ()) -> object:
-    """A preset file's YAML with ``extends: <preset>`` resolved: the base's top-level keys, replaced by this file's."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise AdvShieldError(f"{path.name}: not valid YAML ({exc})") from None
-    if not isinstance(raw, dict) or "extends" not in raw:
-        return raw
-    base_path = _preset_path(raw.pop("extends"), path.parent)
-    if base_path.resolve() in seen:
-        raise AdvShieldError(f"{path.name}: 'extends' comes back to {base_path.name}")
-    base = _preset_mapping(base_path, seen + (path.resolve(),))
-    if not isinstance(base, dict):
-        raise AdvShieldError(f"{base_path.name} (extended by {path.name}): a preset must be a YAML mapping")
-    return {**base, **raw}
-
-
-def load_preset(spec: str | Path) -> "Preset | DetectionPreset":
-    """A built-in preset by name, or a YAML file; ``kind: detection`` selects a :class:`DetectionPreset`;
-    ``extends: <preset>`` starts from another preset and replaces the top-level keys this file gives."""
-    from advshield.reproduce.detection_preset import DetectionPreset
-
-    path = _preset_path(spec)
-    raw = _preset_mapping(path)
-    kind = raw.get("kind", "restoration") if isinstance(raw, dict) else "restoration"
-    return validate_mapping(raw, DetectionPreset if kind == "detection" else Preset, path.name, "preset")

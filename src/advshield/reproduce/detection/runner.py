@@ -14,9 +14,9 @@ from advshield.evaluation.detection import DetectionRun, detection_experiment
 from advshield.evaluation.figures import image_rows
 from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
-from advshield.reproduce.detection_preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
-from advshield.reproduce.detection_report import write_detection_report
-from advshield.reproduce.runner import run_header
+from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
+from advshield.reproduce.detection.report import write_detection_report
+from advshield.reproduce.core import run_header
 
 N_FIGURE = 8
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
-from advshield.reproduce.detection_preset import DETECTOR_LABELS, DetectionPreset
+from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionPreset
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:

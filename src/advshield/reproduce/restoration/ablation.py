@@ -7,8 +7,8 @@ from pathlib import Path
 from advshield.evaluation import run_evaluation
 from advshield.evaluation.figures import grouped_bars
 from advshield.experiment import RunContext
-from advshield.reproduce.preset import Budget, Preset
-from advshield.reproduce.recipes import settings_for, training_config
+from advshield.reproduce.restoration.preset import Budget, Preset
+from advshield.reproduce.restoration.recipes import settings_for, training_config
 from advshield.training.defense_trainer import train_defense
 
 TOTAL = "total loss"

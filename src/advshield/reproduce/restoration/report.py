@@ -6,8 +6,8 @@ from pathlib import Path
 
 from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
-from advshield.reproduce.ablation import ablation_lines
-from advshield.reproduce.preset import Preset
+from advshield.reproduce.restoration.ablation import ablation_lines
+from advshield.reproduce.restoration.preset import Preset
 
 _PAPER_METRIC = {"clean_accuracy": "clean_accuracy", "adv_accuracy": "adv_accuracy",
                  "restored_accuracy": "restored_accuracy", "success_rate": "success_rate",

@@ -1,0 +1,1 @@
+"""Propagation presets (perturbation-propagation.txt): NE-D / COS-D per layer over several classifiers."""

@@ -1,0 +1,1 @@
+"""Restoration presets (CRU-Net, deep image restoration, DKN): preset model, runner, report."""
