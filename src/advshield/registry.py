@@ -47,6 +47,8 @@ class Registry(Generic[T]):
             ) from None
 
     def create(self, name: str, **kwargs: Any) -> T:
+        """The entry's object; an argument its factory does not take fails naming the ones it does."""
+        self.check_params(name, kwargs)
         return self.entry(name).factory(**kwargs)
 
     def check_params(self, name: str, params: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from advshield.attacks.base import (Attack, Norm, check_eps, check_linf_eps, check_positive_int, is_fooled,
-                                    judged_logits, loss_gradient, register_attack)
+from advshield.attacks.base import (Attack, Norm, check_eps, check_linf_eps, check_positive_int, loss_gradient,
+                                    register_attack, succeeded)
 from advshield.errors import InputError
 
 
@@ -70,8 +70,10 @@ class IterativeAttack(Attack):
             xa, ya = adv[active], labels[active]
             ta = target[active] if target is not None else None
             _, grad, logits = loss_gradient(surface, xa, ya, ta)
-            if self.early_stop and getattr(surface, "detector", None) is None:
-                keep = ~is_fooled(judged_logits(surface, xa, logits), ya, ta)
+            # Freeze a sample once it succeeds: with early_stop, and always against a detector, where the next
+            # step may trip it again (the per-sample switch of loss_gradient oscillates around the threshold).
+            if self.early_stop or getattr(surface, "detector", None) is not None:
+                keep = ~succeeded(surface, xa, ya, ta, logits)
                 active, xa, ya, grad = active[keep], xa[keep], ya[keep], grad[keep]
                 ta = ta[keep] if ta is not None else None
                 if len(active) == 0:
@@ -87,7 +89,7 @@ class IterativeAttack(Attack):
     def perturb(self, surface, x, labels, target, generator):
         best = self._one_run(surface, x, labels, target, generator)
         for _ in range(self.restarts - 1):
-            done = is_fooled(judged_logits(surface, best), labels, target)
+            done = succeeded(surface, best, labels, target)
             if done.all():
                 break
             todo = (~done).nonzero().squeeze(1)

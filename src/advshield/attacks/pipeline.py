@@ -49,6 +49,8 @@ class Pipeline(nn.Module):
 
     def __init__(self, classifier: nn.Module, defense: Defense | None = None, detector: Detector | None = None):
         super().__init__()
+        if detector is not None and not detector.threshold == detector.threshold:  # NaN: never calibrated
+            raise InputError("the detector must be calibrated (a threshold at a stated FPR) before it guards a pipeline")
         self.classifier, self.defense, self.detector = classifier, defense, detector
 
     @property
@@ -113,7 +115,9 @@ class Surface(nn.Module):
                 and self.defense is None and self.classifier is victim.classifier)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Per-sample hinge on the detector score: > 0 while the input would be flagged."""
+        """Per-sample hinge on the detector score: > 0 while the input would be flagged. A detector whose score
+        has no useful gradient offers ``adaptive_score`` (Defense-GAN: the latent search held fixed, BPDA)."""
         if self.detector is None:
             return None
-        return self.detector_weight * torch.relu(self.detector.score(x) - self.detector.threshold)
+        score = getattr(self.detector, "adaptive_score", self.detector.score)
+        return self.detector_weight * torch.relu(score(x) - self.detector.threshold)

@@ -4,6 +4,7 @@ and makes one call into the experiment layer."""
 from __future__ import annotations
 
 import sys
+import traceback
 
 from pydantic import ValidationError
 
@@ -23,6 +24,18 @@ def main() -> None:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
         print(f"error: invalid option(s): {problems}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # the user's files: a folder that cannot be written, a file that vanished
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(f"error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished shards, epochs and sets are kept; the same command resumes", file=sys.stderr)
+        sys.exit(130)
+    except Exception:  # noqa: BLE001 - anything else is a bug: say so, with the traceback to report
+        traceback.print_exc()
+        print("advshield: internal error (a bug, not a problem with your input): please report it with the "
+              "traceback above and the command you ran", file=sys.stderr)
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]

@@ -94,7 +94,7 @@ def detect_cmd(
     adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
                                                 "(misclassify and stay under the threshold)."),
     adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
-    adaptive_steps: int = typer.Option(100, min=1, help="Steps per constant of the adaptive attack."),
+    adaptive_steps: int = typer.Option(100, min=1, help="PGD steps of the adaptive attack (step 2.5 eps / steps)."),
     max_rule_n: int = typer.Option(0, min=0, help="Training images for the papers' max-rule threshold "
                                                   "(0: all of --n-train)."),
     checkpoint: Optional[Path] = typer.Option(None, help="A detector.safetensors saved by an earlier run: reuse it "
@@ -103,8 +103,8 @@ def detect_cmd(
     """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%.
 
     The trained detector is saved as <out>/detector.safetensors with its JSON card."""
-    from advshield.detectors import DETECTORS, JointAttack, Projection
-    from advshield.evaluation.detection import detection_experiment
+    from advshield.detectors import DETECTORS, Projection
+    from advshield.evaluation.detection import default_adaptive, detection_experiment
     from advshield.experiment import AttackSetting, RunContext
 
     DETECTORS.entry(detector)  # an unknown name fails here, naming the registered ones
@@ -120,6 +120,5 @@ def detect_cmd(
                          dataset=dataset, gan_lr=gan_lr,
                          projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
                                                final_lr=gan_search_lr / 10),
-                         adaptive=adaptive, joint=JointAttack(eps=adaptive_eps, steps=adaptive_steps,
-                                                              stepsize=adaptive_eps / 25),
+                         adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
                          max_rule_n=max_rule_n, checkpoint=checkpoint)

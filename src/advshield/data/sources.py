@@ -130,7 +130,10 @@ def load_dataset(name: str | DatasetName, split: str | Split = "train", root: st
     except ValueError:
         raise DataError(f"unknown dataset {name!r}; choose one of: "
                         f"{', '.join(d.value for d in DatasetName)}") from None
-    split = Split(split).value
+    try:
+        split = Split(split).value
+    except ValueError:
+        raise DataError(f"unknown split {split!r}; choose one of: {', '.join(s.value for s in Split)}") from None
     base = resolve_root(root)
     if base is None:
         if name is DatasetName.MNIST:

@@ -1,6 +1,5 @@
 """Adversarial-example detectors: a score per input and a threshold calibrated at a stated FPR."""
 
-from advshield.detectors.adaptive import JointAttack, joint_attack
 from advshield.detectors.base import DETECTORS, Detector, register_detector
 from advshield.detectors.checkpoint import load_detector, save_detector
 from advshield.detectors.factory import build_detector, make_detector
@@ -11,6 +10,6 @@ from advshield.detectors.magnet import (DivergenceDetector, MagNetAutoencoder, M
                                         ReconstructionErrorDetector, train_autoencoder)
 
 __all__ = ["CMAG", "CMAGDetector", "DETECTORS", "DefenseGANDetector", "DefenseGANReconstruction", "Detector",
-           "Generator", "JointAttack", "Projection", "joint_attack", "project", "train_wgan_gp", "DivergenceDetector", "MagNetAutoencoder", "MagNetReformer",
+           "Generator", "Projection", "project", "train_wgan_gp", "DivergenceDetector", "MagNetAutoencoder", "MagNetReformer",
            "ReconstructionErrorDetector", "build_detector", "load_detector", "make_detector", "save_detector", "register_detector", "train_cmag",
            "train_autoencoder"]

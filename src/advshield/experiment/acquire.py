@@ -19,6 +19,7 @@ import torch
 
 from advshield.adversarial import AdversarialSpec, generate_adversarial_set
 from advshield.attacks import AttackResult, Pipeline, ThreatModel
+from advshield.attacks.pipeline import Detector
 from advshield.data import ImageDataset
 from advshield.defenses import Defense
 from advshield.errors import InputError
@@ -42,25 +43,31 @@ class StoredSet:
 def acquire_set(setting: AttackSetting, victim: Target, data: ImageDataset, ctx: RunContext, *,
                 dataset: str, split: str = "test", substitute: Target | None = None,
                 defense: Defense | None = None, defense_id: dict | None = None,
+                detector: Detector | None = None, detector_id: dict | None = None,
                 eot_samples: int = 8, progress: Callable[[int, int], None] | None = None) -> StoredSet:
     """``setting``'s set on ``data`` (already cut to the images wanted) for ``victim``.
 
     ``split`` names the images in the key (e.g. ``test`` or a shard ``test[0:500]``); ``substitute`` is
-    needed by the transfer kinds, ``defense`` and ``defense_id`` by ``adaptive``.
+    needed by the transfer kinds; ``adaptive`` attacks through ``defense`` and/or ``detector`` (named by
+    their ids): the detector-aware objective of the attack engine (misclassified and under the threshold).
     """
     attack = setting.create()
     kind = setting.threat.kind
     if setting.threat.transfers and substitute is None:
         raise InputError(f"setting {setting.name}: the {kind.value} threat model needs a substitute classifier")
-    if kind is ThreatModel.ADAPTIVE and (defense is None or defense_id is None):
-        raise InputError(f"setting {setting.name}: the adaptive threat model needs the defense it attacks through")
+    if kind is ThreatModel.ADAPTIVE and defense is None and detector is None:
+        raise InputError(f"setting {setting.name}: the adaptive threat model needs the defense or detector it "
+                         "attacks through")
+    if (defense is not None and defense_id is None) or (detector is not None and detector_id is None):
+        raise InputError(f"setting {setting.name}: an adaptive set is named by its defense's or detector's id")
     if kind is ThreatModel.TRANSFER:
         owner, pipeline, sub, threat, extra = substitute, Pipeline(substitute.model), None, ThreatModel.WHITE_BOX, {}
     elif kind is ThreatModel.TRANSFER_FEEDBACK:
         owner, pipeline, sub, threat = victim, Pipeline(victim.model), substitute.model, kind
         extra = {"substitute_sha256": substitute.sha256}
     elif kind is ThreatModel.ADAPTIVE:
-        owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model, defense), None, kind, {"defense": defense_id}
+        guard = defense_id if detector is None else {"defense": defense_id, "detector": detector_id}
+        owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model, defense, detector), None, kind, {"defense": guard}
     else:
         owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model), None, kind, {}
     spec = AdversarialSpec(owner.sha256, setting.attack, attack.params(), dataset, split, len(data), ctx.seed,

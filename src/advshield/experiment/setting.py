@@ -33,6 +33,7 @@ class AttackSetting:
         if not isinstance(self.threat, Threat):
             object.__setattr__(self, "threat", Threat.parse(self.threat))
         ATTACKS.entry(self.attack)  # an unknown name fails here, naming the registered ones
+        self.create()  # and so do unknown, non-finite or out-of-range parameters, before any work starts
         if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
             raise InputError(f"setting {self.name}: n must be a positive integer or None, got {self.n!r}")
 

@@ -98,7 +98,8 @@ def render_reproduction_html(summary: dict, base: str | Path | None = None) -> s
         if not cards:
             continue
         merged = dict(cards[0], rows=[r for c in cards for r in c.get("rows", [])],
-                      red_flags=[f for c in cards for f in c.get("red_flags", []) or []])
+                      red_flags=[f for c in cards for f in c.get("red_flags", []) or []],
+                      verdict=cards[-1].get("verdict"))  # the adaptive card's per-image worst case, when run
         spec = ev.get("evaluation", {})
         merged.setdefault("target", spec.get("target", "?"))
         section = _evaluation_section(merged, f"e{i}")

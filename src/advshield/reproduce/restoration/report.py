@@ -150,11 +150,25 @@ def _red_flag_lines(summary: dict) -> list[str]:
             + [f"- {f}" for f in flags] + [""])
 
 
-def _restorer_budget(preset: Preset, b: dict) -> str:
+def _restorers_that_ran(summary: dict) -> list[str]:
+    """One line per restorer evaluated: where it came from and what it was trained on (its own card)."""
+    out = []
+    for t, c in summary["restorers"].items():
+        source = "the zoo's" if c.get("source") == "zoo" else "trained in this run"
+        out.append(f"- Restorer for {t}: {source}, `{c.get('architecture', '?')}` with {c.get('n_params', 0):,} "
+                   f"parameters, {sum(c.get('train_pairs', {}).values())} training pairs, {c.get('epochs', '?')} epochs.")
+    return out
+
+
+def _restorer_budget(preset: Preset, b: dict, summary: dict) -> str:
     if not preset.trained_targets:
         return ("- Restorer: none trained by this preset; every evaluation names a zoo variant, whose recipe the "
                 "Restorers table and the notes give.")
-    return (f"- Restorer: `{preset.defense}` {dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one "
+    if all(c.get("source") == "zoo" for c in summary["restorers"].values()):
+        return ("- Recipe: none trained in this run; the zoo ships restorers trained with the preset's recipe "
+                "(the lines below and the Restorers table are their own cards); `--retrain` trains them here.")
+    return (f"- Recipe of the restorers trained in this run: `{preset.defense}` "
+            f"{dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one "
             f"per target ({', '.join(preset.trained_targets)}); {b['n_train']} training images turned into pairs "
             f"(split among the attacks), {b['n_val']} held out, {b['epochs']} epochs, batch "
             f"{b.get('batch_size') or preset.training.batch_size}, Adam lr {b.get('lr') or preset.training.lr} "
@@ -174,7 +188,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              f"Wall time: {summary['seconds'] / 60:.1f} min on {summary['machine']['cpus']} CPU(s), "
              f"torch {summary['machine']['torch']} ({summary['machine']['torch_threads']} threads), "
              f"device {summary['machine']['device']}.", "",
-             "## Budgets", "", _restorer_budget(preset, b),
+             "## Budgets", "", _restorer_budget(preset, b, summary), *_restorers_that_ran(summary),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
              f"{b['n_adaptive']} (adaptive).",
              "- Attacks (parameters; share of the training pairs):", ""]
@@ -227,8 +241,9 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
     lines += _red_flag_lines(summary)
     lines += ["## Differences from the paper", ""]
     lines += [f"- {n}" for n in preset.notes]
-    seen = (f"; the restorers saw {b['n_train']} training images (the papers do not state theirs)"
-            if preset.trained_targets else "")
+    pairs = sorted({sum(c.get("train_pairs", {}).values()) for c in summary["restorers"].values()})
+    seen = (f"; the restorers evaluated saw {' / '.join(map(str, pairs))} training pairs (the papers do not state "
+            "theirs)" if pairs else "")
     lines += [f"- Sample counts: {b['n_test'] or summary['test_split_size']} test images here{seen}.", ""]
     atomic_write_bytes(path, "\n".join(lines).encode())
     return path

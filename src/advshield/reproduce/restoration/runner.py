@@ -8,7 +8,8 @@ from pathlib import Path
 from advshield.checkpoint import read_card
 from advshield.evaluation import RestorationCache, run_evaluation
 from advshield.experiment import AttackSetting, RunContext
-from advshield.io import atomic_write_json
+from advshield.io import atomic_write_bytes, atomic_write_json
+from advshield.report import render_reproduction_html
 from advshield.reproduce.core import run_header
 from advshield.reproduce.restoration.ablation import run_loss_ablation
 from advshield.reproduce.restoration.comparison import comparison_figure
@@ -111,5 +112,6 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
     }
     atomic_write_json(out / "reproduction.json", summary)
     write_report(preset, summary, out / "report.md")
+    atomic_write_bytes(out / "report.html", render_reproduction_html(summary, base=out).encode())
     log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
     return summary
