@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console
+from advshield.cli.common import (DataRoot, DeviceOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console,
+                                  progress_bar)
 from advshield.errors import AdvShieldError
 
 
@@ -52,9 +53,12 @@ def analyze_propagation(
     denoiser = [d for d in denoiser if d.strip().lower() != "none"]
     ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
                             log=lambda s: console.print(s, markup=False, soft_wrap=True))
-    run_propagation(model, settings, out or Path("runs") / "propagation" / Path(model).stem, ctx, denoiser=denoiser,
-                    layers=[s.strip() for s in layers.split(",")] if layers else None, n=n, dataset=dataset,
-                    split=split, substitute=substitute, reference=reference, batch_size=batch_size)
+    with progress_bar("propagation") as update:
+        ctx.progress = lambda what, done, total: update(done, total, what)
+        run_propagation(model, settings, out or Path("runs") / "propagation" / Path(model).stem, ctx,
+                        denoiser=denoiser, layers=[s.strip() for s in layers.split(",")] if layers else None, n=n,
+                        dataset=dataset, split=split, substitute=substitute, reference=reference,
+                        batch_size=batch_size)
 
 
 @analyze_app.command("propagation-report")

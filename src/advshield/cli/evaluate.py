@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
-                                  note_embedded, parse_params)
+                                  note_embedded, parse_params, progress_bar)
 from advshield.errors import AdvShieldError
 
 
@@ -37,6 +37,8 @@ def evaluate_cmd(
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/eval/<target>-<defense>)."),
     store: Path = StoreOpt,
     figures: bool = typer.Option(True, "--figures/--no-figures"),
+    checks: int = typer.Option(100, min=0, help="Images the convergence and gradient-masking checks of every "
+                               "adaptive setting run on (0: none; failures are red flags in the card and report)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Restored accuracy, success and recovery rates, SSIM/PSNR and norms per attack and threat model."""
@@ -59,9 +61,11 @@ def evaluate_cmd(
     if not is_user_spec(defense):
         ctx.load_defense(defense, parse_params(defense_param, "--defense-param"))  # fail before any attack runs
     note_embedded(dataset or "mnist", data_root)
-    card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
-                          dataset=dataset, n=n, figures=figures, target_weights=weights,
-                          defense_weights=defense_weights)
+    with progress_bar("evaluating", quiet=as_json) as update:
+        ctx.progress = lambda what, done, total: update(done, total, what)
+        card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
+                              dataset=dataset, n=n, figures=figures, checks=checks, target_weights=weights,
+                              defense_weights=defense_weights)
     if as_json:
         print(json.dumps(card, indent=2))
     else:
@@ -115,10 +119,12 @@ def detect_cmd(
     note_embedded(dataset or "mnist", data_root)
     ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
                             log=lambda s: console.print(s, markup=False, soft_wrap=True))
-    detection_experiment(target, detector, settings, out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}",
-                         ctx, fpr=fpr, n_train=n_train, n_calibration=n_calibration, epochs=epochs, n=n,
-                         dataset=dataset, gan_lr=gan_lr,
-                         projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
-                                               final_lr=gan_search_lr / 10),
-                         adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
-                         max_rule_n=max_rule_n, checkpoint=checkpoint)
+    out = out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}"
+    with progress_bar("detection") as update:
+        ctx.progress = lambda what, done, total: update(done, total, what)
+        detection_experiment(target, detector, settings, out, ctx, fpr=fpr, n_train=n_train,
+                             n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, gan_lr=gan_lr,
+                             projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
+                                                   final_lr=gan_search_lr / 10),
+                             adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
+                             max_rule_n=max_rule_n, checkpoint=checkpoint)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded
+from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, progress_bar
 
 
 @app.command("reproduce")
@@ -35,9 +35,11 @@ def reproduce_cmd(
     command += " --retrain" if retrain else ""
     ctx = RunContext.create(device, distributed=True, store=store or out / "adversarial", data_root=data_root,
                             seed=seed, log=lambda s: console.print(s, markup=False, soft_wrap=True))
-    if p.kind == "detection":
-        reproduce_detection(p, out, ctx, full=full, command=command)
-    elif p.kind == "propagation":
-        reproduce_propagation(p, out, ctx, full=full, command=command)
-    else:
-        reproduce(p, out, ctx, full=full, command=command, retrain=retrain)
+    with progress_bar(f"reproduce {p.name}") as update:
+        ctx.progress = lambda what, done, total: update(done, total, what)
+        if p.kind == "detection":
+            reproduce_detection(p, out, ctx, full=full, command=command)
+        elif p.kind == "propagation":
+            reproduce_propagation(p, out, ctx, full=full, command=command)
+        else:
+            reproduce(p, out, ctx, full=full, command=command, retrain=retrain)

@@ -8,7 +8,9 @@ import time
 from pathlib import Path
 
 from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting
+from advshield.attacks import Pipeline, ThreatModel
 from advshield.experiment import AttackSetting, RunContext
+from advshield.experiment.health import setting_health
 from advshield.evaluation.verdict import headline, red_flags, with_interval
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.report import card_markdown, write_html_report
@@ -31,10 +33,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
 def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out: str | Path, ctx: RunContext, *,
                    defense_params: dict | None = None, dataset: str | None = None, n: int | None = None,
                    figures: bool = True, restoration_cache: RestorationCache | None = None,
-                   target_weights: str | Path | None = None, defense_weights: str | Path | None = None) -> dict:
+                   target_weights: str | Path | None = None, defense_weights: str | Path | None = None,
+                   checks: int = 100) -> dict:
     """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card.
 
     ``target`` and ``defense`` may be the user's own ``package.module:factory`` (with their weights files).
+    Every adaptive setting is checked for convergence and gradient masking on the first ``checks`` images
+    (0: none); failures become red flags.
     Several evaluations of one run can share a ``restoration_cache`` (same restorer, same stored sets).
     """
     out = Path(out)
@@ -59,10 +64,15 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
                     f"{row['defended_clean_accuracy']:.4f}), SSIM {row['ssim_restored']:.4f}, "
                     f"PSNR {row['psnr_restored']:.2f} dB")
     tcard = victim.card
+    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(victim.model, defense_obj), data, ctx, checks)
+              for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
+    flags = red_flags(rows, data.num_classes) + [
+        {"check": f"health: {c['name']}", "detail": f"{label}: {c['detail']}"}
+        for label, h in health.items() for c in h.get("failures", [])]
     card = {"target": tcard["architecture"], "target_sha256": tcard["sha256"], "dataset": ds_name, "n": len(data),
             "defense": defense_id, "defense_card": _defense_summary(dcard), "seed": ctx.seed, "world_size": ctx.dist.world_size,
             "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-            "verdict": headline(rows, correct, ctx.dist.all_sum), "red_flags": red_flags(rows, data.num_classes),
+            "verdict": headline(rows, correct, ctx.dist.all_sum), "red_flags": flags, "health": health,
             "notes": ["success_rate = restored accuracy / clean accuracy (CRU-Net Eq. 14, DIR Eq. 8)",
                       "PSNR uses MAX = 1 on [0, 1] images; psnr_restored_paper_convention adds 48.13 dB, "
                       "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces"]}
@@ -86,9 +96,15 @@ def write_reports(card: dict, out: Path) -> None:
 
 def write_figures(rows: list[dict], samples: dict[str, dict[str, Samples]], dcard: dict | None, folder: Path,
                   name: str) -> list[str]:
-    from advshield.evaluation.figures import accuracy_bars, loss_curves, restoration_grid
+    from advshield.evaluation.figures import accuracy_bars, grouped_bars, loss_curves, restoration_grid
 
     paths = []
+    adaptive = {r["attack"]: r for r in rows if r["threat"] == ThreatModel.ADAPTIVE.value}
+    oblivious = {r["attack"]: r for r in rows if r["threat"] == ThreatModel.WHITE_BOX.value and r["attack"] in adaptive}
+    if oblivious:  # what the papers report beside what an attacker who knows the defense gets
+        groups = {a: {"no defense": r["adv_accuracy"], "defended, oblivious attack": r["restored_accuracy"],
+                      "defended, adaptive attack": adaptive[a]["restored_accuracy"]} for a, r in oblivious.items()}
+        paths.append(grouped_bars(groups, f"{name}: oblivious vs adaptive", folder / "bars-oblivious-vs-adaptive.png"))
     for threat, per_attack in samples.items():
         tag = threat.replace(":", "-")
         sel = [r for r in rows if r["threat"] == threat]

@@ -72,6 +72,9 @@ def acquire_set(setting: AttackSetting, victim: Target, data: ImageDataset, ctx:
         owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model), None, kind, {}
     spec = AdversarialSpec(owner.sha256, setting.attack, attack.params(), dataset, split, len(data), ctx.seed,
                            threat.value, **extra)
+    if progress is None and ctx.progress is not None:
+        what = f"{setting.name} ({setting.threat}) on {victim.architecture}"
+        progress = lambda done, total: ctx.progress(what, done, total)  # noqa: E731
     folder, result, cached = generate_adversarial_set(spec, attack, pipeline, data, ctx.store, substitute=sub,
                                                       batch_size=ctx.batch_size, device=ctx.device,
                                                       eot_samples=eot_samples, progress=progress)

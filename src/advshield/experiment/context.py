@@ -56,6 +56,7 @@ class RunContext:
     batch_size: int = 250
     log: Callable[[str], None] = print
     requested_device: str = "auto"  # as the user named it: recorded in cards and passed to training configs
+    progress: Callable[[str, int, int], None] | None = None  # (what, done, total): a progress bar, on a terminal
     _targets: dict = field(default_factory=dict, repr=False)
 
     @classmethod

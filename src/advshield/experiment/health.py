@@ -1,33 +1,53 @@
-"""Self-checks of an adaptive setting (see :mod:`advshield.attacks.health`), run on a small subset."""
+"""The self-checks of an adaptive setting (:func:`advshield.attacks.health.run_health_checks`), on a subset.
+
+Convergence (twice the steps and restarts must not lower robust accuracy by a point or more), the
+gradient-free Square attack must not beat the gradient attack, an unbounded attack must succeed, random noise
+must not beat the attack, gradients must be finite and non-zero. An attack without a steps budget (DeepFool,
+CW, the AutoAttack ensemble) is checked through APGD-CE at its budget: the checks probe the pipeline's
+gradients, which every gradient attack relies on.
+"""
 
 from __future__ import annotations
 
 import inspect
 
 from advshield.attacks import ATTACKS, Pipeline, create_attack
-from advshield.attacks.health import check_attack_health
+from advshield.attacks.health import run_health_checks
 from advshield.data import ImageDataset
 from advshield.experiment.context import RunContext
 from advshield.experiment.setting import AttackSetting
 
 
-def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext,
-                   n: int = 100) -> dict:
-    """Run the health checks for ``setting`` through ``pipeline`` on the first ``n`` images.
-
-    Returns ``{"ok", "checks"}``, or ``{"skipped": why}`` for an attack without an eps/steps budget to vary.
-    """
+def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | None:
+    """(attack, fixed parameters, eps, steps, restarts, norm) the checks run, or None when there is no budget."""
     accepted = inspect.signature(ATTACKS.entry(setting.attack).factory).parameters
-    if not {"eps", "steps"} <= set(accepted):
-        return {"skipped": f"{setting.attack} has no eps/steps budget to vary"}
-    params = setting.params
-    fixed = {k: v for k, v in params.items() if k in accepted and k not in ("eps", "steps")}
-    eps = params.get("eps", accepted["eps"].default)
-    steps = params.get("steps", accepted["steps"].default)
+    attack = setting.create()
+    eps, norm = getattr(attack, "eps", None), getattr(attack, "norm", None)
+    norm = getattr(norm, "value", norm) or "linf"
+    if eps is None:
+        return None
+    if {"steps", "restarts"} <= set(accepted):
+        fixed = {k: v for k, v in setting.params.items() if k in accepted and k not in ("eps", "steps", "restarts")}
+        return setting.attack, fixed, eps, attack.steps, attack.restarts, norm
+    return "apgd-ce", {"norm": norm}, eps, 100, 1, norm
+
+
+def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext, n: int = 100,
+                   eot_samples: int = 8) -> dict:
+    """Run the checks for ``setting`` (adaptive: through the whole ``pipeline``) on the first ``n`` images.
+
+    Returns ``{"attack", "n", "ok", "checks", "failures"}``, or ``{"skipped": why}`` for an attack without an
+    eps budget (the unbounded and noise checks need one).
+    """
+    probe = _probe(setting)
+    if probe is None:
+        return {"skipped": f"{setting.attack} has no eps budget to vary"}
+    name, fixed, eps, steps, restarts, norm = probe
     x, y = data.tensors(slice(0, n))
-    report = check_attack_health(lambda e, s: create_attack(setting.attack, eps=e, steps=s, **fixed),
-                                 pipeline.to(ctx.device), x, y, eps, steps, warn=False)
-    return {"ok": report.ok, "checks": report.checks, "failures": report.failures}
+    report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
+                               pipeline.to(ctx.device), x, y, eps, steps, restarts=restarts, norm=norm,
+                               threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
+    return {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
 
 
 __all__ = ["setting_health"]

@@ -42,7 +42,8 @@ def run_loss_ablation(preset: Preset, budget: Budget, restorers: dict[str, dict]
             log(f"== loss ablation: {label} {loss.model_dump()}")
             cfg = training_config(preset, target, budget, ctx)
             cfg = cfg.model_copy(update={"loss": loss, "n_train": n_train, "epochs": epochs})
-            ckpt = str(train_defense(cfg, folder / "defense", store=ctx.store, log=log).checkpoint)
+            ckpt = str(train_defense(cfg, folder / "defense", store=ctx.store, log=log,
+                                     progress=ctx.progress).checkpoint)
         variants[label] = {"loss": loss.model_dump(), "checkpoint": ckpt}
         for ev in (e for e in preset.evaluations if e.defense_of == target and not e.restorer):  # not shipped variants
             card = (next(e["oblivious"] for e in evaluations if e["evaluation"] == ev.model_dump()) if reuse else

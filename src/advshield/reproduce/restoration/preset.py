@@ -48,6 +48,7 @@ class Budget(BaseModel):
     epochs: int = Field(ge=1)
     n_test: int | None = Field(None, ge=1)  # None: the whole test split
     n_adaptive: int = Field(ge=0)  # test images for the adaptive attacks (expensive: they backpropagate the defense)
+    n_checks: int = Field(100, ge=0)  # images the health checks of every adaptive setting run on (0: none)
     batch_size: int | None = Field(None, ge=1)  # overrides training.batch_size for this variant
     schedule: Literal["constant", "cosine"] | None = None  # overrides training.schedule for this variant
     defense_params: dict = Field(default_factory=dict)  # merged over the preset's defense_params

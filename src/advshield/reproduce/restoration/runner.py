@@ -47,7 +47,7 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
                 f" variant's exact recipe (on {shipped.card.get('device', '?')}); pass --retrain to train here")
             restorers[target] = {"checkpoint": str(shipped.path), "card": dict(shipped.card, source="zoo")}
         else:
-            result = train_defense(cfg, out / "defenses" / target, store=store, log=log)
+            result = train_defense(cfg, out / "defenses" / target, store=store, log=log, progress=ctx.progress)
             restorers[target] = {"checkpoint": str(result.checkpoint), "card": dict(result.card, source="trained")}
         phases[f"train {target}"] = round(time.perf_counter() - t0, 1)
 
@@ -64,7 +64,8 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
         t0 = time.perf_counter()
         log(f"== evaluating {ev.target} behind the restorer for {ev.defense_of}" + (f" ({ev.label})" if ev.label else ""))
         oblivious = run_evaluation(ev.target, ckpt, settings_for(preset, ev.threats, False), folder, ctx,
-                                   n=budget.n_test, dataset=preset.dataset.value, restoration_cache=cache)
+                                   n=budget.n_test, dataset=preset.dataset.value, restoration_cache=cache,
+                                      checks=budget.n_checks)
         adaptive = None
         adaptive_settings = settings_for(preset, ev.threats, True)
         # Same images for both columns: the oblivious white-box numbers again, on the adaptive subset.
@@ -72,7 +73,8 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
         paired += adaptive_settings
         if adaptive_settings and budget.n_adaptive:
             adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", ctx, n=budget.n_adaptive,
-                                      dataset=preset.dataset.value, restoration_cache=cache)
+                                      dataset=preset.dataset.value, restoration_cache=cache,
+                                      checks=budget.n_checks)
         phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
         baselines = {}
         for b in preset.baselines:  # the same settings (same stored adversarial sets) through each baseline
@@ -82,10 +84,12 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
             baselines[b.name] = {
                 "oblivious": run_evaluation(ev.target, b.defense, settings_for(preset, ev.threats, False), bfolder,
                                             ctx, defense_params=b.params, n=budget.n_test,
-                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache),
+                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache,
+                                            checks=budget.n_checks),
                 "adaptive": (run_evaluation(ev.target, b.defense, paired, bfolder / "adaptive", ctx,
                                             defense_params=b.params, n=budget.n_adaptive,
-                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache)
+                                            dataset=preset.dataset.value, figures=False, restoration_cache=cache,
+                                            checks=budget.n_checks)
                              if adaptive_settings and budget.n_adaptive else None)}
             phases[f"evaluate {folder.name} / {b.key}"] = round(time.perf_counter() - t0, 1)
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
