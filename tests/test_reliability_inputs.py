@@ -159,5 +159,5 @@ def test_cli_attack_non_positive_n_is_one_line(tmp_path, monkeypatch, capsys, n)
     with pytest.raises(SystemExit) as exit_:
         main()
     err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and err.count("\n") == 0 and "n must be a positive" in err
+    assert exit_.value.code == 2 and err.count("\n") == 0 and err.startswith("error: ") and "--n" in err
     assert not any(tmp_path.iterdir())  # nothing stored

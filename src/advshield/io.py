@@ -119,6 +119,24 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+def check_writable(folder: str | Path) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there, before any long work starts.
+
+    A read-only or missing-permission location is a :class:`StorageError` naming it (not an error after an
+    hour of training).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = temporary_name(folder / ".write-check")
+        with open(probe, "xb"):
+            pass
+        probe.unlink()
+    except OSError as exc:
+        raise _storage_error(folder, exc) from None
+    return folder
+
+
 def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

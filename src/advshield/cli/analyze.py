@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DeviceOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console,
-                                  progress_bar)
+                                  progress_bar, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -51,6 +51,7 @@ def analyze_propagation(
         names = [a.strip() for a in attacks.split(",") if a.strip()]
         settings = attack_params(names, attack_param)
     denoiser = [d for d in denoiser if d.strip().lower() != "none"]
+    writable(store, out)
     ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
                             log=lambda s: console.print(s, markup=False, soft_wrap=True))
     with progress_bar("propagation") as update:

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, app, console, names_help, note_embedded, notes,
-                                  parse_params, progress_bar)
+                                  parse_params, progress_bar, writable)
 
 
 @app.command("attack")
@@ -50,6 +50,7 @@ def attack_cmd(
         params["eps"] = eps
     setting = AttackSetting(attack, params, Threat.parse(threat), n)
     setting.create()  # bad parameters fail before any loading
+    writable(out)
     ctx = RunContext.create(device, store=out, data_root=data_root, seed=seed, batch_size=batch_size)
     victim = ctx.load_target(model, dataset, weights)
     ds_name = ctx.dataset_of(victim, dataset)

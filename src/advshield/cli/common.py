@@ -58,6 +58,16 @@ def names_help(registry: str, **where) -> str:
     return ", ".join(reg.names(**where))
 
 
+def writable(*paths: Path | None) -> Path | None:
+    """Fail now, with one line, if an output location cannot be written; returns the first path."""
+    from advshield.io import check_writable
+
+    for p in paths:
+        if p is not None:
+            check_writable(p)
+    return paths[0] if paths else None
+
+
 def note_embedded(dataset: str, data_root: Optional[str]) -> None:
     from advshield.data.sources import resolve_root
 

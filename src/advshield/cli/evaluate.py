@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
-                                  note_embedded, parse_params, progress_bar)
+                                  note_embedded, parse_params, progress_bar, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -55,6 +55,7 @@ def evaluate_cmd(
             raise AdvShieldError(f"--threat {t}: name the substitute, transfer:<substitute>")
     settings = [AttackSetting(a, params[a], t) for t in threats for a in names]
     out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
+    writable(out, store)
     ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,
                             batch_size=batch_size,
                             log=(lambda s: None) if as_json else (lambda s: console.print(s, markup=False, soft_wrap=True)))
@@ -120,6 +121,7 @@ def detect_cmd(
     ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
                             log=lambda s: console.print(s, markup=False, soft_wrap=True))
     out = out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}"
+    writable(out, store)
     with progress_bar("detection") as update:
         ctx.progress = lambda what, done, total: update(done, total, what)
         detection_experiment(target, detector, settings, out, ctx, fpr=fpr, n_train=n_train,

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, progress_bar
+from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, progress_bar, writable
 
 
 @app.command("reproduce")
@@ -33,6 +33,7 @@ def reproduce_cmd(
     out = out or Path("runs") / "reproduce" / f"{p.name}{'-full' if full else ''}"
     command = f"advshield reproduce {preset}{' --full' if full else ''}"
     command += " --retrain" if retrain else ""
+    writable(out, store)
     ctx = RunContext.create(device, distributed=True, store=store or out / "adversarial", data_root=data_root,
                             seed=seed, log=lambda s: console.print(s, markup=False, soft_wrap=True))
     with progress_bar(f"reproduce {p.name}") as update:

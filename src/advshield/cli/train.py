@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
-                                  note_embedded, parse_floats, parse_params, progress_bar)
+                                  note_embedded, parse_floats, parse_params, progress_bar, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -48,7 +48,7 @@ def train_target_cmd(
                       label_smoothing=label_smoothing, augment=augment, val_fraction=val_fraction, n_train=n_train,
                       seed=seed, device=device, data_root=data_root)
     note_embedded(cfg.dataset.value, data_root)
-    out = out or Path("runs") / f"{cfg.dataset.value}-{cfg.model}"
+    out = writable(out or Path("runs") / f"{cfg.dataset.value}-{cfg.model}")
     with progress_bar("training", quiet=as_json) as update:
         result = train_target(cfg, out, resume=resume, progress=lambda d, done, total: update(done, total, d),
                               log=(lambda s: None) if as_json else update.console.print)
@@ -123,7 +123,8 @@ def train_defense_cmd(
             n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
             loss={"mse": mse, "l1": l1, "ssim": ssim_weight, "ce": ce}, init=init, seed=seed, device=device,
             data_root=data_root)
-    out = out or Path("runs") / "defenses" / f"{cfg.defense}-{Path(cfg.target).stem}"
+    out = writable(out or Path("runs") / "defenses" / f"{cfg.defense}-{Path(cfg.target).stem}")
+    writable(store)
     with progress_bar("training", quiet=as_json) as update:
         result = train_defense(cfg, out, store=store, resume=resume,
                                progress=lambda d, done, total: update(done, total, d),
