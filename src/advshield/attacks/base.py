@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from advshield.attacks.checks import (AttackError, check_eps, check_finite_arguments, check_linf_eps,  # noqa: F401
                                       check_positive_int)
 from advshield.errors import InputError
+from advshield.metrics.norms import perturbation_norms  # noqa: F401  (re-exported by attacks)
 from advshield.registry import Registry
 from advshield.validation import check_images, check_labels
 
@@ -34,11 +35,6 @@ class Norm(str, enum.Enum):
     LINF = "linf"
     L2 = "l2"
     L0 = "l0"
-
-
-def perturbation_norms(adv: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    d = (adv - x).flatten(1)
-    return {"l0": (d.abs() > 1e-6).sum(1).float(), "l2": d.norm(p=2, dim=1), "linf": d.abs().amax(1)}
 
 
 def median(t: torch.Tensor) -> float | None:

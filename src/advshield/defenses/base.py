@@ -17,6 +17,11 @@ DEFENSES: Registry["Defense"] = Registry("defense")
 register_defense = DEFENSES.register
 
 
+def is_restorer(name: str) -> bool:
+    """A registered defense that must be trained (``kind="restorer"``), as opposed to a parameter-only one."""
+    return name in DEFENSES and DEFENSES.entry(name).meta.get("kind") == "restorer"
+
+
 class Defense(nn.Module):
     differentiable: ClassVar[bool] = True
     randomized: ClassVar[bool] = False

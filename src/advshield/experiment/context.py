@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from advshield.checkpoint import load_model
+from advshield.checkpoint import load_model, read_card
 from advshield.data import ImageDataset, check_classes, load_dataset
-from advshield.defenses import DEFENSES, Defense, load_defense
+from advshield.defenses import DEFENSES, Defense, is_restorer, load_defense
 from advshield.device import select_device
 from advshield.distributed import DistContext, init_distributed, local_device
 from advshield.errors import InputError
@@ -109,10 +109,13 @@ class RunContext:
             for note in notes:
                 self.log(f"note: {note}")
             return defense, module_identity(defense), {"architecture": type(module).__name__, "notes": notes}
-        if spec in DEFENSES and DEFENSES.entry(spec).meta.get("kind") != "restorer":
+        if spec in DEFENSES and not is_restorer(spec):
             defense = DEFENSES.create(spec, **(params or {})).to(self.device)
-            return defense, {"name": spec, "params": params or {}}, None
-        if spec in DEFENSES:
+            ident = {"name": spec, "params": params or {}}
+            if (params or {}).get("checkpoint"):  # a generative defense: named by its weights, not their path
+                ident["checkpoint_sha256"] = read_card(params["checkpoint"])["sha256"]
+            return defense, ident, None
+        if is_restorer(spec):
             raise InputError(f"{spec} must be trained first (advshield train-defense); pass its .safetensors file "
                              "or a zoo restorer's name")
         defense, card = load_defense(resolve_checkpoint(spec), self.device)

@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 
 def check_restorer(name: str) -> str:
     """``name`` if it is a registered trainable restorer; a ValueError naming the restorers otherwise."""
-    from advshield.defenses import DEFENSES
+    from advshield.defenses import DEFENSES, is_restorer
 
-    if DEFENSES.entry(name).meta.get("kind") != "restorer":
+    if not is_restorer(DEFENSES.entry(name).name):
         raise ValueError(f"{name} is not a trainable restorer; choose one of {DEFENSES.names(kind='restorer')}")
     return name
 

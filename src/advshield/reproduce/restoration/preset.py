@@ -80,9 +80,9 @@ class Baseline(BaseModel):
     @field_validator("defense")
     @classmethod
     def _registered(cls, v: str) -> str:
-        from advshield.defenses import DEFENSES
+        from advshield.defenses import DEFENSES, is_restorer
 
-        if DEFENSES.entry(v).meta.get("kind") == "restorer":
+        if is_restorer(DEFENSES.entry(v).name):
             raise ValueError(f"{v} is a trainable restorer, not a preprocessing baseline")
         return v
 
