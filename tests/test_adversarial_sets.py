@@ -100,5 +100,6 @@ def test_cli_adaptive_runs_health_checks(tmp_path):
                                    str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
-    assert {c["check"] for c in s["health"]["checks"]} == {"more-steps", "larger-eps", "unbounded", "beats-noise",
+    assert {c["check"] for c in s["health"]["checks"]} == {"convergence", "gradient-free", "unbounded", "beats-noise",
                                                             "gradients"}
+    assert s["health"]["attack"] == "pgd" and s["health"]["n"] == 60

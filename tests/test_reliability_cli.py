@@ -71,7 +71,7 @@ def test_a_preset_name_cannot_climb_out_of_the_output_folder(tmp_path):
 def test_a_bug_prints_its_traceback_and_says_it_is_one(monkeypatch, capsys):
     import advshield.cli as cli
 
-    def boom():
+    def boom(**_):
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(cli, "app", boom)
