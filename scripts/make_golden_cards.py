@@ -1,6 +1,7 @@
 """Write the golden cards that tests/test_golden_cards.py compares the current code against.
 
-    python scripts/make_golden_cards.py OUT_FOLDER
+    python scripts/make_golden_cards.py OUT_FOLDER            # tiny presets of each kind
+    python scripts/make_golden_cards.py OUT_FOLDER --builtin  # every built-in MNIST preset on a fixed subset
 
 Run it with the code whose numbers are the reference (e.g. a checkout of an earlier commit first on
 PYTHONPATH); it keeps only the numbers of each reproduction kind (restoration rows, detection metrics,
@@ -16,7 +17,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from golden_presets import DETECTION, PROPAGATION, RESTORATION  # noqa: E402
+from golden_presets import BUILTIN, DETECTION, PROPAGATION, RESTORATION  # noqa: E402
 
 NUMERIC = ("n", "clean_accuracy", "defended_clean_accuracy", "adv_accuracy", "restored_accuracy", "recovery_rate",
            "ssim_restored", "psnr_restored", "mean_l2", "mean_linf")
@@ -65,5 +66,18 @@ def main(out: Path) -> None:
         (out / "propagation.json").write_text(json.dumps(propagation_numbers(card), indent=1, sort_keys=True) + "\n")
 
 
+def main_builtin(out: Path, names: list[str] | None = None) -> None:
+    """``builtin-<preset>.json`` for each preset of ``BUILTIN`` (or ``names``): its fast variant on a subset."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in names or list(BUILTIN):
+            (tmp / f"{name}.yaml").write_text(yaml.safe_dump({"extends": name, "fast": BUILTIN[name]}))
+            _cli("reproduce", str(tmp / f"{name}.yaml"), "--out", str(tmp / name), "--device", "cpu")
+            summary = json.loads((tmp / name / "reproduction.json").read_text())
+            numbers = detection_numbers if "detectors" in summary else restoration_numbers
+            (out / f"builtin-{name}.json").write_text(json.dumps(numbers(summary), indent=1, sort_keys=True) + "\n")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (main_builtin if "--builtin" in sys.argv else main)(Path(sys.argv[1]))

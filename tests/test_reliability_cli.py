@@ -36,9 +36,17 @@ def data_root(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args,fragment", CASES, ids=[" ".join(a[:3]) + f" #{i}" for i, (a, _) in enumerate(CASES)])
-def test_user_errors_are_one_line(args, fragment, data_root, tmp_path):
-    proc = run_cli(*args, "--data-root", data_root, cwd=tmp_path)
-    assert_one_line_error(proc, fragment)
+def test_user_errors_are_one_line(args, fragment, data_root, tmp_path, monkeypatch, capsys):
+    from advshield.cli import main
+
+    monkeypatch.chdir(tmp_path)  # in process (the subprocess path is covered by the tests below and test_cli)
+    monkeypatch.setattr(sys, "argv", ["advshield", *args, "--data-root", data_root])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    out, err = capsys.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert exit_.value.code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert fragment in lines[0] and "Traceback" not in out + err
 
 
 def test_an_output_folder_that_cannot_be_written_fails_before_any_work(data_root, tmp_path):
