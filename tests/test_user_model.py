@@ -112,7 +112,11 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     by = {(r["threat"], r["attack"]): r for r in result.rows}
     assert by[("white-box", "pgd")]["adv_accuracy"] < 0.5  # eps 0.25 moves a 0.3/0.7 image across 0.5
     assert by[("adaptive", "pgd")]["restored_accuracy"] <= by[("white-box", "pgd")]["restored_accuracy"]
-    assert isinstance(card["red_flags"], list)
+    # the rows above rule out these flags; the health checks ran on both adaptive settings
+    assert not [f for f in card["red_flags"] if f["check"] in ("adaptive-vs-oblivious", "label-leaking", "chance-level")]
+    assert set(card["health"]) == {"adaptive fgsm", "adaptive pgd"}
+    assert all(h["n"] == 12 and {c["check"] for c in h["checks"]} >= {"convergence", "gradient-free", "unbounded"}
+               for h in card["health"].values())
 
     md = result.to_markdown()
     assert "## Verdict" in md and "robust: adaptive" in md and "robust: oblivious (white-box)" in md

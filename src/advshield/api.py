@@ -29,12 +29,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from advshield.attacks import ThreatModel
+from advshield.attacks import Pipeline, ThreatModel
 from advshield.data import ImageDataset
 from advshield.errors import InputError
 from advshield.evaluation.restoration import CleanCache, Samples, evaluate_setting
-from advshield.evaluation.verdict import headline, red_flags, with_interval
+from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval
 from advshield.experiment import AttackSetting, RunContext, Target
+from advshield.experiment.health import setting_health
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.report import card_markdown, render_html
 from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
@@ -87,7 +88,7 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
              threats: Sequence[str] = ("white-box", "adaptive"), attack_params: dict[str, dict] | None = None,
              n: int | None = None, dataset: str | None = None, data_root: str | None = None,
              device: str | torch.device | None = None, store: str | Path = "runs/adversarial", seed: int = 0,
-             batch_size: int = 250, eot_samples: int = 8, out: str | Path | None = None,
+             batch_size: int = 250, eot_samples: int = 8, checks: int = 100, out: str | Path | None = None,
              log: Callable[[str], None] | None = None) -> Evaluation:
     """Evaluate ``defense`` protecting ``model`` against ``attacks`` under ``threats``.
 
@@ -109,6 +110,8 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
         dataset: the name recorded in the card (default: ``data`` when it is a name, else ``custom``).
         device: where to run (default: the model's device). Model and defense are moved there in place.
         store: folder of the content-addressed adversarial-set store (reruns reuse its sets).
+        checks: images the convergence and gradient-masking checks of every adaptive setting run on (0: none);
+            failures become red flags, as in every CLI evaluation.
         out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
 
     Raises:
@@ -116,6 +119,8 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
             finite ``[N, classes]`` logits, images not float32 NCHW in [0, 1], labels out of range.
     """
     check_module_mode(model, "model")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"n must be a positive integer or None (all images), got {n!r}")
     if defense is not None:
         check_module_mode(defense, "defense")
     quiet = log or (lambda _: None)
@@ -143,12 +148,15 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
                                        substitute=sub, eot_samples=eot_samples, clean_cache=clean_cache)
         rows.append(with_interval(row))
         correct.append(sample.correct)
-        samples.setdefault(str(s.threat), {})[s.attack] = sample
+        samples.setdefault(str(s.threat), {})[s.name] = sample
         quiet(f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}")
+    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(model, defense_obj), images, ctx, checks, eot_samples)
+              for s in settings if checks and s.threat.adaptive}
     card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
             "dataset": ds_name, "n": len(images), "defense": defense_id, "defense_card": None, "seed": seed,
             "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-            "verdict": headline(rows, correct), "red_flags": red_flags(rows, len(images.classes)),
+            "verdict": headline(rows, correct), "health": health,
+            "red_flags": red_flags(rows, len(images.classes)) + health_flags(health),
             "notes": notes + ["robust accuracy = restored_accuracy: the classifier's accuracy on the adversarial "
                               "images after the defense",
                               "success_rate = restored accuracy / clean accuracy (the papers' metric)"]}

@@ -12,7 +12,7 @@ from advshield.analysis.figures import propagation_curves
 from advshield.analysis.propagation import PropagationResult, batched, propagation
 from advshield.attacks import Pipeline
 from advshield.defenses import load_defense
-from advshield.experiment import AttackSetting, RunContext, ThreatModel, acquire_set, judge
+from advshield.experiment import AttackSetting, RunContext, acquire_set, on_victim
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.zoo import resolve_checkpoint
 
@@ -71,8 +71,7 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     for st in settings:
         stored = acquire_set(st, ref, data, ctx, dataset=ds_name, split=split,
                              substitute=ctx.load_target(st.threat.substitute, ds_name) if st.threat.transfers else sub)
-        result = judge(stored.result, Pipeline(ref.model), data, ctx) if st.threat.kind is ThreatModel.TRANSFER \
-            else stored.result
+        result = on_victim(stored, st, Pipeline(ref.model), data, ctx)
         summary = result.summary()
         log(f"{st.name}: {'found' if stored.cached else 'crafted'} {len(data)} examples, accuracy of the reference "
             f"{summary['adv_accuracy']:.4f}, mean L-inf {result.norms['linf'].mean():.4f}")

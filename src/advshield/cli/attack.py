@@ -42,7 +42,7 @@ def attack_cmd(
 ) -> None:
     """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
     from advshield.attacks import Pipeline
-    from advshield.experiment import AttackSetting, RunContext, Threat, ThreatModel, acquire_set, judge
+    from advshield.experiment import AttackSetting, RunContext, Threat, acquire_set, on_victim
     from advshield.experiment.health import setting_health
 
     params = parse_params(param)
@@ -63,9 +63,7 @@ def attack_cmd(
     with progress_bar(f"{attack} on {victim.architecture}", len(data), quiet=as_json) as update:
         stored = acquire_set(setting, victim, data, ctx, dataset=ds_name, split=split, substitute=sub,
                              defense=defense_obj, defense_id=defense_id, progress=lambda done, total: update(done))
-    # The stored set is judged on the pipeline that crafted it; judge it on the victim where that differs.
-    crafted_elsewhere = setting.threat.kind is ThreatModel.TRANSFER or (defense_obj is not None and not setting.threat.adaptive)
-    result = judge(stored.result, pipeline, data, ctx) if crafted_elsewhere else stored.result
+    result = on_victim(stored, setting, pipeline, data, ctx)
     summary = dict(result.summary(), path=str(stored.folder), cached=stored.cached, attack=attack,
                    params=setting.create().params(), model=victim.architecture, dataset=ds_name, split=split,
                    threat=str(setting.threat))

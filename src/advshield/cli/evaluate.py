@@ -81,7 +81,7 @@ def detect_cmd(
                                 "LABEL=ATTACK names one setting, e.g. cw-29=cw with --attack-param cw-29.confidence=29."),
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (or LABEL.NAME=VALUE), "
                                            "e.g. cw.confidence=9."),
-    fpr: float = typer.Option(0.05, help="False-positive rate on held-out clean images that sets the threshold."),
+    fpr: float = typer.Option(0.05, min=0.0001, max=0.9999, help="False-positive rate on held-out clean images that sets the threshold."),
     n_train: int = typer.Option(5000, min=1, help="Clean training images for the generative model."),
     n_calibration: int = typer.Option(1000, min=1, help="Held-out clean training images for the threshold."),
     epochs: int = typer.Option(10, min=1),

@@ -64,6 +64,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     The trained detector is saved as ``out/detector.safetensors`` with its card; ``checkpoint`` reuses such a
     file instead of training (the threshold is then recalibrated on the same held-out images)."""
     t0 = time.perf_counter()
+    if not 0 < fpr < 1:
+        raise InputError(f"fpr must lie in (0, 1), got {fpr}")
     dev, seed, log = ctx.device, ctx.seed, ctx.log
     victim = ctx.load_target(target, dataset)
     classifier, card = victim.model, victim.card
@@ -126,7 +128,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "adaptive-joint: the attack engine's adaptive threat against classifier + detector (push the "
                          "classifier until fooled, then the score under the threshold); evasion = share of the "
                          "images correct and unflagged when clean that end misclassified and unflagged; "
-                         "robust_accuracy = share of all images not (misclassified and unflagged) after the attack",
+                         "robust_accuracy = share of all images right and unflagged when clean that the attack did not "
+                         "turn into an unflagged misclassification (a flagged clean image counts as an error)",
                          "reconstruction: SSIM (11x11 Gaussian window) and L2 distance ||x - x'||_2 between inputs and "
                          "the detector's reconstructions; clean_train covers the max-rule images (CMAG Table 6's "
                          "threshold is their smallest SSIM)"]}
@@ -145,8 +148,10 @@ def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detect
     r = acquire_set(setting, victim, data, ctx, dataset=dataset, detector=detector, detector_id=detector_id).result
     n_ok = int(r.clean_correct.sum())
     evasion = float(r.success.sum()) / max(n_ok, 1)
-    broken = int(((r.adv_pred != r.labels) & ~r.detected_adv).sum())
-    lo, hi = wilson_interval(len(r.labels) - broken, len(r.labels))
+    # robust: right and unflagged when clean (a false positive costs accuracy) and not an unflagged error after
+    robust = int((r.clean_correct & ~((r.adv_pred != r.labels) & ~r.detected_adv)).sum())
+    broken = len(r.labels) - robust
+    lo, hi = wilson_interval(robust, len(r.labels))
     ctx.log(f"adaptive {setting.attack} {setting.params}: {evasion:.4f} of {n_ok} clean-correct, unflagged images end "
             f"misclassified and unflagged; robust accuracy {1 - broken / max(len(r.labels), 1):.4f}")
     return {"attack": setting.attack, "params": setting.create().params(), "n": len(r.labels), "n_clean_correct": n_ok,

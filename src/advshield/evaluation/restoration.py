@@ -36,8 +36,8 @@ _SUMS = ("clean_correct", "defended_clean_correct", "adv_correct", "restored_cor
 @dataclass
 class Samples:
     """A few images per attack for figures (originals, adversarials, restored), and ``correct``: per image of
-    this process's shard, whether the classifier is right on the restored adversarial image (for the
-    per-image worst case over attacks)."""
+    this process's shard, whether the classifier is right through the defense on the clean image and on the
+    attacked one (for the per-image worst case over attacks: an image wrong when clean is never robust)."""
 
     x: torch.Tensor
     adv: torch.Tensor
@@ -130,7 +130,7 @@ def _accumulate(classifier, randomized: bool, restore_adv, restore_clean, x, adv
     sums["l2"] += float(delta.norm(dim=1).sum())
     sums["linf"] += float(delta.abs().amax(1).sum())
     sums["n"] += len(y)
-    return restored, rest_ok
+    return restored, rest_ok & defended_ok  # robust: right through the defense, clean and attacked
 
 
 def summarise(sums: dict) -> dict:
@@ -198,7 +198,9 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
     samples.correct = torch.cat(correct)
     row = summarise(ctx.dist.all_sum(sums))
-    return dict(attack=setting.attack, params=setting.create().params(), threat=str(setting.threat), **row), samples
+    label = {"label": setting.label} if setting.label else {}
+    return dict(attack=setting.attack, **label, params=setting.create().params(), threat=str(setting.threat),
+                **row), samples
 
 
 __all__ = ["CleanCache", "RestorationCache", "Samples", "evaluate_setting", "summarise"]

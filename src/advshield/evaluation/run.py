@@ -9,9 +9,9 @@ from pathlib import Path
 
 from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting
 from advshield.attacks import Pipeline, ThreatModel
-from advshield.experiment import AttackSetting, RunContext
+from advshield.experiment import AttackSetting, RunContext, Threat
 from advshield.experiment.health import setting_health
-from advshield.evaluation.verdict import headline, red_flags, with_interval
+from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.report import card_markdown, write_html_report
 
@@ -57,7 +57,7 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
                                        clean_cache=clean_cache, restoration_cache=restoration_cache)
         rows.append(with_interval(row))
         correct.append(sample.correct)
-        samples.setdefault(str(s.threat), {})[s.attack] = sample
+        samples.setdefault(str(s.threat), {})[s.name] = sample
         if ctx.dist.is_main:
             ctx.log(f"{str(s.threat):>18} {s.attack:>8}: adv acc {row['adv_accuracy']:.4f} -> restored "
                     f"{row['restored_accuracy']:.4f} (clean {row['clean_accuracy']:.4f}, through defense "
@@ -66,9 +66,7 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
     tcard = victim.card
     health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(victim.model, defense_obj), data, ctx, checks)
               for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
-    flags = red_flags(rows, data.num_classes) + [
-        {"check": f"health: {c['name']}", "detail": f"{label}: {c['detail']}"}
-        for label, h in health.items() for c in h.get("failures", [])]
+    flags = red_flags(rows, data.num_classes) + health_flags(health)
     card = {"target": tcard["architecture"], "target_sha256": tcard["sha256"], "dataset": ds_name, "n": len(data),
             "defense": defense_id, "defense_card": _defense_summary(dcard), "seed": ctx.seed, "world_size": ctx.dist.world_size,
             "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
@@ -99,8 +97,10 @@ def write_figures(rows: list[dict], samples: dict[str, dict[str, Samples]], dcar
     from advshield.evaluation.figures import accuracy_bars, grouped_bars, loss_curves, restoration_grid
 
     paths = []
-    adaptive = {r["attack"]: r for r in rows if r["threat"] == ThreatModel.ADAPTIVE.value}
-    oblivious = {r["attack"]: r for r in rows if r["threat"] == ThreatModel.WHITE_BOX.value and r["attack"] in adaptive}
+    kind = {r["threat"]: Threat.parse(r["threat"]).kind for r in rows}
+    adaptive = {r.get("label", r["attack"]): r for r in rows if kind[r["threat"]] is ThreatModel.ADAPTIVE}
+    oblivious = {r.get("label", r["attack"]): r for r in rows
+                 if kind[r["threat"]] is ThreatModel.WHITE_BOX and r.get("label", r["attack"]) in adaptive}
     if oblivious:  # what the papers report beside what an attacker who knows the defense gets
         groups = {a: {"no defense": r["adv_accuracy"], "defended, oblivious attack": r["restored_accuracy"],
                       "defended, adaptive attack": adaptive[a]["restored_accuracy"]} for a, r in oblivious.items()}

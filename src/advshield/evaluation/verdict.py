@@ -29,7 +29,8 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
                reduce: Callable[[dict], dict] = lambda sums: sums) -> dict | None:
     """Per-image worst case over the rows of threat ``kind``: robust = correct under every attack.
 
-    ``correct[i]`` is row i's per-image restored-correct mask (same images, in order). Rows on fewer images
+    ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked (same
+    images, in order). Rows on fewer images
     are compared on the images they share (the first ones). Under torchrun each process holds its shard's
     masks and ``reduce`` sums the counts over processes.
     """
@@ -92,4 +93,10 @@ def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
     return flags
 
 
-__all__ = ["headline", "red_flags", "with_interval", "worst_case"]
+def health_flags(health: dict[str, dict]) -> list[dict]:
+    """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags."""
+    return [{"check": f"health: {c['name']}", "detail": f"{label}: {c['detail']}"}
+            for label, h in health.items() for c in h.get("failures", [])]
+
+
+__all__ = ["headline", "health_flags", "red_flags", "with_interval", "worst_case"]

@@ -67,6 +67,8 @@ def acquire_set(setting: AttackSetting, victim: Target, data: ImageDataset, ctx:
         extra = {"substitute_sha256": substitute.sha256}
     elif kind is ThreatModel.ADAPTIVE:
         guard = defense_id if detector is None else {"defense": defense_id, "detector": detector_id}
+        if defense is not None and defense.randomized:  # EOT over more draws is another attack
+            guard = {"guard": guard, "eot_samples": eot_samples}
         owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model, defense, detector), None, kind, {"defense": guard}
     else:
         owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model), None, kind, {}
@@ -79,6 +81,17 @@ def acquire_set(setting: AttackSetting, victim: Target, data: ImageDataset, ctx:
                                                       batch_size=ctx.batch_size, device=ctx.device,
                                                       eot_samples=eot_samples, progress=progress)
     return StoredSet(folder, result, cached)
+
+
+def on_victim(stored: StoredSet, setting: AttackSetting, pipeline: Pipeline, data: ImageDataset,
+              ctx: RunContext) -> AttackResult:
+    """The stored set judged on the victim ``pipeline``: as stored when the victim crafted it (white-box or
+    transfer-feedback on an undefended victim, adaptive through its defense), else re-read with :func:`judge`
+    (a transfer set, or a set crafted on the classifier alone and judged through a defense or detector)."""
+    guarded = pipeline.defense is not None or pipeline.detector is not None
+    if setting.threat.kind is ThreatModel.TRANSFER or (guarded and not setting.threat.adaptive):
+        return judge(stored.result, pipeline, data, ctx)
+    return stored.result
 
 
 @torch.no_grad()
@@ -100,4 +113,4 @@ def judge(stored: AttackResult, pipeline: Pipeline, data: ImageDataset, ctx: Run
                         torch.cat(det_adv) if det_adv else None, dict(stored.info))
 
 
-__all__ = ["StoredSet", "acquire_set", "judge"]
+__all__ = ["StoredSet", "acquire_set", "judge", "on_victim"]

@@ -27,7 +27,10 @@ def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | N
     if eps is None:
         return None
     if {"steps", "restarts"} <= set(accepted):
-        fixed = {k: v for k, v in setting.params.items() if k in accepted and k not in ("eps", "steps", "restarts")}
+        fixed = {k: v for k, v in setting.params.items()
+                 if k in accepted and k not in ("eps", "steps", "restarts", "abs_stepsize")}
+        if setting.params.get("abs_stepsize") and "rel_stepsize" in accepted and eps:  # steps scale with the budget
+            fixed["rel_stepsize"] = setting.params["abs_stepsize"] / eps
         return setting.attack, fixed, eps, attack.steps, attack.restarts, norm
     return "apgd-ce", {"norm": norm}, eps, 100, 1, norm
 
