@@ -58,7 +58,7 @@ def test_tiny_presets_reproduce_the_golden_numbers(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ADVSHIELD_GOLDEN_PRESETS"),
-                    reason="minutes of CPU: .ci/run sets ADVSHIELD_GOLDEN_PRESETS=1 and runs it after the suite")
+                    reason="minutes of CPU: .ci/run sets ADVSHIELD_GOLDEN_PRESETS=1 and runs it before the suite")
 @pytest.mark.parametrize("name", sorted(p.stem.removeprefix("builtin-") for p in GOLDEN.glob("builtin-*.json")))
 def test_builtin_presets_on_a_subset_reproduce_the_golden_numbers(name, tmp_path):
     """Each built-in preset whose card was made (scripts/make_golden_cards.py --builtin on 3e861a3)."""
