@@ -29,14 +29,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from advshield.attacks import Pipeline, ThreatModel
+from advshield.attacks import ThreatModel
 from advshield.data import ImageDataset
 from advshield.errors import InputError
-from advshield.evaluation.restoration import CleanCache, Samples, evaluate_setting
-from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval
+from advshield.evaluation.restoration import Samples
+from advshield.evaluation.run import measure, write_csv, write_figures, write_reports
 from advshield.experiment import AttackSetting, RunContext, Target
-from advshield.experiment.health import setting_health
-from advshield.io import atomic_write_bytes, atomic_write_json
+from advshield.io import atomic_write_json
 from advshield.report import card_markdown, render_html
 from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
                                     module_sha256)
@@ -69,17 +68,13 @@ class Evaluation:
 
     def save(self, folder: str | Path, figures: bool = True) -> Path:
         """Write ``card.json``, ``results.csv``, ``report.md``, ``report.html`` (and ``figures/``) to ``folder``."""
-        from advshield.evaluation.run import write_csv, write_figures
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if figures and self.samples:
             self.card["figures"] = write_figures(self.rows, self.samples, None, folder / "figures", self.card["target"])
         atomic_write_json(folder / "card.json", self.card)
         write_csv(self.rows, folder / "results.csv")
-        atomic_write_bytes(folder / "report.md", self.to_markdown().encode())
-        html = render_html(self.card, self.card.get("figures", []), base=folder)
-        atomic_write_bytes(folder / "report.html", html.encode())
+        write_reports(self.card, folder)  # report.md and report.html, as every CLI evaluation writes them
         return folder
 
 
@@ -141,22 +136,14 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
     victim = Target(model, {"architecture": type(model).__name__, "sha256": module_sha256(model), "dataset": ds_name,
                             "source": "python"}, f"{type(model).__module__}.{type(model).__qualname__}")
     settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes)
-    rows, samples, correct, clean_cache, t0 = [], {}, [], CleanCache(), time.perf_counter()
-    for s in settings:
-        sub = ctx.load_target(s.threat.substitute, ds_name) if s.threat.substitute else None
-        row, sample = evaluate_setting(s, victim, defense_obj, defense_id, images, ctx, dataset=ds_name,
-                                       substitute=sub, eot_samples=eot_samples, clean_cache=clean_cache)
-        rows.append(with_interval(row))
-        correct.append(sample.correct)
-        samples.setdefault(str(s.threat), {})[s.name] = sample
-        quiet(f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}")
-    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(model, defense_obj), images, ctx, checks, eot_samples)
-              for s in settings if checks and s.threat.adaptive}
+    t0 = time.perf_counter()
+    m = measure(settings, victim, defense_obj, defense_id, images, ctx, dataset=ds_name, checks=checks,
+                eot_samples=eot_samples, log_row=lambda _, s, row: quiet(
+                    f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}"))
+    samples = m.pop("samples")
     card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
             "dataset": ds_name, "n": len(images), "defense": defense_id, "defense_card": None, "seed": seed,
-            "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-            "verdict": headline(rows, correct), "health": health,
-            "red_flags": red_flags(rows, len(images.classes)) + health_flags(health),
+            "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), **m,
             "notes": notes + ["robust accuracy = restored_accuracy: the classifier's accuracy on the adversarial "
                               "images after the defense",
                               "success_rate = restored accuracy / clean accuracy (the papers' metric)"]}

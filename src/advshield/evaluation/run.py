@@ -6,10 +6,13 @@ import csv
 import io
 import time
 from pathlib import Path
+from typing import Callable
 
 from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting
 from advshield.attacks import Pipeline, ThreatModel
-from advshield.experiment import AttackSetting, RunContext, Threat
+from advshield.data import ImageDataset
+from advshield.defenses import Defense
+from advshield.experiment import AttackSetting, RunContext, Target, Threat
 from advshield.experiment.health import setting_health
 from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval
 from advshield.io import atomic_write_bytes, atomic_write_json
@@ -48,29 +51,14 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
     data = ctx.load_data(ds_name, "test", n, target=victim)
     defense_obj, defense_id, dcard = ctx.load_defense(defense, defense_params, weights=defense_weights,
                                                       probe=data.tensors(slice(0, 8))[0])
-    rows, samples, correct = [], {}, []
-    clean_cache = CleanCache()
     t0 = time.perf_counter()
-    for s in settings:
-        sub = ctx.load_target(s.threat.substitute, ds_name) if s.threat.substitute else None
-        row, sample = evaluate_setting(s, victim, defense_obj, defense_id, data, ctx, dataset=ds_name, substitute=sub,
-                                       clean_cache=clean_cache, restoration_cache=restoration_cache)
-        rows.append(with_interval(row))
-        correct.append(sample.correct)
-        samples.setdefault(str(s.threat), {})[s.name] = sample
-        if ctx.dist.is_main:
-            ctx.log(f"{str(s.threat):>18} {s.attack:>8}: adv acc {row['adv_accuracy']:.4f} -> restored "
-                    f"{row['restored_accuracy']:.4f} (clean {row['clean_accuracy']:.4f}, through defense "
-                    f"{row['defended_clean_accuracy']:.4f}), SSIM {row['ssim_restored']:.4f}, "
-                    f"PSNR {row['psnr_restored']:.2f} dB")
+    m = measure(settings, victim, defense_obj, defense_id, data, ctx, dataset=ds_name, checks=checks,
+                restoration_cache=restoration_cache, log_row=_log_row if ctx.dist.is_main else None)
+    rows, samples = m.pop("rows"), m.pop("samples")
     tcard = victim.card
-    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(victim.model, defense_obj), data, ctx, checks)
-              for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
-    flags = red_flags(rows, data.num_classes) + health_flags(health)
     card = {"target": tcard["architecture"], "target_sha256": tcard["sha256"], "dataset": ds_name, "n": len(data),
             "defense": defense_id, "defense_card": _defense_summary(dcard), "seed": ctx.seed, "world_size": ctx.dist.world_size,
-            "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
-            "verdict": headline(rows, correct, ctx.dist.all_sum), "red_flags": flags, "health": health,
+            "seconds": round(time.perf_counter() - t0, 1), "rows": rows, **m,
             "notes": ["success_rate = restored accuracy / clean accuracy (CRU-Net Eq. 14, DIR Eq. 8)",
                       "PSNR uses MAX = 1 on [0, 1] images; psnr_restored_paper_convention adds 48.13 dB, "
                       "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces"]}
@@ -84,6 +72,37 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
         write_reports(card, out)
     ctx.dist.barrier()
     return card
+
+
+def measure(settings: list[AttackSetting], victim: Target, defense: Defense, defense_id: dict, data: ImageDataset,
+            ctx: RunContext, *, dataset: str, checks: int = 100, eot_samples: int = 8,
+            restoration_cache: RestorationCache | None = None,
+            log_row: Callable[[RunContext, AttackSetting, dict], None] | None = None) -> dict:
+    """Every setting's row (with its interval), the verdict, the health checks of the adaptive settings and the
+    red flags: the part of a card every evaluation path (CLI, reproductions, the Python API) shares.
+    Returns ``{"rows", "samples", "verdict", "health", "red_flags"}``."""
+    rows, samples, correct, clean_cache = [], {}, [], CleanCache()
+    for s in settings:
+        sub = ctx.load_target(s.threat.substitute, dataset) if s.threat.substitute else None
+        row, sample = evaluate_setting(s, victim, defense, defense_id, data, ctx, dataset=dataset, substitute=sub,
+                                       eot_samples=eot_samples, clean_cache=clean_cache,
+                                       restoration_cache=restoration_cache)
+        rows.append(with_interval(row))
+        correct.append(sample.correct)
+        samples.setdefault(str(s.threat), {})[s.name] = sample
+        if log_row is not None:
+            log_row(ctx, s, row)
+    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(victim.model, defense), data, ctx, checks,
+                                                     eot_samples)
+              for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
+    return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum),
+            "health": health, "red_flags": red_flags(rows, data.num_classes) + health_flags(health)}
+
+
+def _log_row(ctx: RunContext, s: AttackSetting, row: dict) -> None:
+    ctx.log(f"{str(s.threat):>18} {s.attack:>8}: adv acc {row['adv_accuracy']:.4f} -> restored "
+            f"{row['restored_accuracy']:.4f} (clean {row['clean_accuracy']:.4f}, through defense "
+            f"{row['defended_clean_accuracy']:.4f}), SSIM {row['ssim_restored']:.4f}, PSNR {row['psnr_restored']:.2f} dB")
 
 
 def write_reports(card: dict, out: Path) -> None:

@@ -58,6 +58,7 @@ class RunContext:
     requested_device: str = "auto"  # as the user named it: recorded in cards and passed to training configs
     progress: Callable[[str, int, int], None] | None = None  # (what, done, total): a progress bar, on a terminal
     _targets: dict = field(default_factory=dict, repr=False)
+    _restorers: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, device: str | torch.device = "auto", *, distributed: bool = False,
@@ -118,7 +119,9 @@ class RunContext:
         if is_restorer(spec):
             raise InputError(f"{spec} must be trained first (advshield train-defense); pass its .safetensors file "
                              "or a zoo restorer's name")
-        defense, card = load_defense(resolve_checkpoint(spec), self.device)
+        if spec not in self._restorers:  # a trained restorer is read once per context (CLI check, each evaluation)
+            self._restorers[spec] = load_defense(resolve_checkpoint(spec), self.device)
+        defense, card = self._restorers[spec]
         return defense, {"name": card["architecture"], "sha256": card["sha256"]}, card
 
     def load_data(self, dataset: str, split: str = "test", n: int | None = None,
