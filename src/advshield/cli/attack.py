@@ -49,7 +49,6 @@ def attack_cmd(
     if eps is not None:
         params["eps"] = eps
     setting = AttackSetting(attack, params, Threat.parse(threat), n)
-    setting.create()  # bad parameters fail before any loading
     writable(out)
     ctx = RunContext.create(device, store=out, data_root=data_root, seed=seed, batch_size=batch_size)
     victim = ctx.load_target(model, dataset, weights)
