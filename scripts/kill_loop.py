@@ -1,14 +1,16 @@
 """Kill advshield at random moments and check that the next run completes with the uninterrupted result.
 
-    python scripts/kill_loop.py --kills 20            # ~2-3 minutes on 2 cores
+    python scripts/kill_loop.py --kills 20            # a few minutes on 2 cores
     python scripts/kill_loop.py --kills 3 --seed 1    # the quick version the test suite runs
 
-Two jobs, each on fresh state per round: ``advshield data info`` loading a generated CIFAR-10 Python tarball
-for the first time (extraction, decoding and the decode cache), and ``advshield attack`` (BIM on the zoo
-A-net, the embedded MNIST sample, adversarial-set store). Each round SIGKILLs the job at a random moment one or
-two times in a row, then runs it to the end on the same cache/store and compares its JSON summary (timings
-left out) and, for the attack, the stored ``adv.safetensors`` bytes with an uninterrupted reference run. It
-also checks that no temporary file is left behind. Exit status 1 on any difference.
+Three jobs, each on fresh state per round: ``advshield data info`` loading a generated CIFAR-10 Python tarball
+for the first time (extraction, decoding and the decode cache), ``advshield attack`` (BIM on the zoo A-net, the
+embedded MNIST sample, adversarial-set store) and ``advshield train-target`` (A-net on 256 images of the embedded
+MNIST sample, 3 epochs of batch 64, per-epoch checkpoints, resumed by the next run). Each round SIGKILLs the job at
+a random moment one or two times in a row, then runs it to the end on the same cache/store/run folder and compares
+its JSON summary (timings left out) with an uninterrupted reference run; for the attack also the stored
+``adv.safetensors`` bytes, for the training every tensor of ``model.safetensors``. It also checks that no
+temporary file is left behind. Exit status 1 on any difference.
 
 By default each run is a fork of this process after it imported advshield (the CLI's ``main`` with the
 job's arguments), which skips the seconds of import per run; ``--subprocess`` runs the ``advshield`` entry
@@ -35,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 RUN_TIMEOUT = 300
-VOLATILE = {"seconds", "images_per_s", "cached", "path"}
+VOLATILE = {"seconds", "images_per_s", "cached", "path", "train_time_s"}
+JOBS = ("data", "attack", "train")
 
 
 def make_cifar_tarball(folder: Path, n: int) -> Path:
@@ -135,6 +138,8 @@ def stable(summary: dict) -> dict:
     """The summary without what may differ between equal runs (timings, cache flags, folders)."""
     if isinstance(summary, dict):
         return {k: stable(v) for k, v in summary.items() if k not in VOLATILE}
+    if isinstance(summary, list):  # e.g. a training card's per-epoch history
+        return [stable(v) for v in summary]
     return summary
 
 
@@ -148,16 +153,45 @@ def job(name: str, work: Path, data_root: Path) -> tuple[list[str], dict[str, st
     env = {"ADVSHIELD_CACHE": str(state / "cache")}
     if name == "data":
         return ["data", "info", "--dataset", "cifar10", "--data-root", str(data_root), "--json"], env, state
+    if name == "train":
+        return ["train-target", "--dataset", "mnist", "--model", "a-net", "--n-train", "256", "--epochs", "3",
+                "--batch-size", "64", "--device", "cpu", "--out", str(state / "run"), "--json"], env, state
     return ["attack", "--model", "a-net", "--attack", "bim", "--eps", "0.2", "--param", "steps=2", "--n", "600",
             "--out", str(state / "store"), "--json"], env, state
 
 
+def weights_differ(a: Path, b: Path) -> list[str]:
+    """Names of the tensors of two safetensors files that differ (in shape, dtype or any value), or that
+    only one of them holds."""
+    from safetensors.torch import load_file
+
+    ta, tb = load_file(str(a)), load_file(str(b))
+    return sorted(set(ta) ^ set(tb)) + [k for k in sorted(set(ta) & set(tb))
+                                        if ta[k].dtype != tb[k].dtype or not ta[k].equal(tb[k])]
+
+
+def differences(name: str, result: dict, reference: dict, state: Path, ref_state: Path) -> str | None:
+    """What differs between a run after kills and the uninterrupted one (None: nothing)."""
+    if stable(result) != stable(reference):
+        return (f"summary differs from the uninterrupted run\n{json.dumps(stable(result), sort_keys=True)}\n"
+                f"{json.dumps(stable(reference), sort_keys=True)}")
+    if name == "attack" and Path(result["path"], "adv.safetensors").read_bytes() != \
+            Path(reference["path"], "adv.safetensors").read_bytes():
+        return "stored adversarial set differs from the uninterrupted run"
+    if name == "train":
+        if result["test_accuracy"] != reference["test_accuracy"]:
+            return f"test accuracy {result['test_accuracy']} != {reference['test_accuracy']} of the uninterrupted run"
+        bad = weights_differ(state / "run" / "model.safetensors", ref_state / "run" / "model.safetensors")
+        if bad:
+            return f"model.safetensors differs from the uninterrupted run in {len(bad)} tensor(s): {bad[:5]}"
+    return None
+
+
 def kill_rounds(runner: Runner, name: str, kills: int, work: Path, data_root: Path, rng: random.Random) -> dict:
-    args, env, state = job(name, work, data_root)
+    args, env, ref_state = job(name, work, data_root)
     t0 = time.monotonic()
-    reference = runner.run(args, env, state / "out.json")
+    reference = runner.run(args, env, ref_state / "out.json")
     duration = time.monotonic() - t0
-    ref_adv = Path(reference["path"], "adv.safetensors").read_bytes() if name == "attack" else None
     done, missed, left_state, rounds = 0, 0, 0, 0
     while done < kills:
         args, env, state = job(name, work, data_root)
@@ -171,11 +205,9 @@ def kill_rounds(runner: Runner, name: str, kills: int, work: Path, data_root: Pa
             else:
                 missed += 1  # finished before the kill: not counted
         result = runner.run(args, env, state / "out.json")
-        if stable(result) != stable(reference):
-            raise SystemExit(f"FAIL {name} round {rounds}: summary differs from the uninterrupted run\n"
-                             f"{json.dumps(stable(result), sort_keys=True)}\n{json.dumps(stable(reference), sort_keys=True)}")
-        if ref_adv is not None and Path(result["path"], "adv.safetensors").read_bytes() != ref_adv:
-            raise SystemExit(f"FAIL {name} round {rounds}: stored adversarial set differs from the uninterrupted run")
+        diff = differences(name, result, reference, state, ref_state)
+        if diff:
+            raise SystemExit(f"FAIL {name} round {rounds}: {diff}")
         if temporaries(state):
             raise SystemExit(f"FAIL {name} round {rounds}: temporaries left behind: {temporaries(state)[:3]}")
         shutil.rmtree(state)
@@ -187,12 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20, help="kills per job (default 20)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    ap.add_argument("--jobs", default="data,attack", help="comma-separated: data, attack")
+    ap.add_argument("--jobs", default=",".join(JOBS), help=f"comma-separated: {', '.join(JOBS)} (default: all)")
     ap.add_argument("--images", type=int, default=2000, help="images per generated CIFAR-10 batch file")
     ap.add_argument("--subprocess", action="store_true", help="new interpreter per run instead of a fork")
     opts = ap.parse_args(argv)
     if opts.kills < 1:
         ap.error("--kills must be at least 1")
+    jobs = [j.strip() for j in opts.jobs.split(",") if j.strip()]
+    if not jobs or set(jobs) - set(JOBS):
+        ap.error(f"--jobs: choose among {', '.join(JOBS)}")
     use_fork = hasattr(os, "fork") and not opts.subprocess
     rng = random.Random(opts.seed)
     t0 = time.monotonic()
@@ -200,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         data_root = make_cifar_tarball(work, opts.images)
         runner = Runner(use_fork)
-        for name in opts.jobs.split(","):
-            report = kill_rounds(runner, name.strip(), opts.kills, work, data_root, rng)
+        for name in jobs:
+            report = kill_rounds(runner, name, opts.kills, work, data_root, rng)
             print(json.dumps(report), flush=True)
     print(f"OK: every run after a kill matched the uninterrupted one ({time.monotonic() - t0:.0f} s, "
           f"{'fork' if use_fork else 'subprocess'} mode)")

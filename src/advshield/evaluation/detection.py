@@ -15,7 +15,9 @@ from advshield.errors import InputError
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
 from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
+from advshield.report import write_detection_html
 from advshield.validation import check_images
+
 
 @dataclass
 class DetectionRun:
@@ -95,8 +97,10 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     saved_card = save_detector(saved_to, detector, kind, classifier=classifier, classifier_card=card,
                   image_shape=tuple(clean_train.shape[1:]), recipe=recipe)
     test = ctx.load_data(ds_name, "test", n, target=victim)
-    x_test = test.tensors()[0]
+    x_test, y_test = test.tensors()
     clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
+    clean_flagged = clean_scores > detector.threshold
+    clean_right = _predict(classifier, x_test, dev) == y_test
     results, sets = {}, {}
     for setting in settings:
         name, attack_name, params = setting.name, setting.attack, setting.create().params()
@@ -107,7 +111,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         results[name] = {"attack": attack_name, "params": params, "attack_success_rate": adv.summary()["success_rate"],
                          "calibrated": detection_metrics(clean_scores, adv_scores, detector.threshold),
                          "paper_threshold": detection_metrics(clean_scores, adv_scores, paper_threshold),
-                         "reconstruction": adv_rec}
+                         "reconstruction": adv_rec, **_oblivious_robust(adv, clean_flagged, adv_scores,
+                                                                        detector.threshold)}
         m = results[name]["calibrated"]
         log(f"{kind} vs {name}: detection {m['detection_rate']:.4f} at FPR {m['fpr']:.4f} (threshold for "
             f"{fpr:.0%} on held-out clean), AUC {m['auc']:.4f}, TPR@1% {m['tpr_at_1pct_fpr']:.4f}")
@@ -119,6 +124,9 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
                "n_train": n_train, "n_calibration": n_calibration,
                "max_rule_images": len(train_scores), "epochs": epochs, "n_test": len(test),
+               "clean_accuracy": float(clean_right.float().mean()),
+               "clean_accuracy_unflagged": float((clean_right & ~clean_flagged).float().mean()),
+               "clean_fpr": float(clean_flagged.float().mean()),
                **({"projection": vars(projection), "gan_lr": gan_lr} if kind == "defense-gan" else {}),
                **({"cmag_combine": cmag_combine} if kind.startswith("cmag") else {}),
                "history": history, "checkpoint": saved_to.name, "attacks": results,
@@ -129,12 +137,59 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "classifier until fooled, then the score under the threshold); evasion = share of the "
                          "images correct and unflagged when clean that end misclassified and unflagged; "
                          "robust_accuracy = share of all images right and unflagged when clean that the attack did not "
-                         "turn into an unflagged misclassification (a flagged clean image counts as an error)",
+                         "turn into an unflagged misclassification (a flagged clean image counts as an error); the "
+                         "oblivious attacks' robust_accuracy counts the same way at the calibrated threshold",
                          "reconstruction: SSIM (11x11 Gaussian window) and L2 distance ||x - x'||_2 between inputs and "
                          "the detector's reconstructions; clean_train covers the max-rule images (CMAG Table 6's "
                          "threshold is their smallest SSIM)"]}
+    summary["red_flags"] = detection_red_flags(summary)
     atomic_write_json(Path(out) / "detection.json", summary)
+    write_detection_html([summary], Path(out) / "report.html", title=f"advshield detection: {kind} guarding "
+                         f"{card['architecture']} on {ds_name}")
     return DetectionRun(summary, detector, classifier, x_test, sets)
+
+
+def _predict(classifier: torch.nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([classifier(xb.to(dev)).argmax(1).cpu() for xb in x.split(200)])
+
+
+def _oblivious_robust(adv: AttackResult, clean_flagged: torch.Tensor, adv_scores: torch.Tensor,
+                      threshold: float) -> dict:
+    """Robust accuracy of classifier + detector at ``threshold`` against an attack that ignores the detector,
+    counted like the adaptive attack's: right and unflagged when clean, and not an unflagged misclassification
+    after the attack (``adv_scores``: of the successful examples, in order)."""
+    broken = torch.zeros_like(adv.success)
+    broken[adv.success] = adv_scores <= threshold
+    robust = int((adv.clean_correct & ~clean_flagged & ~broken).sum())
+    n = len(adv.labels)
+    return {"n": n, "robust_accuracy": robust / max(n, 1), "robust_accuracy_ci95": list(wilson_interval(robust, n))}
+
+
+def detection_red_flags(card: dict) -> list[dict]:
+    """Red flags of a detection card (``{"check", "detail"}`` each): the calibrated threshold flags clearly more
+    clean test images than ``fpr_target`` (the whole 95 % interval above it); an oblivious attack without a single
+    successful example (its detection rate is undefined); the detector-aware adaptive attack leaving more robust
+    accuracy than an oblivious one, by more than one of its images (the adaptive attack is broken or too weak)."""
+    flags = []
+    n = card["n_test"]
+    lo, _ = wilson_interval(round(card["clean_fpr"] * n), n)
+    if lo > card["fpr_target"]:
+        flags.append({"check": "fpr-above-target", "detail": (
+            f"the threshold calibrated for {card['fpr_target']:.0%} FPR on held-out training images flags "
+            f"{card['clean_fpr']:.1%} of the {n} clean test images (95 % interval from {lo:.1%}): the calibration "
+            "images do not represent the test images")})
+    oblivious = {k: a for k, a in card["attacks"].items() if k != "adaptive-joint"}
+    flags += [{"check": "no-successful-example", "detail": f"{k}: no successful adversarial example, detection rate "
+               "undefined"} for k, a in oblivious.items() if not a["calibrated"]["n_adv"]]
+    joint = card["attacks"].get("adaptive-joint")
+    if joint and oblivious:
+        k, worst = min(oblivious.items(), key=lambda kv: kv[1]["robust_accuracy"])
+        if joint["robust_accuracy"] > worst["robust_accuracy"] + 1 / max(joint["n"], 1):
+            flags.append({"check": "adaptive-vs-oblivious", "detail": (
+                f"the detector-aware attack leaves robust accuracy {joint['robust_accuracy']:.3f}, more than the "
+                f"oblivious {k} ({worst['robust_accuracy']:.3f}): the adaptive attack is broken or too weak")})
+    return flags
 
 
 def default_adaptive(eps: float = 0.3, steps: int = 100) -> AttackSetting:

@@ -115,4 +115,19 @@ def render_reproduction_html(summary: dict, base: str | Path | None = None) -> s
         figures=figures_of(figures, Path(base) if base else None), percent=percent, meta=meta)
 
 
-__all__ = ["figures_of", "render_html", "render_reproduction_html", "write_html_report"]
+def cell_of(value, text: str | None = None, note: str = "", cls: str = "") -> dict:
+    """One cell of a generic table: ``value`` sorts it (written as ``data-value``), ``text`` shows it."""
+    shown = text if text is not None else ("-" if value is None else str(value))
+    return {"value": "" if value is None else value, "text": shown, "note": note, "cls": cls}
+
+
+def render_page(title: str, page: dict, figures: list[str | Path] | None = None, base: str | Path | None = None) -> str:
+    """A verdict-first page from generic parts (``tables.html.j2``): ``page`` holds ``summary`` (lines),
+    ``headline`` (``{id, label, value, text, note}``), ``verdict`` (a table), ``verdict_notes``, ``red_flags``,
+    ``tables`` (``{id, title, caption, columns: [(key, heading)], rows: [[cell_of(...)]]}``) and ``notes``."""
+    page = {"summary": [], "headline": [], "verdict_notes": [], "red_flags": [], "tables": [], "notes": [], **page}
+    return _environment().get_template("tables.html.j2").render(
+        title=title, page=page, figures=figures_of(figures, Path(base) if base else None))
+
+
+__all__ = ["cell_of", "figures_of", "render_html", "render_page", "render_reproduction_html", "write_html_report"]

@@ -13,6 +13,7 @@ from advshield.evaluation.detection import DetectionRun, default_adaptive, detec
 from advshield.evaluation.figures import image_rows
 from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
+from advshield.report import write_detection_html
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection.report import write_detection_report
 from advshield.reproduce.core import run_header
@@ -76,7 +77,8 @@ def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: D
 
 def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContext, *, full: bool = False,
                         command: str = "") -> dict:
-    """Run every detector of ``preset``; write ``report.md``, ``reproduction.json``, per-detector cards, figures."""
+    """Run every detector of ``preset``; write ``report.md``, ``report.html``, ``reproduction.json``,
+    per-detector cards (each with its own ``report.html``) and figures."""
     out = Path(out)
     budget = preset.full if full else preset.fast
     t_start = time.perf_counter()
@@ -103,5 +105,12 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     }
     atomic_write_json(out / "reproduction.json", summary)
     write_detection_report(preset, summary, out / "report.md")
+    write_detection_html(list(summary["detectors"].values()), out / "report.html",
+                         f"{preset.title}: reproduction ({summary['variant']} variant)", names=DETECTOR_LABELS,
+                         attack_labels={k: a.label or k for k, a in preset.attacks.items()},
+                         summary=[f"Regenerate with {command or 'advshield reproduce ' + preset.name}; paper "
+                                  f"{preset.paper}; target {preset.target} on {preset.dataset.value}, "
+                                  f"{budget.n_test} test images"],
+                         figures=list(figures.values()))
     log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
     return summary

@@ -3,6 +3,7 @@ cross-model report (Tables 4-5, per-layer curves, the paper's observation tested
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from advshield.analysis.run import run_propagation
 from advshield.analysis.settings import paper_settings
 from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
+from advshield.report import write_propagation_html
 from advshield.reproduce.core import run_header
 from advshield.reproduce.propagation.preset import PropagationPreset
 
@@ -18,7 +20,7 @@ from advshield.reproduce.propagation.preset import PropagationPreset
 def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunContext, *, full: bool = False,
                           command: str = "") -> dict:
     """Analyse every model of ``preset``; write each model's card under ``out/<model>``, ``README.md``,
-    ``summary.json`` and ``reproduction.json``."""
+    ``report.html``, ``summary.json`` and ``reproduction.json``."""
     out, budget, t_start, phases = Path(out), preset.full if full else preset.fast, time.perf_counter(), {}
     folders = []
     for model in preset.models:
@@ -35,6 +37,9 @@ def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunCo
     card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
             "holds": summary.get("holds")}
     atomic_write_json(out / "reproduction.json", card)
+    cards = {f.name: json.loads((f / "propagation.json").read_text()) for f in folders}
+    write_propagation_html(cards, summary, out / "report.html", preset.title,
+                           notes=[f"Regenerate with: {command}"] if command else [])
     ctx.log(f"== done in {card['seconds'] / 60:.1f} min: {out / 'README.md'}")
     return card
 

@@ -1,0 +1,144 @@
+"""The HTML report of detection cards (``advshield detect``'s ``detection.json``, one per detector of a detection
+reproduction): the verdict first (clean accuracy, robust accuracy of classifier + detector at the calibrated FPR
+under the oblivious attacks and the detector-aware adaptive one, with 95 % intervals), the red flags, then every
+attack and the reconstruction statistics in sortable tables, then the figures. Reads cards only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advshield.io import atomic_write_bytes
+from advshield.report.html import cell_of, render_page
+from advshield.report.verdict import percent
+
+ADAPTIVE = "adaptive-joint"  # the detection card's key of the detector-aware attack
+
+
+def _interval(ci: list[float] | None) -> str:
+    return f"95 % CI {percent(ci[0])} - {percent(ci[1])}" if ci else ""
+
+
+def _num(v: float | None) -> dict:
+    return cell_of(v, "-" if v is None or v != v else f"{v:.3f}")
+
+
+def _pct(v: float | None, note: str = "", cls: str = "") -> dict:
+    return cell_of(None if v is None or v != v else v, percent(None if v is None or v != v else v), note, cls)
+
+
+def worst_oblivious(card: dict) -> tuple[str, dict] | None:
+    """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry)."""
+    oblivious = [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and "robust_accuracy" in a]
+    return min(oblivious, key=lambda ka: ka[1]["robust_accuracy"]) if oblivious else None
+
+
+def verdict_of(card: dict) -> dict:
+    """The verdict numbers of one detection card, as the report shows them."""
+    worst, joint = worst_oblivious(card), card["attacks"].get(ADAPTIVE)
+    return {"clean": card.get("clean_accuracy"), "clean_unflagged": card.get("clean_accuracy_unflagged"),
+            "fpr": card.get("clean_fpr"), "fpr_target": card["fpr_target"], "n": card["n_test"],
+            "oblivious": worst[1]["robust_accuracy"] if worst else None, "oblivious_attack": worst[0] if worst else "",
+            "oblivious_ci": worst[1]["robust_accuracy_ci95"] if worst else None,
+            "adaptive": joint["robust_accuracy"] if joint else None, "adaptive_n": joint["n"] if joint else 0,
+            "adaptive_ci": joint["robust_accuracy_ci95"] if joint else None}
+
+
+def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[list[dict]]:
+    rows = []
+    for k, a in card["attacks"].items():
+        label = cell_of(k, attack_labels.get(k, k))
+        if k == ADAPTIVE:
+            p = a["params"]
+            rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a['attack']} eps {p.get('eps')}, "
+                                                                       f"{p.get('steps')} steps"),
+                         cell_of(a["n"]), _pct(a["evasion_rate"]), cell_of(None), _pct(a["detection_rate"]),
+                         cell_of(None), cell_of(None), cell_of(None), cell_of(None),
+                         _pct(a["robust_accuracy"], _interval(a.get("robust_accuracy_ci95")), "robust")])
+            continue
+        m, paper = a["calibrated"], a["paper_threshold"]
+        rows.append([cell_of(name), label, cell_of("oblivious"), cell_of(a.get("n", card["n_test"])),
+                     _pct(a["attack_success_rate"]), cell_of(m["n_adv"]), _pct(m["detection_rate"]),
+                     _pct(paper["detection_rate"]), _num(m["auc"]), _pct(m["tpr_at_1pct_fpr"]),
+                     _pct(m["tpr_at_5pct_fpr"]),
+                     _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")), "robust")])
+    return rows
+
+
+def _reconstruction_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[list[dict]]:
+    rec = card.get("reconstruction") or {}
+    parts = [("clean training images", rec.get("clean_train")), ("clean test images", rec.get("clean_test"))]
+    parts += [(attack_labels.get(k, k), a.get("reconstruction")) for k, a in card["attacks"].items() if k != ADAPTIVE]
+    return [[cell_of(name), cell_of(what), cell_of(r["n"]), _num(r["ssim_mean"]), _num(r["ssim_min"]),
+             _num(r["l2_mean"]), _num(r["l2_max"])] for what, r in parts if r]
+
+
+def detection_page(cards: list[dict], names: dict[str, str] | None = None,
+                   attack_labels: dict[str, str] | None = None, summary: list[str] | None = None) -> dict:
+    """The page (see :func:`advshield.report.html.render_page`) of one or several detection cards on the same
+    target; ``names``: detector kind -> how to call it; ``attack_labels``: attack key -> column name."""
+    names, labels = names or {}, attack_labels or {}
+    first = cards[0]
+    headline = [{"id": "clean-accuracy", "label": "Clean accuracy of the classifier", "value": first["clean_accuracy"],
+                 "text": percent(first["clean_accuracy"]), "note": f"{first['n_test']} test images"}]
+    verdict, flags, attacks, recon = [], [], [], []
+    for card in cards:
+        kind = card["detector"]
+        name, v = names.get(kind, kind), verdict_of(card)
+        at = f"{name} at the calibrated {percent(v['fpr_target'])} FPR, robust accuracy"
+        headline.append({"id": f"robust-oblivious-{kind}", "label": f"{at}, oblivious attacks", "value": v["oblivious"],
+                         "text": percent(v["oblivious"]), "note": f"worst: {labels.get(v['oblivious_attack'], v['oblivious_attack'])}"
+                         f"; {_interval(v['oblivious_ci'])}" if v["oblivious_ci"] else ""})
+        headline.append({"id": f"robust-adaptive-{kind}", "label": f"{at}, detector-aware adaptive attack",
+                         "value": "" if v["adaptive"] is None else v["adaptive"],
+                         "text": percent(v["adaptive"]) if v["adaptive"] is not None else "not run",
+                         "note": f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" if v["adaptive_ci"] else ""})
+        verdict.append([cell_of(kind, name), cell_of(v["n"]), _pct(v["clean"]), _pct(v["clean_unflagged"]),
+                        _pct(v["fpr"], f"target {percent(v['fpr_target'])}"),
+                        _pct(v["oblivious"], f"{labels.get(v['oblivious_attack'], v['oblivious_attack'])}; "
+                                             f"{_interval(v['oblivious_ci'])}", "robust"),
+                        _pct(v["adaptive"], f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}"
+                             if v["adaptive_ci"] else "not run", "robust")])
+        flags += [{"check": f["check"], "detail": (f"{name}: " if len(cards) > 1 else "") + f["detail"]}
+                  for f in card.get("red_flags") or []]
+        attacks += _attack_rows(card, name, labels)
+        recon += _reconstruction_rows(card, name, labels)
+    pct = "detection rate (calibrated)"
+    tables = [{"id": "attacks-table", "title": "Every attack at the calibrated threshold", "rows": attacks,
+               "caption": "Detection rates count the successful adversarial examples only; the papers' threshold is "
+                          "the largest score over the legitimate training images. Robust accuracy: right and "
+                          "unflagged when clean, and not turned into an unflagged misclassification.",
+               "columns": [("detector", "detector"), ("attack", "attack"), ("threat", "threat"), ("n", "images"),
+                           ("success", "attack success (adaptive: evasion)"), ("n_adv", "successful examples"),
+                           ("detection", pct), ("paper", "detection rate (papers' threshold)"), ("auc", "ROC AUC"),
+                           ("tpr1", "TPR @ 1 % FPR"), ("tpr5", "TPR @ 5 % FPR"), ("robust", "robust accuracy")]}]
+    if recon:
+        tables.append({"id": "reconstruction-table", "title": "Reconstructions", "rows": recon,
+                       "caption": "SSIM and L2 distance between each input and the detector's reconstruction "
+                                  "(adversarial rows: the successful examples).",
+                       "columns": [("detector", "detector"), ("inputs", "inputs"), ("n", "n"), ("ssim", "SSIM mean"),
+                                   ("ssim_min", "SSIM min"), ("l2", "L2 mean"), ("l2_max", "L2 max")]})
+    return {"summary": summary or [f"{first['target']} (sha256 {str(first['target_sha256'])[:12]}...) on "
+                                   f"{first['dataset']}, seed {first.get('seed', 0)}"],
+            "headline": headline, "red_flags": flags, "tables": tables, "notes": first.get("notes") or [],
+            "verdict": {"id": "verdict-table", "rows": verdict, "columns": [
+                ("detector", "detector"), ("n", "test images"), ("clean", "clean accuracy"),
+                ("clean_unflagged", "clean, right and unflagged"), ("fpr", "clean FPR (test)"),
+                ("oblivious", "robust: oblivious (worst attack)"), ("adaptive", "robust: adaptive (detector-aware)")]},
+            "verdict_notes": ["Robust accuracy of classifier + detector at the threshold calibrated on held-out clean "
+                              "training images: an image counts if it is right and unflagged when clean and the attack "
+                              "does not turn it into an unflagged misclassification. Oblivious attacks ignore the "
+                              "detector (the papers' setting); the adaptive attack pushes the classifier, then the "
+                              "detector's score under the threshold."]}
+
+
+def write_detection_html(cards: list[dict], path: str | Path, title: str = "advshield detection", *,
+                         names: dict[str, str] | None = None, attack_labels: dict[str, str] | None = None,
+                         summary: list[str] | None = None, figures: list[str | Path] | None = None) -> Path:
+    """Write the self-contained ``report.html`` of ``cards`` at ``path`` (figures relative to its folder)."""
+    path = Path(path)
+    html = render_page(title, detection_page(cards, names, attack_labels, summary), figures, base=path.parent)
+    atomic_write_bytes(path, html.encode("utf-8"))
+    return path
+
+
+__all__ = ["detection_page", "verdict_of", "worst_oblivious", "write_detection_html"]
