@@ -16,7 +16,7 @@ LAYERS = [
     {"adversarial"},
     {"experiment"},
     {"evaluation", "analysis", "training"},
-    {"reproduce", "api"},
+    {"reproduce", "api", "scorecard"},
     {"cli", "__main__"},
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}

@@ -9,7 +9,7 @@ import traceback
 import typer
 from pydantic import ValidationError
 
-from advshield.cli import analyze, attack, evaluate, info, reproduce, train  # noqa: F401  (registers commands)
+from advshield.cli import analyze, attack, evaluate, info, reproduce, scorecard, train  # noqa: F401  (registers commands)
 from advshield.cli.common import app
 from advshield.errors import AdvShieldError
 

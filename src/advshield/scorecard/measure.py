@@ -1,0 +1,160 @@
+"""One scorecard row, measured with the experiment layer: the evaluation's :func:`measure` for a defense (or none),
+and the same three settings through a detector's pipeline; then the per-image worst case over all of them.
+
+Under torchrun every process measures its shard of the images and the sums are reduced (the evaluation's own
+sharding); the health checks and the inference cost run on the first process only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from advshield.attacks import Pipeline, ThreatModel
+from advshield.data import ImageDataset
+from advshield.detectors import load_detector
+from advshield.evaluation.detection import detection_experiment
+from advshield.evaluation.run import measure
+from advshield.evaluation.verdict import health_flags, red_flags, with_interval, worst_case
+from advshield.experiment import RunContext, Target, Threat, acquire_set, on_victim
+from advshield.experiment.health import setting_health
+from advshield.scorecard.rows import RowSpec
+from advshield.scorecard.config import ScorecardConfig
+from advshield.user_modules import UserDefense
+
+UNDEFENDED = ("undefended", "robust")
+
+
+def no_defense() -> tuple[UserDefense, dict]:
+    """The identity, so an undefended classifier runs through the same evaluation as a defended one."""
+    return UserDefense(nn.Identity(), True, False), {"name": "none"}
+
+
+def measure_defense(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: ImageDataset, *, dataset: str,
+                    eps: float, substitute: str) -> dict:
+    """A defense (restorer, preprocessing, the user's, or none) in front of ``spec.target``."""
+    victim = ctx.load_target(spec.target, dataset)
+    defended = spec.kind not in UNDEFENDED
+    if defended:
+        defense, defense_id, _ = ctx.load_defense(spec.defense, spec.params or None, weights=spec.weights,
+                                                  probe=data.tensors(slice(0, 8))[0])
+    else:
+        defense, defense_id = no_defense()
+    settings = cfg.settings(substitute, eps, defended=defended)
+    m = measure(settings, victim, defense, defense_id, data, ctx, dataset=dataset, checks=cfg.checks if defended else 0,
+                eot_samples=cfg.eot_samples)
+    health, flags = m["health"], m["red_flags"]
+    if not defended and cfg.checks and ctx.dist.is_main:  # no defense: the white-box attack is the adaptive one
+        wb = settings[0]
+        health = {f"{wb.threat} {wb.name}": setting_health(wb, Pipeline(victim.model), data, ctx, cfg.checks,
+                                                           cfg.eot_samples)}
+        flags = flags + health_flags(health)
+    masks = [m["samples"][str(s.threat)][s.name].correct for s in settings]
+    pipe = Pipeline(victim.model, defense)
+    out = summarise(m["rows"], masks, ctx, flags, health)
+    out.update(victim=_victim(victim), defense=defense_id,
+               ms_per_image=inference_ms(lambda x: pipe.predict(x), data, ctx))
+    return out
+
+
+def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: ImageDataset, *, dataset: str,
+                     eps: float, substitute: str, folder: Path) -> dict:
+    """A detector at ``cfg.fpr`` (fitted into ``folder`` once) beside ``spec.target``: an image is robust when it
+    is right and unflagged when clean and the attack does not end misclassified and unflagged."""
+    victim = ctx.load_target(spec.target, dataset)
+    detector, card = fit_detector(spec.detector, victim, cfg, ctx, dataset, folder, n_test=len(data))
+    det_id = {"kind": spec.detector, "sha256": card["sha256"]}
+    pipe = Pipeline(victim.model, detector=detector)
+    shard = ctx.dist.shard(len(data))
+    part = data.subset(shard)
+    split = f"test[{shard.start}:{shard.stop}]" if ctx.dist.enabled else "test"
+    rows, masks, health = [], [], {}
+    settings = cfg.settings(substitute, eps, defended=True)
+    for s in settings:
+        sub = ctx.load_target(s.threat.substitute, dataset) if s.threat.transfers else None
+        guard = {"detector": detector, "detector_id": det_id} if s.threat.adaptive else {}
+        stored = acquire_set(s, victim, part, ctx, dataset=dataset, split=split, substitute=sub,
+                             eot_samples=cfg.eot_samples, **guard)
+        r = on_victim(stored, s, pipe, part, ctx)
+        robust = (r.clean_correct & ~r.fooled).cpu()
+        sums = ctx.dist.all_sum({"n": len(r.labels), "clean": float((r.clean_pred == r.labels).sum()),
+                                 "defended": float(r.clean_correct.sum()), "robust": float(robust.sum()),
+                                 "seconds": r.seconds})
+        n = max(int(sums["n"]), 1)
+        rows.append(with_interval({"threat": str(s.threat), "attack": s.attack, "params": s.create().params(),
+                                   "n": int(sums["n"]), "clean_accuracy": sums["clean"] / n,
+                                   "defended_clean_accuracy": sums["defended"] / n,
+                                   "restored_accuracy": sums["robust"] / n, "attack_seconds": round(sums["seconds"], 2)}))
+        masks.append(robust)
+        if s.threat.adaptive and cfg.checks and ctx.dist.is_main:
+            health[f"{s.threat} {s.name}"] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples)
+    flags = red_flags(rows, data.num_classes) + health_flags(health)
+    out = summarise(rows, masks, ctx, flags, health)
+    out.update(victim=_victim(victim), detector=dict(det_id, threshold=detector.threshold, fpr=cfg.fpr,
+                                                      calibration=card.get("calibration")),
+               ms_per_image=inference_ms(lambda x: (pipe.predict(x), pipe.detected(x)), data, ctx))
+    return out
+
+
+def fit_detector(kind: str, victim: Target, cfg: ScorecardConfig, ctx: RunContext, dataset: str, folder: Path, *,
+                 n_test: int):
+    """The detection experiment's fitting and calibration (first process, once per folder); every process then
+    reads the saved detector. Returns (detector, its card)."""
+    path = folder / "detector.safetensors"
+    if ctx.dist.is_main and not path.exists():
+        train = ctx.load_data(dataset, "train", target=victim)
+        n_cal = min(cfg.detector_calibration, len(train) // 5)
+        quiet = replace(ctx, log=lambda _: None)
+        detection_experiment(victim.name, kind, [], folder, quiet, fpr=cfg.fpr, n_train=min(cfg.detector_train,
+                             len(train) - n_cal), n_calibration=n_cal, epochs=cfg.detector_epochs, n=n_test,
+                             dataset=dataset)
+    ctx.dist.barrier()
+    return load_detector(path, victim.model, victim.sha256, ctx.device)
+
+
+def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flags: list[dict], health: dict) -> dict:
+    """The row's columns from its settings' rows; the worst case is per image over every setting (an adaptive
+    attacker picks whichever attack breaks an image), reduced over processes."""
+    by = {Threat.parse(r["threat"]).kind: r for r in rows}
+    adaptive = by.get(ThreatModel.ADAPTIVE, by[ThreatModel.WHITE_BOX])  # no defense: white-box is adaptive
+    every = [dict(r, threat=ThreatModel.ADAPTIVE.value) for r in rows]  # worst_case reads one threat kind
+    worst = worst_case(every, masks, ThreatModel.ADAPTIVE, ctx.dist.all_sum)
+    first = rows[0]
+    return {"n": first["n"], "clean_accuracy": first["clean_accuracy"],
+            "defended_clean_accuracy": first["defended_clean_accuracy"],
+            "oblivious_robust_accuracy": by[ThreatModel.WHITE_BOX]["restored_accuracy"],
+            "transfer_robust_accuracy": by[ThreatModel.TRANSFER]["restored_accuracy"],
+            "adaptive_robust_accuracy": adaptive["restored_accuracy"],
+            "adaptive_robust_accuracy_ci95": adaptive["restored_accuracy_ci95"],
+            "worst_case_robust_accuracy": worst["accuracy"], "worst_case_ci95": worst["ci95"],
+            "red_flags": flags, "health": health, "rows": rows}
+
+
+@torch.no_grad()
+def inference_ms(predict, data: ImageDataset, ctx: RunContext, images: int = 64, min_seconds: float = 0.3) -> float | None:
+    """Milliseconds per image of ``predict`` on clean test images (batches of the run's size, after a warm-up);
+    measured on the first process only (None elsewhere)."""
+    if not ctx.dist.is_main:
+        return None
+    x = data.tensors(slice(0, min(len(data), images)), ctx.device)[0]
+    sync = torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None)
+    predict(x[:2])
+    sync()
+    done, t0 = 0, time.perf_counter()
+    while done == 0 or time.perf_counter() - t0 < min_seconds:
+        for b in x.split(ctx.batch_size):
+            predict(b)
+        sync()
+        done += len(x)
+    return round(1000 * (time.perf_counter() - t0) / done, 4)
+
+
+def _victim(victim: Target) -> dict:
+    return {"name": victim.name, "architecture": victim.architecture, "sha256": victim.sha256}
+
+
+__all__ = ["fit_detector", "inference_ms", "measure_defense", "measure_detector", "no_defense", "summarise"]

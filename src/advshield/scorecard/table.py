@@ -1,0 +1,118 @@
+"""The scorecard as a Markdown table, a CSV, and a self-contained HTML page (one JSON holds everything)."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+from pathlib import Path
+
+from advshield.io import atomic_write_bytes
+from advshield.zoo import zoo_root
+
+# (key in a row, heading): the columns every output shares, in order
+COLUMNS = (("name", "defense"), ("kind", "kind"), ("classifier", "classifier"), ("n", "images"),
+           ("clean_accuracy", "clean"), ("defended_clean_accuracy", "clean through defense"),
+           ("oblivious_robust_accuracy", "oblivious"), ("transfer_robust_accuracy", "transfer"),
+           ("worst_case_robust_accuracy", "adaptive worst case"), ("worst_case_ci95", "95 % interval"),
+           ("red_flags", "red flags"), ("ms_per_image", "ms / image"), ("card", "card"))
+_PERCENT = {"clean_accuracy", "defended_clean_accuracy", "oblivious_robust_accuracy", "transfer_robust_accuracy",
+            "worst_case_robust_accuracy"}
+
+
+def card_target(row: dict, out: Path) -> Path:
+    """The file a row's card link points to: its zoo card, its fitted detector's card, or the row's own JSON."""
+    if row.get("card"):
+        return zoo_root() / row["card"]
+    if row.get("detector_card"):
+        return out / row["detector_card"]
+    return out / "rows" / row["file"] if row.get("file") else out / "scorecard.json"
+
+
+def cell(key: str, row: dict) -> str:
+    v = row.get(key)
+    if key == "red_flags":
+        if not row.get("measured", True):
+            return "-"
+        return "none" if not v else f"{len(v)}: " + ", ".join(dict.fromkeys(f["check"] for f in v))
+    if v is None:
+        return "-"
+    if key in _PERCENT:
+        return f"{100 * v:.1f} %"
+    if key == "worst_case_ci95":
+        return f"{100 * v[0]:.1f}-{100 * v[1]:.1f} %"
+    if key == "ms_per_image":
+        return f"{v:.3g}"
+    return str(v)
+
+
+def _link(row: dict, out: Path, base: Path) -> str:
+    target = card_target(row, out)
+    return Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
+
+
+def markdown(card: dict, out: Path, base: Path) -> str:
+    """The table, links relative to ``base`` (the folder the Markdown file lies in), then notes and red flags."""
+    head = [h for _, h in COLUMNS]
+    lines = [f"# advshield scorecard: {card['dataset']}", "",
+             f"`{card['command']}`", "",
+             f"{card['n']} test images; attack {card['attack_label']}, L-inf eps {card['eps']:.4g}; seed {card['seed']}; "
+             f"machine: {card['machine_label']}.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in card["rows"]:
+        cells = [cell(k, row) for k, _ in COLUMNS[:-1]] + [f"[card]({_link(row, out, base)})"]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    lines += ["", *[f"* {n}" for n in card["notes"]]]
+    flagged = [(r["name"], f) for r in card["rows"] for f in r.get("red_flags") or []]
+    if flagged:
+        lines += ["", "## Red flags", ""] + [f"* **{name}** {f['check']}: {f['detail']}" for name, f in flagged]
+    noted = [(r["name"], r["note"]) for r in card["rows"] if r.get("note")]
+    if noted:
+        lines += ["", "## Row notes", ""] + [f"* **{name}**: {note}" for name, note in noted]
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(card: dict, path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([k for k, _ in COLUMNS] + ["adaptive_robust_accuracy", "note"])
+    for row in card["rows"]:
+        vals = []
+        for k, _ in COLUMNS:
+            v = row.get(k)
+            if k == "red_flags":
+                v = ";".join(f["check"] for f in v or [])
+            elif k == "worst_case_ci95" and v:
+                v = "-".join(f"{x:.6g}" for x in v)
+            elif isinstance(v, float):
+                v = f"{v:.6g}"
+            vals.append("" if v is None else v)
+        extra = row.get("adaptive_robust_accuracy")
+        w.writerow(vals + ["" if extra is None else f"{extra:.6g}", row.get("note") or ""])
+    atomic_write_bytes(path, buf.getvalue().encode())
+
+
+def write_html(card: dict, out: Path, path: Path) -> None:
+    """One self-contained page: the same table, sortable by nothing but the reader's eyes, no scripts."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for _, h in COLUMNS)
+    body = []
+    for row in card["rows"]:
+        cells = [f"<td>{e(cell(k, row))}</td>" for k, _ in COLUMNS[:-1]]
+        cells.append(f'<td><a href="{e(_link(row, out, path.parent))}">card</a></td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    notes = "".join(f"<li>{e(n)}</li>" for n in card["notes"])
+    flags = "".join(f"<li><b>{e(r['name'])}</b> {e(f['check'])}: {e(f['detail'])}</li>"
+                    for r in card["rows"] for f in r.get("red_flags") or [])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>advshield scorecard: {e(card['dataset'])}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>"
+            f"<h1>advshield scorecard: {e(card['dataset'])}</h1><p><code>{e(card['command'])}</code></p>"
+            f"<p>{card['n']} test images; attack {e(card['attack_label'])}, L-inf eps {card['eps']:.4g}; "
+            f"machine: {e(card['machine_label'])}.</p><table><tr>{head}</tr>{''.join(body)}</table>"
+            f"<ul>{notes}</ul>" + (f"<h2>Red flags</h2><ul>{flags}</ul>" if flags else "") + "</body></html>")
+    atomic_write_bytes(path, page.encode("utf-8"))
+
+
+__all__ = ["COLUMNS", "cell", "markdown", "write_csv", "write_html"]
