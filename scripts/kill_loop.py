@@ -7,7 +7,8 @@ Three jobs, each on fresh state per round: ``advshield data info`` loading a gen
 for the first time (extraction, decoding and the decode cache), ``advshield attack`` (BIM on the zoo A-net, the
 embedded MNIST sample, adversarial-set store) and ``advshield train-target`` (A-net on 256 images of the embedded
 MNIST sample, 3 epochs of batch 64, per-epoch checkpoints, resumed by the next run). Each round SIGKILLs the job at
-a random moment one or two times in a row, then runs it to the end on the same cache/store/run folder and compares
+a random moment one or two times in a row (half the kill moments counted from the job's first written file, so that most kills
+hit the checkpoint, shard and resume paths rather than the imports), then runs it to the end on the same cache/store/run folder and compares
 its JSON summary (timings left out) with an uninterrupted reference run; for the attack also the stored
 ``adv.safetensors`` bytes, for the training every tensor of ``model.safetensors``. It also checks that no
 temporary file is left behind. Exit status 1 on any difference.
@@ -143,6 +144,11 @@ def stable(summary: dict) -> dict:
     return summary
 
 
+def wrote_files(state: Path) -> bool:
+    """Whether the job has written a file into its cache, store or run folder (not only its stdout)."""
+    return any(p.is_file() for p in state.rglob("*") if p.parent != state)
+
+
 def temporaries(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp-" in p.name)
 
@@ -197,11 +203,16 @@ def kill_rounds(runner: Runner, name: str, kills: int, work: Path, data_root: Pa
         args, env, state = job(name, work, data_root)
         rounds += 1
         for _ in range(min(rng.choice([1, 1, 2]), kills - done)):  # sometimes kill the recovering run too
-            proc = runner.start(args, env, state / "killed.json")
-            if runner.wait(proc, rng.uniform(0.0, duration)) is None:
+            proc, start, code = runner.start(args, env, state / "killed.json"), time.monotonic(), None
+            if rng.random() < 0.5:  # half the kills land after the job wrote its first file: the resume paths
+                while code is None and not wrote_files(state) and time.monotonic() - start < duration:
+                    code = runner.wait(proc, 0.005)
+            if code is None:
+                code = runner.wait(proc, rng.uniform(0.0, max(duration - (time.monotonic() - start), 0.0)))
+            if code is None:
                 runner.kill(proc)
                 done += 1
-                left_state += any(p.is_file() for p in state.rglob("*") if p.parent != state)
+                left_state += wrote_files(state)
             else:
                 missed += 1  # finished before the kill: not counted
         result = runner.run(args, env, state / "out.json")

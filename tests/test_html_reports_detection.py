@@ -60,7 +60,8 @@ def _worst(card: dict) -> tuple[str, dict]:
     return min(((k, a) for k, a in card["attacks"].items() if k != ADAPTIVE), key=lambda ka: ka[1]["robust_accuracy"])
 
 
-def _check_detection_verdict(html: str, cards: list[dict], names: dict[str, str] | None = None) -> None:
+def _check_detection_verdict(html: str, cards: list[dict], names: dict[str, str] | None = None,
+                             labels: dict[str, str] | None = None) -> None:
     dom, strong = _dom(html), _strong(html)
     assert dom.sections[:2] == ["verdict", "red-flags"]  # the verdict is the first screen
     assert float(strong["clean-accuracy"][0]) == cards[0]["clean_accuracy"]
@@ -90,7 +91,7 @@ def _check_detection_verdict(html: str, cards: list[dict], names: dict[str, str]
     for card in cards:
         name = (names or {}).get(card["detector"], card["detector"])
         for k, a in card["attacks"].items():
-            assert robust[(name, k)].startswith(percent(a["robust_accuracy"]))
+            assert robust[(name, (labels or {}).get(k, k))].startswith(percent(a["robust_accuracy"]))
 
 
 @pytest.mark.slow
@@ -114,6 +115,26 @@ def test_several_detectors_share_one_verdict(detect_run, tmp_path):
     html = write_detection_html([card, other], tmp_path / "report.html", names=names).read_text()
     _check_detection_verdict(html, [card, other], names)
     assert "CMAG (SSIM): made up" in " ".join("".join(_dom(html).text).split())
+
+
+@pytest.mark.slow
+def test_detection_reproduction_writes_a_report(tmp_path):
+    preset = {"kind": "detection", "name": "tiny-magnet", "title": "Tiny MagNet", "paper": "cmag-detection.txt",
+              "dataset": "mnist", "target": "a-net", "detectors": ["magnet-error"],
+              "attacks": {"fgsm-0.3": {"attack": "fgsm", "params": {"eps": 0.3}, "label": "FGSM 0.3"}},
+              "full": {"n_train": 300, "n_calibration": 100, "epochs": 1, "n_test": 30},
+              "fast": {"n_train": 300, "n_calibration": 100, "epochs": 1, "n_test": 30, "n_adaptive": 6,
+                       "adaptive_steps": 3}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(preset))
+    out = tmp_path / "run"
+    proc = run_cli("reproduce", str(tmp_path / "p.yaml"), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cards = list(json.loads((out / "reproduction.json").read_text())["detectors"].values())
+    html = (out / "report.html").read_text()
+    _check_detection_verdict(html, cards, {"magnet-error": "MagNet"}, {"fgsm-0.3": "FGSM 0.3"})
+    assert "Tiny MagNet" in html
+    assert _dom(html).images and all(src.startswith("data:image/png;base64,") for src in _dom(html).images)
+    _check_detection_verdict((out / "magnet-error" / "report.html").read_text(), cards)  # the detector's own
 
 
 @pytest.mark.slow
