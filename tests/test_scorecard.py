@@ -121,12 +121,15 @@ def test_users_own_defense_by_package_module_factory(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(pkg.parent))
     torch.save({"gain": torch.ones(1)}, tmp_path / "blur.pt")
     card, out = scorecard(tmp_path, "--defense", "none", "--add-defense", "scpkg.defs:make_blur",
-                          "--defense-weights", str(tmp_path / "blur.pt"), "--name", "my-blur")
+                          "--defense-weights", str(tmp_path / "blur.pt"), "--name", "my-blur",
+                          "--markdown", str(tmp_path / "docs" / "scorecard.md"))
     rows = {r["name"]: r for r in card["rows"]}
     assert set(rows) == {"none", "my-blur"} and rows["my-blur"]["kind"] == "user"
     assert rows["my-blur"]["defense"]["name"] == "Blur" and rows["my-blur"]["classifier"] == "a-net"
     assert all(rows["my-blur"][k] is not None for k in FILLED)
     assert "| my-blur | user | a-net |" in (out / "scorecard.md").read_text()
+    doc = (tmp_path / "docs" / "scorecard.md").read_text()  # --markdown: a second copy whose links stay inside
+    assert "| my-blur | user | a-net |" in doc and "](../" not in doc and "a-net.json`" in doc
 
 
 def _cli(*args, env=None):

@@ -161,7 +161,7 @@ def _write(card: dict, out: Path, extra_md: Path | None) -> None:
     write_html(card, out, out / "report.html")
     if extra_md is not None:
         extra_md.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(extra_md, markdown(card, out, extra_md.parent).encode())
+        atomic_write_bytes(extra_md, markdown(card, out, extra_md.parent, outside=False).encode())
 
 
 __all__ = ["identity", "run_scorecard", "select"]

@@ -52,8 +52,21 @@ def _link(row: dict, out: Path, base: Path) -> str:
     return Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
 
 
-def markdown(card: dict, out: Path, base: Path) -> str:
-    """The table, links relative to ``base`` (the folder the Markdown file lies in), then notes and red flags."""
+def _card_cell(row: dict, out: Path, base: Path, outside: bool) -> str:
+    """A Markdown link to the row's card; with ``outside`` False a card outside ``base`` is named, not linked (a
+    documentation site refuses links that leave it): by its path from the working folder, else from the zoo's."""
+    link = _link(row, out, base)
+    if outside or not link.startswith("../"):
+        return f"[card]({link})"
+    target = card_target(row, out).resolve()
+    if target.is_relative_to(Path.cwd().resolve()):
+        return f"`{target.relative_to(Path.cwd().resolve()).as_posix()}`"
+    return f"`advshield/zoo/{row['card']}`" if row.get("card") else f"`{target.name}`"
+
+
+def markdown(card: dict, out: Path, base: Path, outside: bool = True) -> str:
+    """The table, links relative to ``base`` (the folder the Markdown file lies in; ``outside`` False: no link
+    leaves it), then notes and red flags."""
     head = [h for _, h in COLUMNS]
     lines = [f"# advshield scorecard: {card['dataset']}", "",
              f"`{card['command']}`", "",
@@ -61,7 +74,7 @@ def markdown(card: dict, out: Path, base: Path) -> str:
              f"machine: {card['machine_label']}.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in card["rows"]:
-        cells = [cell(k, row) for k, _ in COLUMNS[:-1]] + [f"[card]({_link(row, out, base)})"]
+        cells = [cell(k, row) for k, _ in COLUMNS[:-1]] + [_card_cell(row, out, base, outside)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     lines += ["", *[f"* {n}" for n in card["notes"]]]
     flagged = [(r["name"], f) for r in card["rows"] for f in r.get("red_flags") or []]
