@@ -12,6 +12,7 @@ import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, console,
                                   names_help, note_embedded, parse_params, progress_bar, writable)
+from advshield.errors import AdvShieldError
 
 
 def _versions() -> str:
@@ -78,7 +79,10 @@ def scorecard_cmd(
     d = defaults(dataset, target, substitute)
     extra = [user_row(add_defense, dataset, d["target"], weights=str(defense_weights) if defense_weights else None,
                       params=parse_params(defense_param, "--defense-param"), name=name)] if add_defense else []
-    rows = select(catalog(dataset, d["target"], d["substitute"]), defense) + extra  # unknown names fail here
+    known = catalog(dataset, d["target"], d["substitute"])
+    if extra and extra[0].name in {r.name for r in known}:
+        raise AdvShieldError(f"--add-defense: a row named {extra[0].name!r} exists already; name yours with --name")
+    rows = select(known, defense) + extra  # unknown names fail here
     if list_rows:
         for r in rows:
             console.print(f"{r.name:<40} {r.kind:<14} {r.target}" + (f"  ({r.note})" if r.note else ""),
