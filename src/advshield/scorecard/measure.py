@@ -8,7 +8,6 @@ sharding); the health checks and the inference cost run on the first process onl
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,8 +15,7 @@ from torch import nn
 
 from advshield.attacks import Pipeline, ThreatModel
 from advshield.data import ImageDataset
-from advshield.detectors import load_detector
-from advshield.evaluation.detection import detection_experiment
+from advshield.detectors import build_detector, load_detector, save_detector
 from advshield.evaluation.run import measure
 from advshield.evaluation.verdict import health_flags, red_flags, with_interval, worst_case
 from advshield.experiment import RunContext, Target, Threat, acquire_set, on_victim
@@ -66,7 +64,7 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
     """A detector at ``cfg.fpr`` (fitted into ``folder`` once) beside ``spec.target``: an image is robust when it
     is right and unflagged when clean and the attack does not end misclassified and unflagged."""
     victim = ctx.load_target(spec.target, dataset)
-    detector, card = fit_detector(spec.detector, victim, cfg, ctx, dataset, folder, n_test=len(data))
+    detector, card = fit_detector(spec.detector, victim, cfg, ctx, dataset, folder)
     det_id = {"kind": spec.detector, "sha256": card["sha256"]}
     pipe = Pipeline(victim.model, detector=detector)
     shard = ctx.dist.shard(len(data))
@@ -100,18 +98,25 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
     return out
 
 
-def fit_detector(kind: str, victim: Target, cfg: ScorecardConfig, ctx: RunContext, dataset: str, folder: Path, *,
-                 n_test: int):
-    """The detection experiment's fitting and calibration (first process, once per folder); every process then
-    reads the saved detector. Returns (detector, its card)."""
+def fit_detector(kind: str, victim: Target, cfg: ScorecardConfig, ctx: RunContext, dataset: str, folder: Path):
+    """Fit ``kind`` on the first clean training images and set its threshold at ``cfg.fpr`` on the next held-out
+    ones (the detection experiment's recipe), once per folder, by the first process; every process then reads
+    the saved detector. Returns (detector, its card)."""
     path = folder / "detector.safetensors"
     if ctx.dist.is_main and not path.exists():
         train = ctx.load_data(dataset, "train", target=victim)
         n_cal = min(cfg.detector_calibration, len(train) // 5)
-        quiet = replace(ctx, log=lambda _: None)
-        detection_experiment(victim.name, kind, [], folder, quiet, fpr=cfg.fpr, n_train=min(cfg.detector_train,
-                             len(train) - n_cal), n_calibration=n_cal, epochs=cfg.detector_epochs, n=n_test,
-                             dataset=dataset)
+        n_train = min(cfg.detector_train, len(train) - n_cal)
+        clean = train.tensors(slice(0, n_train))[0]
+        victim.model.requires_grad_(False)
+        detector, _ = build_detector(kind, victim.model, clean, epochs=cfg.detector_epochs, seed=cfg.seed,
+                                     device=ctx.device)
+        with torch.no_grad():
+            detector.calibrate_fpr(detector.scores(train.tensors(slice(n_train, n_train + n_cal))[0].split(200),
+                                                   ctx.device), cfg.fpr)
+        save_detector(path, detector, kind, classifier=victim.model, classifier_card=victim.card,
+                      image_shape=tuple(clean.shape[1:]), recipe={"n_train": n_train, "n_calibration": n_cal,
+                                                                  "epochs": cfg.detector_epochs, "fpr": cfg.fpr})
     ctx.dist.barrier()
     return load_detector(path, victim.model, victim.sha256, ctx.device)
 
