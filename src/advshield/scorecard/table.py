@@ -1,14 +1,17 @@
-"""The scorecard as a Markdown table, a CSV, and a self-contained HTML page (one JSON holds everything)."""
+"""The scorecard as a Markdown table, a CSV and the report package's self-contained HTML page (the JSON holds
+everything)."""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import os
 from pathlib import Path
 
+from markupsafe import Markup
+
 from advshield.io import atomic_write_bytes
+from advshield.report.html import cell_of, render_page
 from advshield.zoo import zoo_root
 
 # (key in a row, heading): the columns every output shares, in order
@@ -107,25 +110,39 @@ def write_csv(card: dict, path: Path) -> None:
 
 
 def write_html(card: dict, out: Path, path: Path) -> None:
-    """One self-contained page: the same table, sortable by nothing but the reader's eyes, no scripts."""
-    e = html.escape
-    head = "".join(f"<th>{e(h)}</th>" for _, h in COLUMNS)
-    body = []
-    for row in card["rows"]:
-        cells = [f"<td>{e(cell(k, row))}</td>" for k, _ in COLUMNS[:-1]]
-        cells.append(f'<td><a href="{e(_link(row, out, path.parent))}">card</a></td>')
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    notes = "".join(f"<li>{e(n)}</li>" for n in card["notes"])
-    flags = "".join(f"<li><b>{e(r['name'])}</b> {e(f['check'])}: {e(f['detail'])}</li>"
-                    for r in card["rows"] for f in r.get("red_flags") or [])
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>advshield scorecard: {e(card['dataset'])}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}</style></head><body>"
-            f"<h1>advshield scorecard: {e(card['dataset'])}</h1><p><code>{e(card['command'])}</code></p>"
-            f"<p>{card['n']} test images; attack {e(card['attack_label'])}, L-inf eps {card['eps']:.4g}; "
-            f"machine: {e(card['machine_label'])}.</p><table><tr>{head}</tr>{''.join(body)}</table>"
-            f"<ul>{notes}</ul>" + (f"<h2>Red flags</h2><ul>{flags}</ul>" if flags else "") + "</body></html>")
-    atomic_write_bytes(path, page.encode("utf-8"))
+    """The report package's verdict-first page: the best adaptive worst case beside the undefended reference,
+    the sortable table (card links kept), red flags, notes."""
+    measured = [r for r in card["rows"] if r.get("worst_case_robust_accuracy") is not None]
+    headline = []
+    if measured:
+        best = max(measured, key=lambda r: r["worst_case_robust_accuracy"])
+        headline.append({"id": "best-worst-case", "label": "Highest adaptive worst-case robust accuracy",
+                         "value": best["worst_case_robust_accuracy"],
+                         "text": f"{best['name']}: {cell('worst_case_robust_accuracy', best)}",
+                         "note": f"95 % interval {cell('worst_case_ci95', best)}"})
+    for r in measured:
+        if r["kind"] == "undefended":
+            headline.append({"id": "undefended", "label": f"{r['classifier']} without a defense",
+                             "value": r["worst_case_robust_accuracy"],
+                             "text": cell("worst_case_robust_accuracy", r), "note": f"clean {cell('clean_accuracy', r)}"})
+    rows = []
+    for r in card["rows"]:
+        cells = []
+        for k, _ in COLUMNS[:-1]:
+            v = r.get(k)
+            value = len(v) if k == "red_flags" and v is not None else v[0] if k == "worst_case_ci95" and v else v
+            cells.append(cell_of(value if isinstance(value, (int, float)) else cell(k, r), cell(k, r)))
+        link = Markup('<a href="{}">card</a>').format(_link(r, out, path.parent))
+        cells.append(cell_of(r["name"], link))
+        rows.append(cells)
+    page = {"summary": [f"{card['n']} test images of {card['dataset']}; attack {card['attack_label']}, L-inf eps "
+                        f"{card['eps']:.4g}; seed {card['seed']}; machine: {card['machine_label']}", card["command"]],
+            "headline": headline, "verdict": {"id": "scorecard-table", "columns": list(COLUMNS), "rows": rows},
+            "red_flags": [{"check": f"{r['name']}: {f['check']}", "detail": f["detail"]}
+                          for r in card["rows"] for f in r.get("red_flags") or []],
+            "notes": card["notes"] + [f"{r['name']}: {r['note']}" for r in card["rows"] if r.get("note")]}
+    html = render_page(f"advshield scorecard: {card['dataset']}", page)
+    atomic_write_bytes(path, html.encode("utf-8"))
 
 
 __all__ = ["COLUMNS", "cell", "markdown", "write_csv", "write_html"]
