@@ -133,6 +133,29 @@ def test_users_own_defense_by_package_module_factory(tmp_path, monkeypatch):
     assert "| my-blur | user | a-net |" in doc and "](../" not in doc and "a-net.json`" in doc
 
 
+def test_add_defense_takes_checkpoints_registered_names_and_factories(tmp_path):
+    import shutil
+
+    from advshield.scorecard import user_row
+    from advshield.zoo import pretrained_path
+
+    restorer = user_row(str(pretrained_path("cru-net-for-b-net", "mnist")), "mnist", "a-net", name="mine")
+    assert (restorer.kind, restorer.target, restorer.card) == ("user", "b-net", "mnist/cru-net-for-b-net.json")
+    net = pretrained_path("a-net", "mnist")
+    robust = tmp_path / "my-robust.safetensors"
+    shutil.copy(net, robust)
+    card = json.loads(net.with_suffix(".json").read_text())
+    card["recipe"]["adversarial"] = {"method": "pgd", "eps": 0.3}
+    robust.with_suffix(".json").write_text(json.dumps(card))
+    row = user_row(str(robust), "mnist", "a-net")
+    assert (row.kind, row.target, row.defense) == ("robust", str(robust), None)
+    assert user_row(str(net), "mnist", "a-net").kind == "classifier"
+    assert user_row("magnet-error", "mnist", "a-net").detector == "magnet-error"
+    pre = user_row("median", "mnist", "a-net", params={"size": 2}, name="median-2")
+    assert (pre.name, pre.defense, pre.params) == ("median-2", "median", {"size": 2})
+    assert user_row("pkg.mod:make", "mnist", "a-net", weights="w.pt").kind == "user"
+
+
 def _cli(*args, env=None):
     env = dict(os.environ, **(env or {}))
     env.pop("ADVSHIELD_DATA", None)

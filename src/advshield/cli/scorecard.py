@@ -30,7 +30,8 @@ def scorecard_cmd(
                                       "DEFENSE+CLASSIFIER for a combination, or none. Default: every row; --list "
                                       "names them."),
     add_defense: Optional[str] = typer.Option(None, "--add-defense", help="Add your defense as a row: a restorer "
-                                              ".safetensors checkpoint, a registered defense or detector, or your "
+                                              ".safetensors checkpoint, a classifier checkpoint (your adversarially "
+                                              "trained model, alone), a registered defense or detector, or your "
                                               "package.module:factory (with --defense-weights)."),
     defense_weights: Optional[Path] = DefenseWeightsOpt,
     defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for --add-defense's "

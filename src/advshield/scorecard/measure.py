@@ -24,7 +24,7 @@ from advshield.scorecard.rows import RowSpec
 from advshield.scorecard.config import ScorecardConfig
 from advshield.user_modules import UserDefense
 
-UNDEFENDED = ("undefended", "robust")
+UNDEFENDED = ("undefended", "robust", "classifier")
 
 
 def no_defense() -> tuple[UserDefense, dict]:

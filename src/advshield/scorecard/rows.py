@@ -42,7 +42,7 @@ class RowSpec:
     in front of the classifier ``target``; ``note`` set and ``measured`` False for a row listed without numbers."""
 
     name: str
-    kind: str  # undefended | restorer | preprocessing | detector | robust | combination | user
+    kind: str  # undefended | restorer | preprocessing | detector | robust | combination | user | classifier
     target: str
     defense: str | None = None
     params: dict = field(default_factory=dict)
@@ -123,7 +123,8 @@ def not_shipped(dataset: str) -> list[str]:
 def user_row(spec: str, dataset: str, target: str, *, weights: str | None = None, params: dict | None = None,
              name: str | None = None) -> RowSpec:
     """The user's own row: a restorer checkpoint (in front of the classifier its card names, when the zoo has
-    it), a registered defense or detector, or ``package.module:factory`` (with ``weights``)."""
+    it), a classifier checkpoint (alone: an adversarially trained model), a registered defense or detector, or
+    ``package.module:factory`` (with ``weights``)."""
     if is_user_spec(spec):
         return RowSpec(name or spec, "user", target, spec, params or {}, weights=weights)
     if weights is not None:
@@ -136,9 +137,13 @@ def user_row(spec: str, dataset: str, target: str, *, weights: str | None = None
         return RowSpec(name or spec, "user", target, spec, params or {})
     path = resolve_checkpoint(spec, dataset)
     card = read_card(path)
-    if card.get("kind") != "defense":
-        raise InputError(f"{spec}: not a defense checkpoint (its card says kind {card.get('kind')!r}); pass a "
-                         "restorer .safetensors, a registered defense or detector, or package.module:factory")
+    if card.get("kind") == "detector":
+        raise InputError(f"{spec}: a saved detector; add it by its registered name ({card.get('detector')})")
+    if card.get("kind") != "defense":  # a classifier (say, the user's adversarially trained one), alone
+        if card.get("dataset") not in (None, dataset):
+            raise InputError(f"{spec}: a classifier for {card['dataset']}, not {dataset}")
+        return RowSpec(name or Path(spec).stem, "robust" if is_robust(card) else "classifier", str(spec),
+                       card=_card_link(path))
     victim = target
     if card.get("target"):  # in front of the classifier it was trained for, when the zoo holds it
         classifiers = [e for e in list_checkpoints() if e.dataset == dataset and e.card.get("kind") != "defense"]
