@@ -7,11 +7,11 @@ Three jobs, each on fresh state per round: ``advshield data info`` loading a gen
 for the first time (extraction, decoding and the decode cache), ``advshield attack`` (BIM on the zoo A-net, the
 embedded MNIST sample, adversarial-set store) and ``advshield train-target`` (A-net on 256 images of the embedded
 MNIST sample, 3 epochs of batch 64, per-epoch checkpoints, resumed by the next run). Each round SIGKILLs the job at
-a random moment one or two times in a row (half the kill moments counted from the job's first written file, so that most kills
-hit the checkpoint, shard and resume paths rather than the imports), then runs it to the end on the same cache/store/run folder and compares
-its JSON summary (timings left out) with an uninterrupted reference run; for the attack also the stored
-``adv.safetensors`` bytes, for the training every tensor of ``model.safetensors``. It also checks that no
-temporary file is left behind. Exit status 1 on any difference.
+a random moment one or two times in a row (half the moments counted from the job's first written file, so that
+most kills hit the checkpoint, shard and resume paths rather than the imports), then runs it to the end on the same
+cache/store/run folder and compares its JSON summary (timings left out) with an uninterrupted reference run; for
+the attack also the stored ``adv.safetensors`` bytes, for the training every tensor of ``model.safetensors``. It
+also checks that no temporary file is left behind. Exit status 1 on any difference.
 
 By default each run is a fork of this process after it imported advshield (the CLI's ``main`` with the
 job's arguments), which skips the seconds of import per run; ``--subprocess`` runs the ``advshield`` entry

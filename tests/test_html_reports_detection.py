@@ -105,6 +105,8 @@ def test_detect_writes_a_report_whose_verdict_is_the_card(detect_run):
     html = (detect_run / "report.html").read_text()
     assert "http://" not in html and "https://" not in html
     _check_detection_verdict(html, [card])
+    images = _dom(html).images  # the robust-accuracy bars (oblivious attacks and the adaptive one), inline
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
 
 
 def test_several_detectors_share_one_verdict(detect_run, tmp_path):
@@ -133,7 +135,8 @@ def test_detection_reproduction_writes_a_report(tmp_path):
     html = (out / "report.html").read_text()
     _check_detection_verdict(html, cards, {"magnet-error": "MagNet"}, {"fgsm-0.3": "FGSM 0.3"})
     assert "Tiny MagNet" in html
-    assert _dom(html).images and all(src.startswith("data:image/png;base64,") for src in _dom(html).images)
+    images = _dom(html).images  # the bars and the reconstruction grid, inline
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
     _check_detection_verdict((out / "magnet-error" / "report.html").read_text(), cards)  # the detector's own
 
 

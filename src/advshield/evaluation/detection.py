@@ -12,10 +12,12 @@ import torch
 from advshield.attacks import AttackResult
 from advshield.detectors import Detector, Projection, build_detector, load_detector, save_detector
 from advshield.errors import InputError
+from advshield.evaluation.figures import grouped_bars
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
 from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
 from advshield.report import write_detection_html
+from advshield.report.detection import robust_groups
 from advshield.validation import check_images
 
 
@@ -144,8 +146,10 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "threshold is their smallest SSIM)"]}
     summary["red_flags"] = detection_red_flags(summary)
     atomic_write_json(Path(out) / "detection.json", summary)
+    grouped_bars(robust_groups([summary]), f"{kind} guarding {card['architecture']}: robust accuracy at the "
+                 f"calibrated {fpr:.0%} FPR", Path(out) / "figures" / "robust-accuracy.png", ylabel="robust accuracy")
     write_detection_html([summary], Path(out) / "report.html", title=f"advshield detection: {kind} guarding "
-                         f"{card['architecture']} on {ds_name}")
+                         f"{card['architecture']} on {ds_name}", figures=["figures/robust-accuracy.png"])
     return DetectionRun(summary, detector, classifier, x_test, sets)
 
 

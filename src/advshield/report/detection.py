@@ -28,7 +28,7 @@ def _pct(v: float | None, note: str = "", cls: str = "") -> dict:
 
 def worst_oblivious(card: dict) -> tuple[str, dict] | None:
     """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry)."""
-    oblivious = [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and "robust_accuracy" in a]
+    oblivious = [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and a.get("robust_accuracy") is not None]
     return min(oblivious, key=lambda ka: ka[1]["robust_accuracy"]) if oblivious else None
 
 
@@ -39,8 +39,23 @@ def verdict_of(card: dict) -> dict:
             "fpr": card.get("clean_fpr"), "fpr_target": card["fpr_target"], "n": card["n_test"],
             "oblivious": worst[1]["robust_accuracy"] if worst else None, "oblivious_attack": worst[0] if worst else "",
             "oblivious_ci": worst[1]["robust_accuracy_ci95"] if worst else None,
-            "adaptive": joint["robust_accuracy"] if joint else None, "adaptive_n": joint["n"] if joint else 0,
-            "adaptive_ci": joint["robust_accuracy_ci95"] if joint else None}
+            "adaptive": (joint or {}).get("robust_accuracy"), "adaptive_n": (joint or {}).get("n", 0),
+            "adaptive_ci": (joint or {}).get("robust_accuracy_ci95")}
+
+
+def robust_groups(cards: list[dict], names: dict[str, str] | None = None,
+                  attack_labels: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Robust accuracy at the calibrated threshold, attack -> detector -> value (the adaptive attack last), for
+    a grouped bar chart: the detector-aware attack's bars beside the oblivious ones."""
+    names, labels = names or {}, attack_labels or {}
+    groups: dict[str, dict[str, float]] = {}
+    for card in cards:
+        for k, a in sorted(card["attacks"].items(), key=lambda ka: ka[0] == ADAPTIVE):
+            group = "adaptive (detector-aware)" if k == ADAPTIVE else labels.get(k, k)
+            if a.get("robust_accuracy") is not None:
+                groups.setdefault(group, {})[names.get(card["detector"], card["detector"])] = a["robust_accuracy"]
+    adaptive = groups.pop("adaptive (detector-aware)", None)
+    return {**groups, **({"adaptive (detector-aware)": adaptive} if adaptive else {})}
 
 
 def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[list[dict]]:
@@ -49,11 +64,11 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
         label = cell_of(k, attack_labels.get(k, k))
         if k == ADAPTIVE:
             p = a["params"]
-            rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a['attack']} eps {p.get('eps')}, "
+            rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "
                                                                        f"{p.get('steps')} steps"),
-                         cell_of(a["n"]), _pct(a["evasion_rate"]), cell_of(None), _pct(a["detection_rate"]),
+                         cell_of(a.get("n")), _pct(a.get("evasion_rate")), cell_of(None), _pct(a.get("detection_rate")),
                          cell_of(None), cell_of(None), cell_of(None), cell_of(None),
-                         _pct(a["robust_accuracy"], _interval(a.get("robust_accuracy_ci95")), "robust")])
+                         _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")), "robust")])
             continue
         m, paper = a["calibrated"], a["paper_threshold"]
         rows.append([cell_of(name), label, cell_of("oblivious"), cell_of(a.get("n", card["n_test"])),
@@ -78,23 +93,26 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
     target; ``names``: detector kind -> how to call it; ``attack_labels``: attack key -> column name."""
     names, labels = names or {}, attack_labels or {}
     first = cards[0]
-    headline = [{"id": "clean-accuracy", "label": "Clean accuracy of the classifier", "value": first["clean_accuracy"],
-                 "text": percent(first["clean_accuracy"]), "note": f"{first['n_test']} test images"}]
+    clean = first.get("clean_accuracy")
+    headline = [{"id": "clean-accuracy", "label": "Clean accuracy of the classifier", "value": clean,
+                 "text": percent(clean), "note": f"{first['n_test']} test images"}]
     verdict, flags, attacks, recon = [], [], [], []
     for card in cards:
         kind = card["detector"]
         name, v = names.get(kind, kind), verdict_of(card)
         at = f"{name} at the calibrated {percent(v['fpr_target'])} FPR, robust accuracy"
+        worst = labels.get(v["oblivious_attack"], v["oblivious_attack"])
         headline.append({"id": f"robust-oblivious-{kind}", "label": f"{at}, oblivious attacks", "value": v["oblivious"],
-                         "text": percent(v["oblivious"]), "note": f"worst: {labels.get(v['oblivious_attack'], v['oblivious_attack'])}"
-                         f"; {_interval(v['oblivious_ci'])}" if v["oblivious_ci"] else ""})
+                         "text": percent(v["oblivious"]),
+                         "note": f"worst: {worst}; {_interval(v['oblivious_ci'])}" if v["oblivious_ci"] else ""})
         headline.append({"id": f"robust-adaptive-{kind}", "label": f"{at}, detector-aware adaptive attack",
                          "value": "" if v["adaptive"] is None else v["adaptive"],
                          "text": percent(v["adaptive"]) if v["adaptive"] is not None else "not run",
-                         "note": f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" if v["adaptive_ci"] else ""})
+                         "note": f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" if v["adaptive_ci"]
+                         else ""})
         verdict.append([cell_of(kind, name), cell_of(v["n"]), _pct(v["clean"]), _pct(v["clean_unflagged"]),
                         _pct(v["fpr"], f"target {percent(v['fpr_target'])}"),
-                        _pct(v["oblivious"], f"{labels.get(v['oblivious_attack'], v['oblivious_attack'])}; "
+                        _pct(v["oblivious"], f"{worst}; "
                                              f"{_interval(v['oblivious_ci'])}", "robust"),
                         _pct(v["adaptive"], f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}"
                              if v["adaptive_ci"] else "not run", "robust")])
@@ -141,4 +159,4 @@ def write_detection_html(cards: list[dict], path: str | Path, title: str = "advs
     return path
 
 
-__all__ = ["detection_page", "verdict_of", "worst_oblivious", "write_detection_html"]
+__all__ = ["detection_page", "robust_groups", "verdict_of", "worst_oblivious", "write_detection_html"]

@@ -46,10 +46,11 @@ def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | N
         acc = card["accuracy"]
         for s, o in summary.get("runs", {}).get(name, {}).items():
             last = len(card["layers"]) - 1
-            verdict.append([cell_of(name, name if name == card["model"] else f"{name} ({card['model']})"), cell_of(s), _pct(acc.get(s)),
-                            _pct(acc.get("clean")), _g(card["ne_d"][s][last]), _g(o["ne_d_ratio"]),
-                            _yes(o["ne_d_jumps"]), _g(o["rms_ratio"]), _yes(o["rms_jumps"]),
-                            _g(card["cos_d"][s][last]), _g(o["cos_d_ratio"]), _yes(o["cos_d_fades"])])
+            shown = name if name == card["model"] else f"{name} ({card['model']})"
+            verdict.append([cell_of(name, shown), cell_of(s), _pct(acc.get(s)), _pct(acc.get("clean")),
+                            _g(card["ne_d"][s][last]), _g(o["ne_d_ratio"]), _yes(o["ne_d_jumps"]), _g(o["rms_ratio"]),
+                            _yes(o["rms_jumps"]), _g(card["cos_d"][s][last]), _g(o["cos_d_ratio"]),
+                            _yes(o["cos_d_fades"])])
         accuracy += [[cell_of(name), cell_of(s), _pct(a), _g(card.get("mse", {}).get(s, 0.0 if s == "clean" else None))]
                      for s, a in acc.items()]
     tables = [{"id": "accuracy-table", "title": "Accuracy and input MSE per set", "rows": accuracy,

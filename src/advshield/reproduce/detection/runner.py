@@ -10,10 +10,11 @@ import torch
 
 from advshield.detectors.defense_gan import Projection
 from advshield.evaluation.detection import DetectionRun, default_adaptive, detection_experiment
-from advshield.evaluation.figures import image_rows
+from advshield.evaluation.figures import grouped_bars, image_rows
 from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
 from advshield.report import write_detection_html
+from advshield.report.detection import robust_groups
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection.report import write_detection_report
 from advshield.reproduce.core import run_header
@@ -105,12 +106,15 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     }
     atomic_write_json(out / "reproduction.json", summary)
     write_detection_report(preset, summary, out / "report.md")
-    write_detection_html(list(summary["detectors"].values()), out / "report.html",
-                         f"{preset.title}: reproduction ({summary['variant']} variant)", names=DETECTOR_LABELS,
-                         attack_labels={k: a.label or k for k, a in preset.attacks.items()},
+    cards, labels = list(summary["detectors"].values()), {k: a.label or k for k, a in preset.attacks.items()}
+    bars = grouped_bars(robust_groups(cards, DETECTOR_LABELS, labels), f"{preset.title}: robust accuracy at the "
+                        f"calibrated {preset.fpr:.0%} FPR", out / "figures" / "robust-accuracy.png",
+                        ylabel="robust accuracy")
+    write_detection_html(cards, out / "report.html", f"{preset.title}: reproduction ({summary['variant']} variant)",
+                         names=DETECTOR_LABELS, attack_labels=labels,
                          summary=[f"Regenerate with {command or 'advshield reproduce ' + preset.name}; paper "
                                   f"{preset.paper}; target {preset.target} on {preset.dataset.value}, "
                                   f"{budget.n_test} test images"],
-                         figures=list(figures.values()))
+                         figures=[str(bars.relative_to(out))] + list(figures.values()))
     log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
     return summary
