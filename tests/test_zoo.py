@@ -20,12 +20,12 @@ needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="offline data
 
 
 def test_required_checkpoints_are_shipped():
-    have = {(e.dataset, e.name) for e in ZOO}
+    have = {(e.dataset, e.path.stem) for e in ZOO}
     missing = {(d, n) for d, names in REQUIRED.items() for n in names} - have
     assert not missing, f"missing zoo checkpoints: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.name}")
+@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.path.stem}")
 def test_checkpoint_integrity_and_card(entry):
     assert entry.path.stat().st_size < 5 * 2**20, "zoo files must stay under 5 MB"
     model, card = load_model(entry.path)  # checks SHA-256, tensor names and shapes
@@ -34,7 +34,7 @@ def test_checkpoint_integrity_and_card(entry):
     assert card["n_params"] == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("entry", MNIST_ZOO, ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", MNIST_ZOO, ids=lambda e: e.path.stem)
 def test_mnist_zoo_on_embedded_sample(entry):
     model, _ = load_model(entry.path)
     assert accuracy(model, load_dataset("mnist", "test")) >= 0.97
@@ -42,7 +42,7 @@ def test_mnist_zoo_on_embedded_sample(entry):
 
 @needs_shared
 @pytest.mark.slow
-@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.name}")
+@pytest.mark.parametrize("entry", ZOO, ids=lambda e: f"{e.dataset}-{e.path.stem}")
 def test_card_accuracy_reproduces_on_full_test_set(entry, monkeypatch, shared_cache):
     monkeypatch.setenv("ADVSHIELD_CACHE", str(shared_cache))
     model, card = load_model(entry.path)
@@ -50,7 +50,7 @@ def test_card_accuracy_reproduces_on_full_test_set(entry, monkeypatch, shared_ca
     acc = accuracy(model, test)
     assert len(test) == card["test_set"]["n"] == {"gtsrb": 12630}.get(entry.dataset, 10000)
     assert acc == pytest.approx(card["test_accuracy"], abs=2e-4)
-    assert acc >= FLOORS.get((entry.dataset, entry.name), 0.0)
+    assert acc >= FLOORS.get((entry.dataset, entry.path.stem), 0.0)
 
 
 def test_load_pretrained_by_name():
@@ -65,3 +65,25 @@ def test_one_architecture_on_two_datasets_resolves_to_its_own_by_default():
     assert pretrained_path("a-net", "fashion-mnist").parent.name == "fashion-mnist"
     model, card = load_pretrained("a-net", "fashion-mnist")
     assert card["dataset"] == "fashion-mnist" and model(torch.rand(1, 1, 28, 28)).shape == (1, 10)
+
+
+ROBUST = [e for e in ZOO if (e.card.get("recipe") or {}).get("adversarial")]
+
+
+def test_the_zoo_ships_adversarially_trained_models():
+    assert {(e.dataset, e.path.stem) for e in ROBUST} >= {("mnist", "a-net-robust"), ("cifar10", "resnet18-robust")}
+
+
+@pytest.mark.parametrize("entry", ROBUST, ids=lambda e: e.path.stem)
+def test_robust_cards_state_the_ensemble_result_and_its_checks(entry):
+    rt = entry.card["robust_test"]
+    assert rt["attack"] == "autoattack" and rt["version"] == "standard" and rt["n"] >= 2000
+    assert rt["eps"] == entry.card["recipe"]["adversarial"]["eps"]
+    assert rt["interval_95"][0] <= rt["robust_accuracy"] <= rt["interval_95"][1] <= rt["clean_accuracy"] + 0.05
+    members = [rt["per_member"][k] for k in ("clean", "apgd-ce", "apgd-t", "fab-t", "square")]  # cumulative
+    assert members == sorted(members, reverse=True) and members[-1] == pytest.approx(rt["robust_accuracy"], abs=1e-4)
+    assert rt["health"]["ok"], rt["health"]
+    assert entry.card["history"] and all("val_robust_accuracy" in h for h in entry.card["history"])
+    # model selection on held-out robust accuracy (Rice et al. 2020)
+    best = max(entry.card["history"], key=lambda h: h["val_robust_accuracy"])
+    assert entry.card["best_epoch"] == best["epoch"]

@@ -32,6 +32,20 @@ def train_target_cmd(
                                           "(default: crop-flip for colour datasets, none for MNIST-like)."),
     val_fraction: float = typer.Option(0.1, help="Part of the training split held out for model selection."),
     n_train: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
+    adversarial: Optional[str] = typer.Option(None, help="Adversarial training, L-inf: pgd (Madry et al. 2018), "
+                                              "trades (Zhang et al. 2019) or fgsm-rs (Wong et al. 2020)."),
+    adv_eps: float = typer.Option(0.3, help="Adversarial training budget (L-inf), e.g. 0.3 MNIST, 0.0314 CIFAR-10."),
+    adv_steps: int = typer.Option(10, min=1, help="Inner PGD steps (pgd, trades)."),
+    adv_step_size: Optional[float] = typer.Option(None, help="Inner step size (default 2.5 eps / steps; fgsm-rs "
+                                                  "1.25 eps)."),
+    trades_beta: float = typer.Option(6.0, help="TRADES robustness weight beta."),
+    eps_warmup_epochs: float = typer.Option(0.0, help="Ramp eps linearly from 0 over this many epochs."),
+    patience: Optional[int] = typer.Option(None, min=1, help="Stop after this many epochs without a better "
+                                           "held-out PGD robust accuracy."),
+    robust_eval_n: int = typer.Option(1000, min=1, help="Test images the card's AutoAttack accuracy is measured on."),
+    robust_eval_version: str = typer.Option("standard", help="AutoAttack version for the card: standard or fast."),
+    storage_dtype: str = typer.Option("float32", help="Dtype of the saved weights: float32 or float16 (numbers "
+                                      "are measured on the saved weights)."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     data_root: Optional[str] = DataRoot,
@@ -39,14 +53,18 @@ def train_target_cmd(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue an interrupted run in --out."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Train a target classifier; checkpoint every epoch, keep the best on validation, report clean test accuracy."""
+    """Train a target classifier (optionally adversarially); checkpoint every epoch, keep the best on validation
+    (robust validation accuracy under PGD for adversarial training), report clean (and AutoAttack) test accuracy."""
     from advshield.training import TrainConfig, train_target
 
+    adv = None if adversarial is None else dict(
+        method=adversarial, eps=adv_eps, steps=adv_steps, step_size=adv_step_size, beta=trades_beta,
+        eps_warmup_epochs=eps_warmup_epochs, patience=patience, eval_n=robust_eval_n, eval_version=robust_eval_version)
     cfg = TrainConfig(dataset=dataset, model=model, model_params=parse_params(model_param), epochs=epochs,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                       schedule=schedule, warmup_epochs=warmup_epochs,
                       label_smoothing=label_smoothing, augment=augment, val_fraction=val_fraction, n_train=n_train,
-                      seed=seed, device=device, data_root=data_root)
+                      adversarial=adv, storage_dtype=storage_dtype, seed=seed, device=device, data_root=data_root)
     note_embedded(cfg.dataset.value, data_root)
     out = writable(out or Path("runs") / f"{cfg.dataset.value}-{cfg.model}")
     with progress_bar("training", quiet=as_json) as update:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.data.core import DatasetName
+from advshield.training.adversarial import AdversarialTraining
 
 
 class RunFields(BaseModel):
@@ -40,6 +41,9 @@ class TrainConfig(RunFields):
     augment: Literal["none", "shift", "crop-flip"] | None = None
     val_fraction: float = Field(0.1, ge=0, lt=1)
     n_train: int | None = Field(None, ge=1)  # use only the first n training images (tests, demos)
+    adversarial: AdversarialTraining | None = None  # None: standard training
+    # The shipped weights' dtype: float16 halves a zoo file (the card's numbers are measured on those weights).
+    storage_dtype: Literal["float32", "float16"] = "float32"
 
     @field_validator("model")
     @classmethod
@@ -63,4 +67,8 @@ class TrainConfig(RunFields):
 
     def recipe(self) -> dict:
         """The fields that make a run what it is (a resumed run must match them)."""
-        return self.model_dump(mode="json", exclude={"device", "data_root"})
+        recipe = self.model_dump(mode="json", exclude={"device", "data_root"})
+        for key, default in (("adversarial", None), ("storage_dtype", "float32")):  # recipes made before these existed
+            if recipe[key] == default:
+                del recipe[key]
+        return recipe

@@ -24,10 +24,13 @@ from advshield.checkpoint import library_versions, load_tensors, load_weights, r
 from advshield.data import load_dataset, train_val_split
 from advshield.device import select_device
 from advshield.errors import CheckpointError
+from advshield.io import sweep_temporaries
 from advshield.metrics import accuracy
 from advshield.models import count_parameters, create_model
+from advshield.training.adversarial import adversarial_loss, robust_validation
 from advshield.training.augment import random_crop_flip
 from advshield.training.config import TrainConfig
+from advshield.training.robust_card import robust_accuracy_card
 from advshield.training.schedule import lr_factor
 
 _OPTIM_PREFIX = "optim."
@@ -77,6 +80,7 @@ def resume_progress(out: Path, resume: bool, recipe: dict, model: torch.nn.Modul
                     device: torch.device, best_key: str, fresh_best: float) -> tuple[int, float, list, float]:
     """(epochs done, best validation value, history, training seconds) of an interrupted run in ``out``,
     its weights and optimizer state loaded; a fresh start when there is none or ``resume`` is off."""
+    sweep_temporaries(out)  # what a run killed while writing a checkpoint left behind
     last = out / "last.safetensors"
     if not (resume and last.exists()):
         return 0, fresh_best, [], 0.0
@@ -88,6 +92,38 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 100_003 + epoch
 
 
+def _validate(cfg: TrainConfig, model: torch.nn.Module, val, device, epoch: int) -> dict:
+    """Validation numbers of an epoch; ``select`` is what model selection maximises (robust accuracy under
+    PGD for adversarial training, Rice et al. 2020, else clean accuracy)."""
+    if cfg.adversarial is None:
+        acc = accuracy(model, val, device=device)
+        return {"val_accuracy": acc, "select": acc}
+    x, y = val.head(cfg.adversarial.val_n).tensors(device=device)
+    clean, robust = robust_validation(cfg.adversarial, model, x, y, seed=_epoch_seed(cfg.seed, epoch))
+    return {"val_accuracy": clean, "val_robust_accuracy": robust, "select": robust}
+
+
+def _stalled(history: list[dict], patience: int | None) -> bool:
+    """No better selection value for ``patience`` epochs (early stopping)."""
+    if patience is None or len(history) <= patience:
+        return False
+    key = "val_robust_accuracy" if "val_robust_accuracy" in history[-1] else "val_accuracy"
+    best = max(range(len(history)), key=lambda i: history[i][key])
+    return len(history) - 1 - best >= patience
+
+
+def _trained_by(recipe: dict) -> dict:
+    """The part of a recipe that made the weights (not how the finished model is evaluated)."""
+    adv = {k: v for k, v in (recipe.get("adversarial") or {}).items() if not k.startswith("eval_")}
+    return dict(recipe, adversarial=adv)
+
+
+def _storage(model: torch.nn.Module, dtype: str) -> dict[str, torch.Tensor]:
+    """The state dict as shipped (floating tensors in ``dtype``)."""
+    target = getattr(torch, dtype)
+    return {k: v.to(target) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+
+
 def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
                  progress: Callable[[str, int, int], None] | None = None,
                  log: Callable[[str], None] = print) -> TrainResult:
@@ -96,8 +132,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     device = select_device(cfg.device)
     torch.manual_seed(cfg.seed)
     full = load_dataset(cfg.dataset, "train", cfg.data_root).head(cfg.n_train)
-    test = load_dataset(cfg.dataset, "test", cfg.data_root)
-    train, val = train_val_split(full, cfg.val_fraction, cfg.seed)
+    train, val_set = train_val_split(full, cfg.val_fraction, cfg.seed)
     model = create_model(cfg.model, **cfg.model_params).to(device)
     if tuple(model.input_shape) != train.shape:
         raise CheckpointError(f"model {cfg.model} takes {model.input_shape} images but {cfg.dataset.value} "
@@ -111,12 +146,16 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     if start_epoch:
         log(f"resuming {cfg.model} on {cfg.dataset.value} after epoch {start_epoch}/{cfg.epochs}")
 
-    augment = cfg.augmentation()
+    augment, adv = cfg.augmentation(), cfg.adversarial
     for epoch in range(start_epoch, cfg.epochs):
+        if _stalled(history, adv.patience if adv else None):
+            log(f"early stop: no better validation robust accuracy in {adv.patience} epochs")
+            break
         t0 = time.perf_counter()
         model.train()
         torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout
         gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+        attack_gen = torch.Generator(device=device).manual_seed(_epoch_seed(cfg.seed, epoch))
         loss_sum, correct, seen = 0.0, 0, 0
         batches = train.batches(cfg.batch_size, shuffle=True, seed=_epoch_seed(cfg.seed, epoch), device=device)
         for step, (x, y) in enumerate(batches):
@@ -125,8 +164,12 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
                 group["lr"] = cfg.lr * lr_factor(cfg.schedule, progress_now, cfg.warmup_epochs / cfg.epochs)
             if augment != "none":
                 x = random_crop_flip(x, gen, padding=4 if augment == "crop-flip" else 2, flip=augment == "crop-flip")
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if adv is not None:  # logits (and train accuracy) are those of the adversarial examples
+                eps = adv.eps_at(epoch + step / steps_per_epoch)
+                loss, logits = adversarial_loss(adv, model, x, y, eps, attack_gen, cfg.label_smoothing)
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -135,33 +178,68 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
             seen += len(y)
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}", step + 1, steps_per_epoch)
-        val_acc = accuracy(model, val, device=device) if len(val) else correct / seen
+        val = _validate(cfg, model, val_set, device, epoch) if len(val_set) else {"val_accuracy": correct / seen,
+                                                                                    "select": correct / seen}
+        val_acc = val.pop("select")
         train_time += time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen,
-                        "val_accuracy": val_acc, "seconds": round(time.perf_counter() - t0, 2)})
+        history.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_accuracy": correct / seen, **val,
+                        **({"eps": adv.eps_at(epoch + 1)} if adv else {}), "seconds": round(time.perf_counter() - t0, 2)})
         log(f"epoch {epoch + 1}/{cfg.epochs}: loss {loss_sum / seen:.4f}  train acc {correct / seen:.4f}  "
-            f"val acc {val_acc:.4f}  ({time.perf_counter() - t0:.1f}s)")
+            + "  ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in val.items())
+            + f"  ({time.perf_counter() - t0:.1f}s)")
         base = {"architecture": cfg.model, "arch_kwargs": cfg.model_params, "dataset": cfg.dataset.value,
                 "recipe": cfg.recipe()}
         if val_acc > best_val:
             best_val = val_acc
-            save_model(out / "best.safetensors", model, dict(base, epoch=epoch + 1, val_accuracy=val_acc))
+            save_model(out / "best.safetensors", model, dict(base, epoch=epoch + 1, **val))
         save_tensors(last, {**model.state_dict(), **_optimizer_tensors(opt)},
                      dict(base, epoch=epoch + 1, best_val_accuracy=best_val, history=history, train_time_s=train_time))
 
+    return finish_run(cfg, out, train_images=len(train), log=log)
+
+
+def finish_run(cfg: TrainConfig, out: str | Path, train_images: int | None = None,
+               log: Callable[[str], None] = print) -> TrainResult:
+    """Write ``model.safetensors`` and its card from a finished run in ``out`` (its best checkpoint, and the
+    history in ``last.json``): clean test accuracy and, for adversarial training, the AutoAttack robust card.
+    ``train_target`` ends with it; it can also finish a run whose training ended but whose evaluation did not."""
+    out = Path(out)
+    device = select_device(cfg.device)
+    test = load_dataset(cfg.dataset, "test", cfg.data_root)
+    last_card = read_card(out / "last.safetensors")
+    if _trained_by(last_card.get("recipe") or {}) != _trained_by(cfg.recipe()):
+        raise CheckpointError(f"{out}: holds a run with a different recipe")
+    history, train_time, adv = last_card["history"], last_card["train_time_s"], cfg.adversarial
+    if train_images is None:
+        full = load_dataset(cfg.dataset, "train", cfg.data_root).head(cfg.n_train)
+        train_images = len(train_val_split(full, cfg.val_fraction, cfg.seed)[0])
+    model = create_model(cfg.model, **cfg.model_params).to(device)
     best = out / "best.safetensors"
     best_card = read_card(best)
     load_weights(model, load_tensors(best, best_card), str(best))
+    load_weights(model, _storage(model, cfg.storage_dtype), "the shipped weights")  # measure what ships
     test_acc = accuracy(model, test, device=device)
     card = {
         "architecture": cfg.model, "arch_kwargs": cfg.model_params, "dataset": cfg.dataset.value,
         "epochs": cfg.epochs, "seed": cfg.seed,
         "best_epoch": best_card["epoch"], "val_accuracy": best_card["val_accuracy"], "test_accuracy": test_acc,
         "test_set": {"n": len(test), "source": test.meta.get("source", "")},
-        "train_images": len(train), "train_time_s": round(train_time, 1), "device": str(device),
+        "train_images": train_images, "train_time_s": round(train_time, 1), "device": str(device),
         "n_params": count_parameters(model), "recipe": cfg.recipe(), "history": history,
     }
-    card = save_model(out / "model.safetensors", model, card)
-    log(f"{cfg.model} on {cfg.dataset.value}: clean test accuracy {test_acc:.4f} ({len(test)} images), "
+    if cfg.storage_dtype != "float32":
+        card["storage_dtype"] = cfg.storage_dtype
+    if adv is not None:
+        card["val_robust_accuracy"] = best_card["val_robust_accuracy"]
+        if len(history) < cfg.epochs:
+            card["stopped_after_epoch"] = len(history)
+        log(f"robust test accuracy: AutoAttack ({adv.eval_version}) on {min(adv.eval_n, len(test))} test images ...")
+        card["robust_test"] = robust_accuracy_card(model, test, adv.eps, adv.eval_n, adv.eval_version,
+                                                   batch_size=adv.eval_batch_size, seed=cfg.seed, device=device)
+    card = save_tensors(out / "model.safetensors", _storage(model, cfg.storage_dtype),
+                        dict(card, versions=library_versions()))
+    robust = (f", AutoAttack robust accuracy {card['robust_test']['robust_accuracy']:.4f} "
+              f"({card['robust_test']['n']} images)") if adv is not None else ""
+    log(f"{cfg.model} on {cfg.dataset.value}: clean test accuracy {test_acc:.4f} ({len(test)} images){robust}, "
         f"best epoch {best_card['epoch']}, {train_time:.0f}s of training -> {out / 'model.safetensors'}")
     return TrainResult(out / "model.safetensors", card)

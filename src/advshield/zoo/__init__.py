@@ -53,6 +53,7 @@ def pretrained_path(name: str, dataset: str | None = None) -> Path:
     if dataset is None and len(hits) > 1:  # e.g. a-net on MNIST and on Fashion-MNIST: the registered dataset first
         home = _registered_dataset(name)
         hits.sort(key=lambda e: e.dataset != home)
+    hits.sort(key=lambda e: e.path.stem != name)  # the file named so before another of that architecture (a-net-robust)
     return hits[0].path
 
 
