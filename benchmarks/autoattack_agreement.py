@@ -48,6 +48,7 @@ import torch
 
 from advshield.attacks import Pipeline, run_attack
 from advshield.attacks.autoattack import AutoAttack
+from advshield.attacks.ensemble import member_robust_accuracy
 from advshield.experiment.context import RunContext
 from advshield.metrics.interval import wilson_interval
 
@@ -80,8 +81,7 @@ CMAG_FIT = {"kind": "cmag-ssim", "n_train": 5000, "epochs": 5, "n_calib": 1000, 
 # ----------------------------------------------------------------------------------------------- pipelines
 def fit_dkn(ctx: RunContext, cache: Path, data_root: str | None) -> Path:
     out = cache / "dkn-for-dkn-a"
-    found = sorted(out.rglob("*.safetensors")) if out.exists() else []
-    found = [p for p in found if "adversarial" not in p.parts]
+    found = [out / "model.safetensors"] if (out / "model.safetensors").exists() else []  # the run's final model
     if not found:
         cmd = [sys.executable, "-m", "advshield", "train-defense", *DKN_FIT, "--device", str(ctx.device),
                "--out", str(out), "--store", str(cache / "adversarial"), "--json"]
@@ -89,7 +89,7 @@ def fit_dkn(ctx: RunContext, cache: Path, data_root: str | None) -> Path:
             cmd += ["--data-root", data_root]
         print("fitting the DKN restorer:", " ".join(cmd[2:]), flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        found = [p for p in sorted(out.rglob("*.safetensors")) if "adversarial" not in p.parts]
+        found = [out / "model.safetensors"]
     return found[0]
 
 
@@ -149,6 +149,7 @@ def run_advshield(pipe, x, y, eps, bs, device):
     r = run_attack(AutoAttack(eps, version="standard"), pipe, x, y, threat="adaptive", eot_samples=1,
                    batch_size=bs, device=device)
     sync(device)
+    run_advshield.members = member_robust_accuracy(r)  # cumulative robust accuracy after each member
     return r.adv, time.perf_counter() - t0
 
 
@@ -208,7 +209,8 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
     k, n = int(robust.sum()), len(x)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "robust": k, "robust_accuracy": k / n, "ci95": [lo, hi], "clean_accuracy": float(clean.float().mean()),
-            "over_budget": over, "linf_max": float((adv - x).abs().max())}, robust
+            "over_budget": over, "linf_max": float((adv - x).abs().max()),
+            "robust_idx": robust.nonzero().squeeze(1).tolist()}, robust
 
 
 # ------------------------------------------------------------------------------------------------ storage
@@ -288,13 +290,18 @@ def render(res: dict) -> str:
     if notes:
         lines += ["", "Pipeline notes:", ""]
         lines += [f"- {n}: " + "; ".join(f"{k} = {v}" for k, v in d.items()) for n, d in notes]
+    members = [(n, p["libraries"]["advshield"]["members"]) for n, p in res["pipelines"].items()
+               if "members" in p["libraries"].get("advshield", {})]
+    if members:
+        lines += ["", "advshield's robust accuracy after each member (cumulative, as the ensemble judged it):", ""]
+        lines += [f"- {n}: " + ", ".join(f"{k} {fmt_pct(v)}" for k, v in m.items()) for n, m in members]
     over = [(n, k, r["over_budget"]) for n, p in res["pipelines"].items() for k, r in p["libraries"].items()
             if r["over_budget"]]
     if over:
         lines += ["", "Images outside the L-inf budget (projected before judging): "
                   + ", ".join(f"{n}/{k}: {c}" for n, k, c in over)]
     sp = res.get("speed")
-    if sp:
+    if sp and not sp.get("partial"):
         lines += ["", f"## Speed: standard ensemble through `{sp['pipeline']}`, {sp['n']} MNIST test images", "",
                   f"Interleaved rounds in one process on {sp['device']} (order: {' '.join(sp['order'])}); "
                   f"batch {sp['batch_size']}.", "",
@@ -325,10 +332,12 @@ def speed(ctx, args, cache, res, out):
             sp[lib]["seconds"].append(sec)
             sp[lib]["robust_accuracy"].append(judge(pipe, x, y, adv, eps, ctx.device)[0]["robust_accuracy"])
             print(f"speed {lib}: {sec:.1f} s", flush=True)
+            res["speed"] = dict(sp, partial=True)  # saved after every run: a cut-off comparison keeps its rounds
+            save(res, out)
     for lib in ("advshield", "torchattacks"):
         sp[lib]["median"] = statistics.median(sp[lib]["seconds"])
     sp["ratio"] = sp["torchattacks"]["median"] / sp["advshield"]["median"]
-    res["speed"] = sp
+    res["speed"] = sp  # complete: no "partial" key
     save(res, out)
 
 
@@ -382,6 +391,8 @@ def main() -> None:
             adv, sec = RUNNERS[lib](pipe, x, y, eps, args.batch_size, ctx.device)
             row, _ = judge(pipe, x, y, adv.cpu(), eps, ctx.device)
             row.update(seconds=sec, device=str(ctx.device), threads=torch.get_num_threads())
+            if lib == "advshield":
+                row["members"] = run_advshield.members
             entry["libraries"][lib] = row
             res["pipelines"][name] = entry
             save(res, out)
