@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "guide"
 PAGES = {"attack": ["attack"], "evaluate": ["evaluate"], "detect": ["detect"], "reproduce": ["reproduce"],
          "train-target": ["train-target"], "train-defense": ["train-defense"],
-         "models": ["models", "list"], "data": ["data", "info"], "analyze": ["analyze", "propagation"]}
+         "models": ["models", "list"], "data": ["data", "info"], "analyze": ["analyze", "propagation"],
+         "scorecard": ["scorecard"]}
 INTRO = "The options below are generated from `{cmd} --help` by `scripts/gen_cli_docs.py` (a test keeps them current)."
 
 

@@ -34,7 +34,7 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str, path: Path, yl
     """One group of bars per key of ``groups`` (e.g. attacks), one bar per inner key (e.g. loss variants), DKN Fig. 2."""
     series = list(dict.fromkeys(k for g in groups.values() for k in g))
     width = 0.8 / max(len(series), 1)
-    fig, ax = plt.subplots(figsize=(1.1 * len(groups) * max(len(series), 2) * 0.5 + 2, 3.2))
+    fig, ax = plt.subplots(figsize=(1.1 * max(len(groups), 1) * max(len(series), 2) * 0.5 + 2, 3.2))
     for j, name in enumerate(series):
         xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(groups))]
         ax.bar(xs, [g.get(name, 0.0) for g in groups.values()], width, label=name)
@@ -42,7 +42,8 @@ def grouped_bars(groups: dict[str, dict[str, float]], title: str, path: Path, yl
     ax.set_ylim(0, 1.2)  # room for the legend above the bars
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", ncol=min(len(series), 4))
+    if series:  # a run without attacks has no bars (and matplotlib no legend to draw)
+        ax.legend(fontsize=7, loc="upper center", ncol=min(len(series), 4))
     return _save(fig, path)
 
 
