@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DeviceOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console,
-                                  progress_bar, writable)
+from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, analyze_app, attack_params, console,
+                                  print_json_file, progress_bar, quiet_or_print, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -37,6 +37,7 @@ def analyze_propagation(
     data_root: Optional[str] = DataRoot,
     store: Path = StoreOpt,
     out: Optional[Path] = typer.Option(None, help="Output folder (default: runs/propagation/<model>)."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Layer-wise NE-D and COS-D between clean, adversarial and denoised-adversarial feature maps."""
     from advshield.analysis.run import run_propagation
@@ -52,14 +53,15 @@ def analyze_propagation(
         settings = attack_params(names, attack_param)
     denoiser = [d for d in denoiser if d.strip().lower() != "none"]
     writable(store, out)
-    ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
-                            log=lambda s: console.print(s, markup=False, soft_wrap=True))
-    with progress_bar("propagation") as update:
+    ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed, log=quiet_or_print(as_json))
+    out = out or Path("runs") / "propagation" / Path(model).stem
+    with progress_bar("propagation", quiet=as_json) as update:
         ctx.progress = lambda what, done, total: update(done, total, what)
-        run_propagation(model, settings, out or Path("runs") / "propagation" / Path(model).stem, ctx,
+        run_propagation(model, settings, out, ctx,
                         denoiser=denoiser, layers=[s.strip() for s in layers.split(",")] if layers else None, n=n,
                         dataset=dataset, split=split, substitute=substitute, reference=reference,
                         batch_size=batch_size)
+    print_json_file(out / "propagation.json", as_json)
 
 
 @analyze_app.command("propagation-report")

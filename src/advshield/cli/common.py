@@ -115,6 +115,17 @@ def attack_params(names: list[str], items: list[str]) -> dict[str, dict]:
     return out
 
 
+def quiet_or_print(quiet: bool):
+    """The log callback of a command: silent under ``--json`` (stdout holds only the JSON), else the console."""
+    return (lambda s: None) if quiet else (lambda s: console.print(s, markup=False, soft_wrap=True))
+
+
+def print_json_file(path: Path, as_json: bool) -> None:
+    """Under ``--json``: print the result card the command wrote, as the command's only output."""
+    if as_json:
+        print(Path(path).read_text().rstrip())
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None = None, quiet: bool = False):
     """A transient rich bar with an ETA; yields ``update(done, total=None, description=None)``."""

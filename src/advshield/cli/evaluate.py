@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
-                                  note_embedded, parse_params, progress_bar, writable)
+                                  note_embedded, parse_params, print_json_file, progress_bar, quiet_or_print,
+                                  writable)
 from advshield.errors import AdvShieldError
 
 
@@ -104,6 +105,7 @@ def detect_cmd(
                                                   "(0: all of --n-train)."),
     checkpoint: Optional[Path] = typer.Option(None, help="A detector.safetensors saved by an earlier run: reuse it "
                                                          "instead of training (recalibrated on the held-out images)."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Train a detector on clean data, calibrate it at --fpr, report detection rate, FPR, AUC and TPR@1%/5%.
 
@@ -118,11 +120,10 @@ def detect_cmd(
     params = attack_params(list(labelled), attack_param)
     settings = [AttackSetting(name, params[label], label=label) for label, name in labelled.items()]
     note_embedded(dataset or "mnist", data_root)
-    ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed,
-                            log=lambda s: console.print(s, markup=False, soft_wrap=True))
+    ctx = RunContext.create(device, store=store, data_root=data_root, seed=seed, log=quiet_or_print(as_json))
     out = out or Path("runs") / "detect" / f"{Path(target).stem}-{detector}"
     writable(out, store)
-    with progress_bar("detection") as update:
+    with progress_bar("detection", quiet=as_json) as update:
         ctx.progress = lambda what, done, total: update(done, total, what)
         detection_experiment(target, detector, settings, out, ctx, fpr=fpr, n_train=n_train,
                              n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, gan_lr=gan_lr,
@@ -130,3 +131,4 @@ def detect_cmd(
                                                    final_lr=gan_search_lr / 10),
                              adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
                              max_rule_n=max_rule_n, checkpoint=checkpoint)
+    print_json_file(out / "detection.json", as_json)

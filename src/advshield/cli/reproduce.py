@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import DataRoot, DeviceOpt, app, console, names_help, note_embedded, progress_bar, writable
+from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, app, names_help, note_embedded, print_json_file,
+                                  progress_bar, quiet_or_print, writable)
 
 
 @app.command("reproduce")
@@ -21,6 +22,7 @@ def reproduce_cmd(
     seed: int = typer.Option(0),
     retrain: bool = typer.Option(False, "--retrain", help="Train the restorers even where the zoo ships one "
                                  "trained with the identical recipe."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Run a paper's whole pipeline (zoo targets, attacks, restorer training, evaluation) and write a report."""
     from advshield.experiment import RunContext
@@ -35,8 +37,8 @@ def reproduce_cmd(
     command += " --retrain" if retrain else ""
     writable(out, store)
     ctx = RunContext.create(device, distributed=True, store=store or out / "adversarial", data_root=data_root,
-                            seed=seed, log=lambda s: console.print(s, markup=False, soft_wrap=True))
-    with progress_bar(f"reproduce {p.name}") as update:
+                            seed=seed, log=quiet_or_print(as_json))
+    with progress_bar(f"reproduce {p.name}", quiet=as_json) as update:
         ctx.progress = lambda what, done, total: update(done, total, what)
         if p.kind == "detection":
             reproduce_detection(p, out, ctx, full=full, command=command)
@@ -44,3 +46,4 @@ def reproduce_cmd(
             reproduce_propagation(p, out, ctx, full=full, command=command)
         else:
             reproduce(p, out, ctx, full=full, command=command, retrain=retrain)
+    print_json_file(out / "reproduction.json", as_json)
