@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -24,13 +23,13 @@ import torch
 
 from advshield.data import load_dataset
 from advshield.device import select_device
-from advshield.io import atomic_write_json
+from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.models import create_model
 from advshield.training import TrainConfig, finish_run, train_target
 from advshield.training.adversarial import adversarial_loss
 
 MNIST_PGD = dict(method="pgd", eps=0.3, steps=40, step_size=0.01, eps_warmup_epochs=2.0, val_n=1000, val_steps=40,
-                 eval_n=10000)  # Madry et al. 2018, MNIST: 40 steps of 0.01 at eps 0.3
+                 eval_n=10000, eval_batch_size=2500)  # Madry et al. 2018, MNIST: 40 steps of 0.01 at eps 0.3
 CIFAR_PGD = dict(method="pgd", eps=8 / 255, steps=7, step_size=2 / 255, eps_warmup_epochs=1.0, val_n=1000,
                  val_steps=20, eval_n=2000)  # Madry et al. 2018, CIFAR-10: 7 steps of 2/255 at eps 8/255
 RECIPES: dict[str, dict] = {
@@ -78,6 +77,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", default="runs/zoo")
     ap.add_argument("--budget-s", type=float, default=None, help="pick the epochs that fit this many seconds")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (e.g. the shipped "
+                    "card's, to rerun it)")
     ap.add_argument("--zoo", action="store_true", help="copy the result into src/advshield/zoo")
     ap.add_argument("--smoke", action="store_true", help="a tiny run of each recipe (tests of this script)")
     ap.add_argument("--finish", default=None, help="only evaluate a run folder whose training ended (its "
@@ -91,6 +92,8 @@ def main() -> None:
             recipe.update(n_train=300, epochs=1, adversarial=dict(recipe["adversarial"], val_n=20, eval_n=20))
         if args.eval_batch_size:
             recipe["adversarial"] = dict(recipe["adversarial"], eval_batch_size=args.eval_batch_size)
+        if args.epochs:
+            recipe["epochs"] = args.epochs
         cfg = TrainConfig(data_root=args.data_root, device=args.device, seed=0, **recipe)
         note = None
         if args.finish:
@@ -114,9 +117,8 @@ def main() -> None:
         atomic_write_json(result.checkpoint.with_suffix(".json"), card)
         if args.zoo:
             dest = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo" / cfg.dataset.value
-            shutil.copyfile(result.checkpoint, dest / f"{name}.safetensors")
-            (dest / f"{name}.json").write_text(json.dumps(dict(card, weights_file=f"{name}.safetensors"), indent=2,
-                                                          sort_keys=True) + "\n")
+            atomic_write_bytes(dest / f"{name}.safetensors", result.checkpoint.read_bytes())
+            atomic_write_json(dest / f"{name}.json", dict(card, weights_file=f"{name}.safetensors"))
         print(f"== {name}: clean {card['test_accuracy']:.4f}, AutoAttack {card['robust_test']['robust_accuracy']:.4f} "
               f"on {card['robust_test']['n']}", flush=True)
 

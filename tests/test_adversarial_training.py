@@ -57,8 +57,11 @@ def test_each_objective_trains_on_examples_inside_the_budget(method, monkeypatch
     monkeypatch.setattr(model, "forward", spy)
     loss, logits = adversarial_loss(cfg, model, x, y, 0.1, torch.Generator().manual_seed(0))
     assert model.training and torch.isfinite(loss) and logits.shape == (len(x), 4)
-    (trained_on,) = seen["train_inputs"]
-    adv = trained_on[len(x):] if method == "trades" else trained_on  # TRADES: clean and adversarial halves
+    if method == "trades":  # TRADES: a clean pass and an adversarial pass (batch norm apart, as the reference)
+        clean_in, adv = seen["train_inputs"]
+        assert torch.equal(clean_in, x)
+    else:
+        (adv,) = seen["train_inputs"]
     assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     assert (adv - x).abs().max() > 0.05  # it moved: the examples are not the clean images
     # the examples are worse for the model than the clean images (the inner maximisation works)

@@ -85,7 +85,9 @@ def test_rows_columns_filled_worst_case_bounded_and_rows_cached(tmp_path):
     assert list(rows) == ["none", "bit-depth", "magnet-error"] and card["computed"] == list(rows)
     for r in rows.values():
         assert r["n"] == 8 and all(r[k] is not None for k in FILLED), r
-        assert isinstance(r["red_flags"], list) and r["card"] or r.get("detector_card") or r.get("file")
+        assert isinstance(r["red_flags"], list)
+        # every row with a checkpoint links its card (a preprocessing defense has none)
+        assert (r["kind"] == "preprocessing") != bool(r.get("card") or r.get("detector_card")), r
         for k in ("oblivious_robust_accuracy", "transfer_robust_accuracy", "adaptive_robust_accuracy"):
             assert r["worst_case_robust_accuracy"] <= r[k] + 1e-9, (r["name"], k)
         assert r["worst_case_ci95"][0] <= r["worst_case_robust_accuracy"] <= r["worst_case_ci95"][1]

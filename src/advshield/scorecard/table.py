@@ -114,9 +114,11 @@ def write_html(card: dict, out: Path, path: Path) -> None:
     the sortable table (card links kept), red flags, notes."""
     measured = [r for r in card["rows"] if r.get("worst_case_robust_accuracy") is not None]
     headline = []
-    if measured:
-        best = max(measured, key=lambda r: r["worst_case_robust_accuracy"])
-        headline.append({"id": "best-worst-case", "label": "Highest adaptive worst-case robust accuracy",
+    trusted = [r for r in measured if not r.get("red_flags")]  # a flagged row (label leaking, failed checks) is
+    if trusted:                                                # never a headline
+        best = max(trusted, key=lambda r: r["worst_case_robust_accuracy"])
+        headline.append({"id": "best-worst-case", "label": "Highest adaptive worst-case robust accuracy "
+                         "(rows without red flags)",
                          "value": best["worst_case_robust_accuracy"],
                          "text": f"{best['name']}: {cell('worst_case_robust_accuracy', best)}",
                          "note": f"95 % interval {cell('worst_case_ci95', best)}"})

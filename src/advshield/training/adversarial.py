@@ -8,7 +8,9 @@
   uniform random start (the engine's PGD with one step).
 
 Examples are crafted with the model in eval mode (dropout off, batch-norm running statistics, as the TRADES
-reference does) and with the parameters frozen; the update then runs in train mode. ``eps_warmup_epochs``
+reference does) and with the parameters frozen; the update then runs in train mode. For PGD and FGSM-RS this
+deviates from Madry et al.'s and Wong et al.'s code, which craft in train mode: one convention for all three
+methods, and examples that do not depend on the batch they are crafted in. ``eps_warmup_epochs``
 ramps eps linearly from 0 (Gowal et al. 2018 / Wong et al. 2020 use such ramps against early collapse).
 """
 
@@ -97,8 +99,8 @@ def adversarial_loss(cfg: AdversarialTraining, model: nn.Module, x: torch.Tensor
         else:
             adv = _pgd_examples(cfg, model, x, y, eps, generator)
     model.train()
-    if cfg.method == "trades":
-        logits_clean, logits_adv = model(torch.cat([x, adv])).chunk(2)
+    if cfg.method == "trades":  # two passes, as the reference: the batch-norm statistics of each batch apart
+        logits_clean, logits_adv = model(x), model(adv)
         robust = F.kl_div(F.log_softmax(logits_adv, 1), F.softmax(logits_clean, 1), reduction="batchmean")
         return F.cross_entropy(logits_clean, y, label_smoothing=label_smoothing) + cfg.beta * robust, logits_adv
     logits = model(adv)

@@ -60,6 +60,13 @@ class TrainConfig(RunFields):
         MODELS.check_params(self.model, self.model_params)
         return self
 
+    @model_validator(mode="after")
+    def _robust_selection_needs_validation(self) -> "TrainConfig":
+        if self.adversarial is not None and self.val_fraction == 0:
+            raise ValueError("adversarial training selects its model on held-out robust accuracy: "
+                             "val_fraction must be > 0")
+        return self
+
     def augmentation(self) -> str:
         if self.augment is not None:
             return self.augment
