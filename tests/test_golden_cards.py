@@ -2,7 +2,10 @@
 layer gave (cards in tests/golden, written by scripts/make_golden_cards.py on commit 3e861a3).
 
 Tolerance: one image of the evaluated set for rates (float rounding differs between CPUs, which can move a
-decision at the boundary), 1e-3 relative for continuous measures.
+decision at the boundary), 1e-3 relative for continuous measures. A randomised baseline that draws from the
+global RNG (TV minimisation's Bernoulli pixel masks, Guo et al. 2018) gets different draws whenever anything
+before it in the process consumed random numbers differently, so its numbers are compared as samples: rates
+within three images, continuous measures within 5 %.
 """
 
 import importlib.util
@@ -27,6 +30,9 @@ RATES = ("clean_accuracy", "defended_clean_accuracy", "adv_accuracy", "restored_
          "detection_rate", "fpr", "accuracy", "reference_accuracy")
 
 
+RANDOMIZED = ("Totalvariencemin",)  # labels of baselines whose draws come from the global RNG
+
+
 def _close(path: str, new, old, n: int, rate: bool = False) -> list[str]:
     """Differences between ``new`` and ``old`` beyond the tolerance; ``n`` images behind the rates here."""
     if isinstance(old, dict):
@@ -40,7 +46,8 @@ def _close(path: str, new, old, n: int, rate: bool = False) -> list[str]:
         new = new if isinstance(new, list) and len(new) == len(old) else [None] * len(old)
         return [p for i, (a, b) in enumerate(zip(new, old)) for p in _close(f"{path}[{i}]", a, b, n, rate)]
     if isinstance(old, float) and old == old:
-        tol = 1.0 / n + 1e-9 if rate else max(1e-3 * abs(old), 1e-4)
+        sampled = any(f"/{label}/" in path for label in RANDOMIZED)
+        tol = (3.0 if sampled else 1.0) / n + 1e-9 if rate else max((5e-2 if sampled else 1e-3) * abs(old), 1e-4)
         return [] if isinstance(new, (int, float)) and abs(new - old) <= tol else [f"{path}: {new} vs golden {old}"]
     return [] if new == old or (old != old and new != new) else [f"{path}: {new} vs golden {old}"]
 
