@@ -26,9 +26,9 @@ def robust_accuracy_card(model: nn.Module, test: ImageDataset, eps: float, n: in
     """The ``robust_test`` entry of a robust model's card (fractions of the ``n`` images)."""
     data = test.head(n)
     x, y = data.tensors()
-    model = model.to(device).eval()
+    pipeline = Pipeline(model.to(device).eval())
     t0 = time.perf_counter()
-    result = run_attack(ATTACKS.create("autoattack", eps=eps, norm="linf", version=version), Pipeline(model), x, y,
+    result = run_attack(ATTACKS.create("autoattack", eps=eps, norm="linf", version=version), pipeline, x, y,
                         batch_size=batch_size, seed=seed, device=device)
     seconds = time.perf_counter() - t0
     robust = int((result.adv_pred == y).sum())
@@ -42,7 +42,7 @@ def robust_accuracy_card(model: nn.Module, test: ImageDataset, eps: float, n: in
     if n_checks:
         xc, yc = x[:n_checks].to(device), y[:n_checks].to(device)
         report = run_health_checks(lambda e, s, r: create_attack("apgd-ce", eps=e, steps=s, restarts=r),
-                                   Pipeline(model).to(device), xc, yc, eps, 100, threat="white-box", seed=seed,
+                                   pipeline, xc, yc, eps, 100, threat="white-box", seed=seed,
                                    warn=False)
         card["health"] = {"attack": "apgd-ce", "n": len(yc), "ok": report.ok, "checks": report.checks}
     return card
