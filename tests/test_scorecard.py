@@ -21,7 +21,8 @@ runner = CliRunner()
 TINY = ["--dataset", "mnist", "--images", "8", "--attack", "fgsm", "--checks", "0", "--batch-size", "8",
         "--detector-train", "200", "--detector-calibration", "100", "--detector-epochs", "1", "--device", "cpu"]
 FILLED = ("clean_accuracy", "defended_clean_accuracy", "oblivious_robust_accuracy", "transfer_robust_accuracy",
-          "adaptive_robust_accuracy", "worst_case_robust_accuracy", "worst_case_ci95", "ms_per_image")
+          "adaptive_robust_accuracy", "worst_case_robust_accuracy", "worst_case_ci95", "oblivious_recovery",
+          "worst_case_recovery", "ms_per_image")
 
 DEFENSE_PY = '''
 import torch
@@ -92,14 +93,31 @@ def test_rows_columns_filled_worst_case_bounded_and_rows_cached(tmp_path):
             assert r["worst_case_robust_accuracy"] <= r[k] + 1e-9, (r["name"], k)
         assert r["worst_case_ci95"][0] <= r["worst_case_robust_accuracy"] <= r["worst_case_ci95"][1]
     assert rows["none"]["oblivious_robust_accuracy"] < rows["none"]["clean_accuracy"]  # FGSM 0.3 hurts a-net
+    # recovery, by hand: without a defense an image is robust only if right clean, so recovery is the robust
+    # images over the clean-correct ones
+    none = rows["none"]
+    clean_right = round(none["clean_accuracy"] * 8)
+    assert clean_right > 0
+    assert none["oblivious_recovery"] == pytest.approx(round(none["oblivious_robust_accuracy"] * 8) / clean_right)
+    assert none["worst_case_recovery"] == pytest.approx(round(none["worst_case_robust_accuracy"] * 8) / clean_right)
+    for r in rows.values():  # the worst case is never above the oblivious attack's recovery
+        assert 0 <= r["worst_case_recovery"] <= r["oblivious_recovery"] + 1e-9 <= 1 + 1e-9, r["name"]
+        assert r["worst_case_recovery"] * r["clean_accuracy"] <= r["worst_case_robust_accuracy"] + 1e-9, r["name"]
     assert 0 < rows["magnet-error"]["detector"]["threshold"] and rows["magnet-error"]["detector"]["fpr"] == 0.05
     table = (out / "scorecard.md").read_text()
     assert "| none | undefended | a-net |" in table and "adaptive worst case" in table and "[card](" in table
-    header = next(csv.reader((out / "scorecard.csv").open()))
+    head = next(ln for ln in table.splitlines() if ln.startswith("| defense |")).split(" | ")
+    md_none = next(ln for ln in table.splitlines() if ln.startswith("| none |")).split(" | ")
+    assert md_none[head.index("worst-case recovery")] == f"{100 * none['worst_case_recovery']:.1f} %"
+    assert md_none[head.index("oblivious recovery")] == f"{100 * none['oblivious_recovery']:.1f} %"
+    header, *lines = list(csv.reader((out / "scorecard.csv").open()))
     assert {"clean_accuracy", "oblivious_robust_accuracy", "transfer_robust_accuracy", "worst_case_ci95",
-            "red_flags", "ms_per_image", "card"} <= set(header)
+            "oblivious_recovery", "worst_case_recovery", "red_flags", "ms_per_image", "card"} <= set(header)
+    csv_none = dict(zip(header, lines[0]))
+    assert float(csv_none["worst_case_recovery"]) == pytest.approx(none["worst_case_recovery"], abs=1e-5)
     page = (out / "report.html").read_text()
     assert 'id="scorecard-table"' in page and page.count(">card</a>") == 3 and 'id="best-worst-case"' in page
+    assert "worst-case recovery" in page and "oblivious recovery" in page
     files = sorted((out / "rows").glob("*.json"))
     assert len(files) == 3
     before = {f.name: f.stat().st_mtime_ns for f in files}
@@ -112,6 +130,51 @@ def test_rows_columns_filled_worst_case_bounded_and_rows_cached(tmp_path):
         [r["worst_case_robust_accuracy"] for r in card["rows"]]
     card3, _ = scorecard(tmp_path, "--defense", "none", "--eps", "0.2")  # another eps: another key
     assert card3["computed"] == ["none"]
+
+
+def test_recovery_counts_over_the_originally_correct_images():
+    """4 images; the classifier alone is right on the first three. Image 4 is right through the defense when
+    clean and under both attacks (the defense fixes it): it counts in the worst-case robust accuracy, not in
+    recovery. Image 2 falls to the oblivious attack, image 3 to the adaptive one: of the three originally correct
+    images only image 1 survives both, so the worst-case recovery is 1/3 (robust accuracy 2/4)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from advshield.scorecard.measure import summarise, worst_case_recovery
+
+    clean_ok = torch.tensor([True, True, True, False])
+    oblivious = torch.tensor([True, False, True, True])
+    adaptive = torch.tensor([True, True, False, True])
+    row = {"n": 4, "attack": "fgsm", "params": {}, "clean_accuracy": 0.75, "defended_clean_accuracy": 1.0}
+    rows = [dict(row, threat="white-box", restored_accuracy=0.75, restored_accuracy_ci95=[0, 1], recovery_rate=2 / 3),
+            dict(row, threat="transfer:b-net", restored_accuracy=1.0, restored_accuracy_ci95=[0, 1], recovery_rate=1.0),
+            dict(row, threat="adaptive", restored_accuracy=0.75, restored_accuracy_ci95=[0, 1], recovery_rate=2 / 3)]
+    ctx = SimpleNamespace(dist=SimpleNamespace(all_sum=lambda sums: sums))
+    out = summarise(rows, [oblivious, torch.ones(4, dtype=torch.bool), adaptive], ctx, [], {}, clean_ok)
+    assert out["worst_case_robust_accuracy"] == 0.5
+    assert out["worst_case_recovery"] == pytest.approx(1 / 3)
+    assert out["oblivious_recovery"] == pytest.approx(2 / 3)  # the white-box row's, as the evaluation computed it
+    # summed over processes: two shards of the same images count as one set of 8
+    twice = lambda sums: {k: 2 * v for k, v in sums.items()}
+    assert worst_case_recovery([oblivious, adaptive], clean_ok, twice) == pytest.approx(2 / 6)
+    assert worst_case_recovery([oblivious], torch.zeros(4, dtype=torch.bool)) == 0.0
+
+
+def test_stored_rows_of_the_previous_format_are_measured_again():
+    """The row format is part of every row's hash: rows stored before the recovery columns get another key (and
+    file name), so a rerun measures them instead of showing empty recovery cells."""
+    from advshield.scorecard import config
+
+    assert config.FORMAT >= 2
+    ident = {"kind": "undefended", "seed": 0}
+    before = config.FORMAT
+    try:
+        config.FORMAT = 1
+        old = config.row_key(ident)
+    finally:
+        config.FORMAT = before
+    assert config.row_key(ident) != old
 
 
 def test_users_own_defense_by_package_module_factory(tmp_path, monkeypatch):

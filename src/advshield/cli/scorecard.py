@@ -67,8 +67,9 @@ def scorecard_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Every defense of a dataset on the same test images under the same attack: clean accuracy, clean through
-    the defense, oblivious, transfer and adaptive worst-case robust accuracy (95 % interval), red flags,
-    inference cost and each defense's card. Rows are stored by hash: a rerun measures only new rows."""
+    the defense, oblivious, transfer and adaptive worst-case robust accuracy (95 % interval), recovery over the
+    originally correct images (oblivious and worst case), red flags, inference cost and each defense's card.
+    Rows are stored by hash: a rerun measures only new rows."""
     from advshield.experiment import RunContext
     from advshield.scorecard import ScorecardConfig, catalog, defaults, run_scorecard, user_row
     from advshield.scorecard.run import select

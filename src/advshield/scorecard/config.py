@@ -16,7 +16,9 @@ from advshield.attacks.pipeline import ThreatModel
 from advshield.errors import InputError
 from advshield.experiment import AttackSetting, Threat
 
-FORMAT = 1  # bump when a row's content changes meaning: every cached row is then recomputed
+# Part of every row's hash: bump when a row's content changes (meaning or columns), so every stored row is
+# measured again (its file name carries the hash). 2: the recovery columns (rows of format 1 lack them).
+FORMAT = 2
 
 
 @dataclass(frozen=True)

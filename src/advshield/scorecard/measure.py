@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -53,7 +54,7 @@ def measure_defense(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: 
         flags = flags + health_flags(health)
     masks = [m["samples"][str(s.threat)][s.name].correct for s in settings]
     pipe = Pipeline(victim.model, defense)
-    out = summarise(m["rows"], masks, ctx, flags, health)
+    out = summarise(m["rows"], masks, ctx, flags, health, clean_correct(victim, data, ctx))
     out.update(victim=_victim(victim), defense=defense_id,
                ms_per_image=inference_ms(lambda x: pipe.predict(x), data, ctx))
     return out
@@ -70,7 +71,7 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
     shard = ctx.dist.shard(len(data))
     part = data.subset(shard)
     split = f"test[{shard.start}:{shard.stop}]" if ctx.dist.enabled else "test"
-    rows, masks, health = [], [], {}
+    rows, masks, health, clean_ok = [], [], {}, None
     settings = cfg.settings(substitute, eps, defended=True)
     for s in settings:
         sub = ctx.load_target(s.threat.substitute, dataset) if s.threat.transfers else None
@@ -79,19 +80,25 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
                              eot_samples=cfg.eot_samples, **guard)
         r = on_victim(stored, s, pipe, part, ctx)
         robust = (r.clean_correct & ~r.fooled).cpu()
-        sums = ctx.dist.all_sum({"n": len(r.labels), "clean": float((r.clean_pred == r.labels).sum()),
+        ok = (r.clean_pred == r.labels).cpu()  # the classifier alone (the detector flags, it does not predict)
+        clean_ok = ok if clean_ok is None else clean_ok
+        sums = ctx.dist.all_sum({"n": len(r.labels), "clean": float(ok.sum()),
                                  "defended": float(r.clean_correct.sum()), "robust": float(robust.sum()),
-                                 "seconds": r.seconds})
+                                 "recovered": float((ok & ~r.fooled.cpu()).sum()), "seconds": r.seconds})
         n = max(int(sums["n"]), 1)
+        # recovery as the evaluation's (restoration.summarise): of the images right clean, those the attack
+        # leaves right or flagged
         rows.append(with_interval({"threat": str(s.threat), "attack": s.attack, "params": s.create().params(),
                                    "n": int(sums["n"]), "clean_accuracy": sums["clean"] / n,
                                    "defended_clean_accuracy": sums["defended"] / n,
-                                   "restored_accuracy": sums["robust"] / n, "attack_seconds": round(sums["seconds"], 2)}))
+                                   "restored_accuracy": sums["robust"] / n,
+                                   "recovery_rate": sums["recovered"] / sums["clean"] if sums["clean"] else 0.0,
+                                   "attack_seconds": round(sums["seconds"], 2)}))
         masks.append(robust)
         if s.threat.adaptive and cfg.checks and ctx.dist.is_main:
             health[f"{s.threat} {s.name}"] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples)
     flags = red_flags(rows, data.num_classes) + health_flags(health)
-    out = summarise(rows, masks, ctx, flags, health)
+    out = summarise(rows, masks, ctx, flags, health, clean_ok)
     out.update(victim=_victim(victim), detector=dict(det_id, threshold=detector.threshold, fpr=cfg.fpr,
                                                       calibration=card.get("calibration")),
                ms_per_image=inference_ms(lambda x: (pipe.predict(x), pipe.detected(x)), data, ctx))
@@ -121,9 +128,40 @@ def fit_detector(kind: str, victim: Target, cfg: ScorecardConfig, ctx: RunContex
     return load_detector(path, victim.model, victim.sha256, ctx.device)
 
 
-def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flags: list[dict], health: dict) -> dict:
+@torch.no_grad()
+def clean_correct(victim: Target, data: ImageDataset, ctx: RunContext) -> torch.Tensor:
+    """Per image of this process's shard (the evaluation's sharding, in order): the classifier alone right on the
+    clean image. These are the originally correct images recovery is counted over."""
+    part = data.subset(ctx.dist.shard(len(data)))
+    pipe = Pipeline(victim.model)
+    out = [torch.zeros(0, dtype=torch.bool)]
+    for start in range(0, len(part), ctx.batch_size):
+        x, y = part.tensors(slice(start, start + ctx.batch_size), ctx.device)
+        out.append((pipe.predict(x) == y).cpu())
+    return torch.cat(out)
+
+
+def worst_case_recovery(masks: list[torch.Tensor], clean_ok: torch.Tensor,
+                        reduce: Callable[[dict], dict] = lambda sums: sums) -> float:
+    """The evaluation's recovery rate (``recovered / clean_correct``, :func:`advshield.evaluation.restoration.
+    summarise`) of the per-image worst case: of the images the classifier alone gets right clean
+    (``clean_ok``), the share robust under every setting (``masks``: right through the defense when clean and
+    when attacked, as :func:`advshield.evaluation.verdict.worst_case` reads them); counts summed by ``reduce``."""
+    n = min(len(m) for m in (clean_ok, *masks))
+    recovered = clean_ok[:n].bool().clone()
+    for m in masks:
+        recovered &= m[:n].bool()
+    sums = reduce({"recovered": float(recovered.sum()), "clean_correct": float(clean_ok[:n].sum())})
+    return sums["recovered"] / sums["clean_correct"] if sums["clean_correct"] else 0.0
+
+
+def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flags: list[dict], health: dict,
+              clean_ok: torch.Tensor) -> dict:
     """The row's columns from its settings' rows; the worst case is per image over every setting (an adaptive
-    attacker picks whichever attack breaks an image), reduced over processes."""
+    attacker picks whichever attack breaks an image), reduced over processes. Recovery counts over the images
+    the classifier alone gets right clean (``clean_ok``, per image of this process's shard): the oblivious one
+    is the white-box row's ``recovery_rate`` (the evaluation's), the worst-case one
+    :func:`worst_case_recovery`."""
     by = {Threat.parse(r["threat"]).kind: r for r in rows}
     adaptive = by.get(ThreatModel.ADAPTIVE, by[ThreatModel.WHITE_BOX])  # no defense: white-box is adaptive
     every = [dict(r, threat=ThreatModel.ADAPTIVE.value) for r in rows]  # worst_case reads one threat kind
@@ -136,6 +174,8 @@ def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flag
             "adaptive_robust_accuracy": adaptive["restored_accuracy"],
             "adaptive_robust_accuracy_ci95": adaptive["restored_accuracy_ci95"],
             "worst_case_robust_accuracy": worst["accuracy"], "worst_case_ci95": worst["ci95"],
+            "oblivious_recovery": by[ThreatModel.WHITE_BOX]["recovery_rate"],
+            "worst_case_recovery": worst_case_recovery(masks, clean_ok, ctx.dist.all_sum),
             "red_flags": flags, "health": health, "rows": rows}
 
 
@@ -162,4 +202,5 @@ def _victim(victim: Target) -> dict:
     return {"name": victim.name, "architecture": victim.architecture, "sha256": victim.sha256}
 
 
-__all__ = ["fit_detector", "inference_ms", "measure_defense", "measure_detector", "no_defense", "summarise"]
+__all__ = ["clean_correct", "fit_detector", "inference_ms", "measure_defense", "measure_detector", "no_defense",
+           "summarise", "worst_case_recovery"]

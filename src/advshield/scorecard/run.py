@@ -33,6 +33,9 @@ NOTES = ["clean: the classifier's accuracy; clean through defense: through the d
          "adaptive worst case: per image, robust only if right through the defense under every attack run on it "
          "(oblivious, transfer and adaptive: through the defense with BPDA/EOT, or the detector-aware objective); "
          "95 % Wilson interval",
+         "recovery: over the images the classifier alone gets right clean; oblivious recovery: the share still right "
+         "through the defense (a detector: right or flagged) under the oblivious attack (the evaluation's recovery "
+         "rate); worst-case recovery: the share robust in the adaptive worst case",
          "detectors: thresholds calibrated at the stated false-positive rate on held-out clean training images; an "
          "adversarial image counts as stopped when flagged",
          "ms / image: clean inference through the defense (or classifier and detector), measured in the run"]

@@ -17,11 +17,12 @@ from advshield.zoo import zoo_root
 # (key in a row, heading): the columns every output shares, in order
 COLUMNS = (("name", "defense"), ("kind", "kind"), ("classifier", "classifier"), ("n", "images"),
            ("clean_accuracy", "clean"), ("defended_clean_accuracy", "clean through defense"),
-           ("oblivious_robust_accuracy", "oblivious"), ("transfer_robust_accuracy", "transfer"),
-           ("worst_case_robust_accuracy", "adaptive worst case"), ("worst_case_ci95", "95 % interval"),
+           ("oblivious_robust_accuracy", "oblivious"), ("oblivious_recovery", "oblivious recovery"),
+           ("transfer_robust_accuracy", "transfer"), ("worst_case_robust_accuracy", "adaptive worst case"),
+           ("worst_case_ci95", "95 % interval"), ("worst_case_recovery", "worst-case recovery"),
            ("red_flags", "red flags"), ("ms_per_image", "ms / image"), ("card", "card"))
-_PERCENT = {"clean_accuracy", "defended_clean_accuracy", "oblivious_robust_accuracy", "transfer_robust_accuracy",
-            "worst_case_robust_accuracy"}
+_PERCENT = {"clean_accuracy", "defended_clean_accuracy", "oblivious_robust_accuracy", "oblivious_recovery",
+            "transfer_robust_accuracy", "worst_case_robust_accuracy", "worst_case_recovery"}
 
 
 def card_target(row: dict, out: Path) -> Path:
@@ -121,12 +122,16 @@ def write_html(card: dict, out: Path, path: Path) -> None:
                          "(rows without red flags)",
                          "value": best["worst_case_robust_accuracy"],
                          "text": f"{best['name']}: {cell('worst_case_robust_accuracy', best)}",
-                         "note": f"95 % interval {cell('worst_case_ci95', best)}"})
+                         "note": f"95 % interval {cell('worst_case_ci95', best)}; clean {cell('clean_accuracy', best)}, "
+                                 f"through the defense {cell('defended_clean_accuracy', best)}; worst-case recovery "
+                                 f"{cell('worst_case_recovery', best)}"})
     for r in measured:
         if r["kind"] == "undefended":
             headline.append({"id": "undefended", "label": f"{r['classifier']} without a defense",
                              "value": r["worst_case_robust_accuracy"],
-                             "text": cell("worst_case_robust_accuracy", r), "note": f"clean {cell('clean_accuracy', r)}"})
+                             "text": cell("worst_case_robust_accuracy", r),
+                             "note": f"clean {cell('clean_accuracy', r)}; worst-case recovery "
+                                     f"{cell('worst_case_recovery', r)}"})
     rows = []
     for r in card["rows"]:
         cells = []
