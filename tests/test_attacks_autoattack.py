@@ -175,6 +175,32 @@ def test_fab_finds_small_perturbations(batch):
     assert untargeted["success_rate"] > 0.95 and untargeted["median_linf"] < 0.1
 
 
+class Counting(nn.Module):
+    """Counts the images the model is run on (forward passes, with or without gradients)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, z):
+        self.images += len(z)
+        return self.model(z)
+
+
+def test_fab_early_exit_keeps_the_verdict_and_saves_work(tiny):
+    """FAB-T with eps drops a sample once it has an adversarial within eps: the same samples end robust
+    (the first run has no random start, so both runs are deterministic), for fewer model passes."""
+    model, x, y = tiny
+    runs = {}
+    for early in (False, True):
+        counted = Counting(model)
+        r = run_attack(FABT(0.1, steps=40, n_target_classes=3, early_stop=early), counted, x[:100], y[:100])
+        runs[early] = (r.success, counted.images)
+    assert 0 < int(runs[True][0].sum()) < 100  # some samples fooled, some not: the check can fail
+    assert torch.equal(runs[True][0], runs[False][0])
+    assert runs[True][1] < 0.6 * runs[False][1]
+
+
 def test_hyperplane_projection_is_exact():
     g = torch.Generator().manual_seed(0)
     p, w = torch.rand(50, 40, generator=g), torch.randn(50, 40, generator=g)

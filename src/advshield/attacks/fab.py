@@ -54,14 +54,17 @@ class FABT(Attack):
     starts. With ``eps`` only adversarials within eps are returned (others get the clean image);
     with eps = None every run attacks every point and the smallest adversarial found is returned.
     ``n_target_classes`` = 0: the untargeted FAB (nearest of all linearised boundaries, as DeepFool).
+    With eps and ``early_stop``, a sample leaves a run as soon as it has an adversarial within eps
+    (its verdict is then final; the reference keeps shrinking its norm, which AutoAttack never uses).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = None, steps = 100, restarts = 1,
-    n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9.
+    n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9, early_stop = True.
     """
 
     name, randomized, supports_targeted = "fab-t", True, False
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
-                 n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9) -> None:
+                 n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
+                 early_stop: bool = True) -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps, default=False)
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
@@ -71,6 +74,7 @@ class FABT(Attack):
         if not 0 <= alpha_max <= 1 or eta < 1 or not 0 < beta < 1:
             raise InputError("need 0 <= alpha_max <= 1, eta >= 1 and 0 < beta < 1")
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
+        self.early_stop = bool(early_stop)
 
     def _size(self, d: torch.Tensor) -> torch.Tensor:
         return d.flatten(1).abs().amax(1) if self.norm is Norm.LINF else d.flatten(1).norm(dim=1)
@@ -83,7 +87,6 @@ class FABT(Attack):
     def _run(self, surface, x0, labels, classes, best, best_adv, start, generator):
         """One FAB run (Sec. 3.3) on a batch; updates ``best`` / ``best_adv`` in place."""
         m, shape = len(x0), x0.shape
-        flat0 = x0.flatten(1)
         x1 = x0.clone()
         if start:  # random start at half the best norm so far (reference implementation)
             radius = torch.where(torch.isfinite(best), best, torch.full_like(best, self.eps or 0.1))
@@ -95,27 +98,36 @@ class FABT(Attack):
                 t = torch.randn(shape, generator=generator, device=x0.device)
                 t = t / (l2_norm(t) + 1e-12)
             x1 = (x0 + radius.view(-1, 1, 1, 1) * t).clamp(0, 1)
-        rows = torch.arange(m, device=x0.device)
+        # With eps, a sample leaves the run once it has an adversarial within eps: the verdict (robust or
+        # not) cannot change, only the norm of its adversarial would shrink. Samples are independent, so
+        # the others' iterates are those of the full run (tests/test_attacks_autoattack.py checks it).
+        a = torch.arange(m, device=x0.device)
         for _ in range(self.steps):
-            f, g = self._boundaries(surface, x1, labels, classes)
-            flat1 = x1.flatten(1)
+            if self.eps is not None and self.early_stop:
+                a = a[best[a] > self.eps]
+                if len(a) == 0:
+                    break
+            xa, xa0 = x1[a], x0[a]
+            f, g = self._boundaries(surface, xa, labels[a], classes[a])
+            flat1, flat0 = xa.flatten(1), xa0.flatten(1)
             size = (g.abs().sum(2) if self.norm is Norm.LINF else g.norm(dim=2)).clamp_min(1e-12)
             k = (f.abs() / size).argmin(1)  # the closest linearised boundary (Eq. 5)
+            rows = torch.arange(len(a), device=x0.device)
             w, fk = g[rows, k], f[rows, k]
             b = (w * flat1).sum(1) - fk  # boundary: <w, z> = <w, x1> - f(x1)
             d1 = project_to_hyperplane(flat1, w, b, self.norm)
             d2 = project_to_hyperplane(flat0, w, b, self.norm)
             a1, a2 = self._size(d1).clamp_min(1e-8), self._size(d2).clamp_min(1e-8)
             alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max)[:, None]  # Eq. 10
-            new = ((1 - alpha) * (flat1 + self.eta * d1) + alpha * (flat0 + self.eta * d2)).clamp(0, 1)
-            x1 = new.view(shape)
+            xa = ((1 - alpha) * (flat1 + self.eta * d1) + alpha * (flat0 + self.eta * d2)).clamp(0, 1).view(xa.shape)
             with torch.no_grad():
-                fooled = succeeded(surface, x1, labels, None)
+                fooled = succeeded(surface, xa, labels[a], None)
             if fooled.any():
-                size = self._size(x1 - x0)
-                better = fooled & (size < best)
-                best[better], best_adv[better] = size[better], x1[better]
-                x1[fooled] = x0[fooled] + self.beta * (x1[fooled] - x0[fooled])  # step back (Sec. 3.3)
+                size = self._size(xa - xa0)
+                better = fooled & (size < best[a])
+                best[a[better]], best_adv[a[better]] = size[better], xa[better]
+                xa[fooled] = xa0[fooled] + self.beta * (xa[fooled] - xa0[fooled])  # step back (Sec. 3.3)
+            x1[a] = xa
 
     def perturb(self, surface, x, labels, target, generator):
         with torch.no_grad():
