@@ -87,3 +87,39 @@ def test_robust_cards_state_the_ensemble_result_and_its_checks(entry):
     # model selection on held-out robust accuracy (Rice et al. 2020)
     best = max(entry.card["history"], key=lambda h: h["val_robust_accuracy"])
     assert entry.card["best_epoch"] == best["epoch"]
+
+
+def test_zoo_entries_are_named_by_their_id_with_the_architecture_apart(monkeypatch):
+    """The adversarially trained models are listed (and resolved) under their own ids, not their architecture's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from advshield.cli import app
+    from advshield.cli import common
+
+    entries = {(e.dataset, e.name): e for e in list_checkpoints()}
+    assert all(e.name == e.path.stem for e in entries.values())
+    assert entries[("mnist", "a-net-robust")].architecture == "a-net"
+    assert entries[("cifar10", "resnet18-robust")].architecture == "resnet18"
+    assert entries[("mnist", "cru-net-for-a-net")].architecture == "cru-net"
+    # an id resolves to its own file; an architecture to the classifier named so, never to a-net-robust
+    assert pretrained_path("a-net-robust", "mnist").stem == "a-net-robust"
+    assert pretrained_path("resnet18-robust").stem == "resnet18-robust"
+    assert pretrained_path("a-net", "mnist").stem == "a-net" and pretrained_path("resnet18").stem == "resnet18"
+    assert load_pretrained("a-net-robust", "mnist")[1]["architecture"] == "a-net"
+
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)["checkpoints"]
+    by_name = {(c["dataset"], c["name"]): c for c in listed}
+    assert by_name[("mnist", "a-net-robust")]["architecture"] == "a-net"
+    assert by_name[("cifar10", "resnet18-robust")]["architecture"] == "resnet18"
+    assert by_name[("mnist", "a-net")]["path"] != by_name[("mnist", "a-net-robust")]["path"]
+    monkeypatch.setattr(common.console, "width", 250)
+    res = runner.invoke(app, ["models", "list"])
+    assert res.exit_code == 0, res.output
+    table = res.stdout[res.stdout.index("Checkpoints"):]
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    assert ["mnist", "a-net-robust", "a-net"] in [c[:3] for c in cells]
+    assert ["cifar10", "resnet18-robust", "resnet18"] in [c[:3] for c in cells]
+    assert ["mnist", "a-net", "a-net"] in [c[:3] for c in cells]

@@ -18,14 +18,16 @@ def models_list(
     directory: list[Path] = typer.Option([], "--dir", help="Also list checkpoints found under this folder."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Registered architectures and the checkpoints available for them, with their cards."""
+    """Registered architectures and the checkpoints available for them, with their cards. Each checkpoint is
+    listed under its name (what --target and --defense accept: the file's stem) beside its architecture."""
     from advshield.models import MODELS, count_parameters, create_model
     from advshield.zoo import list_checkpoints, zoo_root
 
     ckpts = list_checkpoints(*directory)
     if as_json:
         print(json.dumps({"architectures": {n: MODELS.entry(n).meta for n in MODELS.names()},
-                          "checkpoints": [dict(e.card, path=str(e.path)) for e in ckpts]}, indent=2, default=str))
+                          "checkpoints": [dict(e.card, name=e.name, architecture=e.architecture, path=str(e.path))
+                                          for e in ckpts]}, indent=2, default=str))
         return
     archs = Table(title="Architectures")
     for col in ("name", "dataset", "parameters", "source"):
@@ -35,14 +37,15 @@ def models_list(
         archs.add_row(n, meta.get("dataset", ""), f"{count_parameters(create_model(n)):,}", meta.get("paper", ""))
     console.print(archs)
     table = Table(title="Checkpoints")
-    for col in ("dataset", "architecture", "test acc.", "test set", "epochs", "train time", "path"):
+    for col in ("dataset", "name", "architecture", "test acc.", "test set", "epochs", "train time", "path"):
         table.add_column(col)
     root = zoo_root()
     for e in ckpts:
         c = e.card
         shown = f"zoo/{e.path.relative_to(root)}" if e.path.is_relative_to(root) else str(e.path)
         acc = c.get("test_accuracy")
-        table.add_row(e.dataset, e.name, f"{acc:.4f}" if acc is not None else "-", str(c.get("test_set", {}).get("n", "-")),
+        table.add_row(e.dataset, e.name, e.architecture, f"{acc:.4f}" if acc is not None else "-",
+                      str(c.get("test_set", {}).get("n", "-")),
                       str(c.get("epochs", "-")), f"{c.get('train_time_s', 0) / 60:.1f} min", shown)
     console.print(table)
 

@@ -66,7 +66,7 @@ def defaults(dataset: str, target: str | None = None, substitute: str | None = N
 
 
 def _zoo_name(entry) -> str:
-    return entry.path.stem
+    return entry.name  # the zoo id (file stem), not the architecture
 
 
 def _card_link(path: Path) -> str | None:

@@ -1,6 +1,8 @@
-"""Pretrained checkpoints shipped with advshield, found by architecture and dataset.
+"""Pretrained checkpoints shipped with advshield, found by their zoo name (or architecture) and dataset.
 
-Layout: ``zoo/<dataset>/<architecture>.safetensors`` plus its ``.json`` card.
+Layout: ``zoo/<dataset>/<name>.safetensors`` plus its ``.json`` card. The name is the file's stem: the
+architecture for a plain classifier (``a-net``), more for the others (``a-net-robust``, ``cru-net-for-a-net``);
+the card's ``architecture`` says which network the weights belong to.
 """
 
 from __future__ import annotations
@@ -15,11 +17,18 @@ from advshield.errors import CheckpointError
 
 @dataclass(frozen=True)
 class ZooEntry:
+    """A checkpoint and its card: ``name`` is its id (the file's stem, what ``--target``, ``--defense`` and
+    :func:`pretrained_path` accept), ``architecture`` the network it holds weights for."""
+
     path: Path
     card: dict
 
     @property
     def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def architecture(self) -> str:
         return self.card["architecture"]
 
     @property
@@ -44,8 +53,9 @@ def list_checkpoints(*dirs: str | Path) -> list[ZooEntry]:
 
 
 def pretrained_path(name: str, dataset: str | None = None) -> Path:
+    """The zoo checkpoint named ``name`` (its id), else a classifier of architecture ``name``."""
     hits = [e for e in list_checkpoints()
-            if (e.path.stem == name or (e.name == name and e.card.get("kind") != "defense"))
+            if (e.name == name or (e.architecture == name and e.card.get("kind") != "defense"))
             and (dataset is None or e.dataset == dataset)]
     if not hits:
         have = ", ".join(f"{e.dataset}/{e.name}" for e in list_checkpoints()) or "none"
@@ -53,7 +63,7 @@ def pretrained_path(name: str, dataset: str | None = None) -> Path:
     if dataset is None and len(hits) > 1:  # e.g. a-net on MNIST and on Fashion-MNIST: the registered dataset first
         home = _registered_dataset(name)
         hits.sort(key=lambda e: e.dataset != home)
-    hits.sort(key=lambda e: e.path.stem != name)  # the file named so before another of that architecture (a-net-robust)
+    hits.sort(key=lambda e: e.name != name)  # the file named so before another of that architecture (a-net-robust)
     return hits[0].path
 
 
@@ -64,7 +74,7 @@ def _registered_dataset(name: str) -> str | None:
 
 
 def load_pretrained(name: str, dataset: str | None = None, device="cpu"):
-    """(model, card) of the zoo checkpoint for architecture ``name``."""
+    """(model, card) of the zoo checkpoint ``name`` (its id, or an architecture: see :func:`pretrained_path`)."""
     return load_model(pretrained_path(name, dataset), device)
 
 
