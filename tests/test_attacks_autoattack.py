@@ -180,10 +180,10 @@ class Counting(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model, self.images = model, 0
+        self.model, self.images, self.calls = model, 0, 0
 
     def forward(self, z):
-        self.images += len(z)
+        self.images, self.calls = self.images + len(z), self.calls + 1
         return self.model(z)
 
 
@@ -199,6 +199,23 @@ def test_fab_early_exit_keeps_the_verdict_and_saves_work(tiny):
     assert 0 < int(runs[True][0].sum()) < 100  # some samples fooled, some not: the check can fail
     assert torch.equal(runs[True][0], runs[False][0])
     assert runs[True][1] < 0.6 * runs[False][1]
+
+
+@pytest.mark.parametrize("eps", [0.04, 0.06])
+def test_apgd_t_parallel_targets_same_verdict_fewer_calls(tiny, eps):
+    """APGD-T's target runs sharing a batch leave the same points robust as the runs one after the other
+    (their random starts differ, so equal counts rather than equal images), in fewer model calls; the
+    images attacked stay the same (the grouped rows exit together)."""
+    model, x, y = tiny
+    out = {}
+    for parallel in (False, True):
+        counted, attack = Counting(model), APGDT(eps, steps=30, n_target_classes=9, parallel_targets=parallel)
+        attack.max_rows = 200  # as AutoAttack sets it: the ensemble's batch
+        r = run_attack(attack, counted, x[:100], y[:100])
+        out[parallel] = (float(r.summary()["adv_accuracy"]), counted.calls)
+    assert 0.05 < out[True][0] < 0.9  # some robust, some not: the comparison can fail
+    assert abs(out[True][0] - out[False][0]) <= 0.02
+    assert out[True][1] < 0.7 * out[False][1]
 
 
 def test_hyperplane_projection_is_exact():

@@ -105,9 +105,14 @@ class APGDBase(Attack):
         return self._project(x_adv + self.alpha * (z - x_adv) + (1 - self.alpha) * (x_adv - x_old), x)
 
     # -- one run of Alg. 1 -------------------------------------------------------------------------------
-    def _run(self, surface, x, labels, loss_target, success_target, generator):
-        """Returns (images, fooled, best loss): the first fooling iterate, else the highest-loss one."""
+    def _run(self, surface, x, labels, loss_target, success_target, generator, groups=None):
+        """Returns (images, fooled, best loss): the first fooling iterate, else the highest-loss one.
+
+        ``groups`` (row -> image index), for rows that attack one image towards different targets: once
+        one row of an image fools, its other rows stop too (the image's verdict is then final).
+        """
         loss_of = LOSSES[self.loss]
+        hit_group = None if groups is None else torch.zeros(int(groups.max()) + 1, dtype=torch.bool, device=x.device)
 
         def evaluate(idx, xa):
             lt = None if loss_target is None else loss_target[idx]
@@ -128,7 +133,8 @@ class APGDBase(Attack):
         active = every
         for i in range(self.steps):
             if self.early_stop:  # per-sample early exit: a fooled sample keeps its first fooling iterate
-                active = active[~done[active]]
+                stop = done if groups is None else hit_group.index_fill(0, groups[done], True)[groups]
+                active = active[~stop[active]]
                 if len(active) == 0:
                     break
             a = active
@@ -231,16 +237,23 @@ class APGDT(APGDBase):
     target classes ranked 2, 3, ... by the clean logits, one APGD run each (``restarts``
     restarts), each only on the points still correctly classified; success = misclassified.
     Given explicit ``target`` labels it is an ordinary targeted APGD towards them.
+    ``parallel_targets``: once few points are left, the runs of several targets share one batch (at
+    most as many rows as the batch given, or the ensemble's batch in AutoAttack), and a point leaves all its runs when one fools it; the same
+    runs as one after the other, in fewer model calls (their random starts are drawn differently).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = 8/255 (L-inf) or 0.5 (L2),
-    steps = 100, restarts = 1, n_target_classes = 9, loss = 'dlr' (targeted; 'ce' = -CE(target)).
+    steps = 100, restarts = 1, n_target_classes = 9, loss = 'dlr' (targeted; 'ce' = -CE(target)),
+    parallel_targets = True.
     """
 
     name = "apgd-t"
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
-                 n_target_classes: int = 9, loss: str = "dlr", early_stop: bool = True) -> None:
+                 n_target_classes: int = 9, loss: str = "dlr", early_stop: bool = True,
+                 parallel_targets: bool = True) -> None:
         super().__init__(eps, norm, steps, restarts, loss, early_stop)
         self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
+        self.parallel_targets = bool(parallel_targets)
+        self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
 
     def _runs(self, surface, x, labels, target):
         with torch.no_grad():
@@ -252,4 +265,37 @@ class APGDT(APGDBase):
         order = logits.argsort(1, descending=True)
         k = min(self.n_target_classes, logits.shape[1] - 1)
         return [(order[:, j], None) for j in range(1, k + 1)]
+
+    def perturb(self, surface, x, labels, target, generator):
+        if target is not None or not self.parallel_targets:
+            return super().perturb(surface, x, labels, target, generator)
+        adv = x.clone()
+        todo = (~succeeded(surface, x, labels, None)).nonzero().squeeze(1)  # already fooled: left as is
+        if len(todo) == 0:
+            return adv
+        targets = [t for t, _ in self._runs(surface, x, labels, None)]
+        best = torch.full((len(x),), -torch.inf, device=x.device)
+        j = 0
+        while j < len(targets) and len(todo):
+            # As the points still robust get fewer, several target runs share one batch (never more rows
+            # than the batch the attack was given): the same runs, in fewer and fuller model calls.
+            k = max(1, min(len(targets) - j, (self.max_rows or len(x)) // len(todo)))
+            chunk, j = targets[j:j + k], j + k
+            for _ in range(self.restarts):  # restarts only attack the points still robust
+                if len(todo) == 0:
+                    break
+                m = len(todo)
+                rows = (lambda t: t[todo].repeat(k, *([1] * (t.ndim - 1))))
+                groups = torch.arange(m, device=x.device).repeat(k) if k > 1 else None
+                r_adv, fooled, r_loss = self._run(surface, rows(x), rows(labels), torch.cat([t[todo] for t in chunk]),
+                                                  None, generator, groups)
+                fooled, r_loss = fooled.view(k, m), r_loss.view(k, m)
+                hit = fooled.any(0)
+                pick = torch.where(hit, fooled.float().argmax(0), r_loss.argmax(0))  # first target that fooled
+                cols = torch.arange(m, device=x.device)
+                r_adv, r_loss = r_adv.view(k, m, *x.shape[1:])[pick, cols], r_loss[pick, cols]
+                keep = hit | (r_loss > best[todo])
+                adv[todo[keep]], best[todo[keep]] = r_adv[keep], r_loss[keep]
+                todo = todo[~hit]
+        return adv
 

@@ -76,6 +76,8 @@ class AutoAttack(Attack):
             todo = robust.nonzero().squeeze(1)
             if len(todo) == 0:
                 break
+            if hasattr(member, "max_rows"):  # a member may fill the ensemble's batch with parallel runs
+                member.max_rows = len(x)
             out = member.perturb(surface, x[todo], labels[todo], None, generator).detach()
             check_output(member, out, x[todo])
             with torch.no_grad():
