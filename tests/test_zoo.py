@@ -123,3 +123,32 @@ def test_zoo_entries_are_named_by_their_id_with_the_architecture_apart(monkeypat
     assert ["mnist", "a-net-robust", "a-net"] in [c[:3] for c in cells]
     assert ["cifar10", "resnet18-robust", "resnet18"] in [c[:3] for c in cells]
     assert ["mnist", "a-net", "a-net"] in [c[:3] for c in cells]
+
+
+def test_robust_models_page_is_current_and_states_curve_and_shortfall(tmp_path):
+    """docs/robust-models.md is what scripts/robust_zoo_page.py makes of the cards: per robust model the
+    training curve from the card's history and the shortfall against issue 26's goals, in points."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "robust-models.md"
+    subprocess.run([sys.executable, str(root / "scripts" / "robust_zoo_page.py"), "--out", str(out)], check=True,
+                   timeout=120)
+    page = out.read_text()
+    assert page == (root / "docs" / "robust-models.md").read_text(), \
+        "stale page: regenerate with python scripts/robust_zoo_page.py"
+    goals = {"mnist": (0.90, 0.985), "cifar10": (0.40, 0.70)}
+    for e in ROBUST:
+        section = page.split(f"## `{e.name}`")[1].split("\n## ")[0]
+        for h in e.card["history"]:
+            assert f"{h['loss']:.3f} | {100 * h['train_accuracy']:.1f} % | {100 * h['val_accuracy']:.1f} % | " \
+                   f"{100 * h['val_robust_accuracy']:.1f} % |" in section
+        robust_goal, clean_goal = goals[e.dataset]
+        for goal, measured in ((clean_goal, e.card["test_accuracy"]),
+                               (robust_goal, e.card["robust_test"]["robust_accuracy"])):
+            gap = 100 * (goal - measured)
+            assert (f"{gap:.1f} points short" if gap > 0 else "met") in section
+        if "Short of the goal" in section:
+            assert "an estimate, not measured" in section
