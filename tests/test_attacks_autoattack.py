@@ -218,6 +218,21 @@ def test_apgd_t_parallel_targets_same_verdict_fewer_calls(tiny, eps):
     assert out[True][1] < 0.7 * out[False][1]
 
 
+def test_fab_parallel_targets_identical_verdict_fewer_calls(tiny):
+    """FAB-T's target runs sharing a batch (max_rows, as AutoAttack sets it) fool exactly the same samples
+    (one restart: no random start, every run deterministic), in fewer model calls."""
+    model, x, y = tiny
+    out = {}
+    for rows in (None, 300):
+        counted, attack = Counting(model), FABT(0.06, steps=40, n_target_classes=9)
+        attack.max_rows = rows
+        r = run_attack(attack, counted, x[:100], y[:100])
+        out[rows] = (r.success, counted.calls)
+    assert 0 < int(out[300][0].sum()) < 100
+    assert torch.equal(out[300][0], out[None][0])
+    assert out[300][1] < 0.5 * out[None][1]
+
+
 def test_hyperplane_projection_is_exact():
     g = torch.Generator().manual_seed(0)
     p, w = torch.rand(50, 40, generator=g), torch.randn(50, 40, generator=g)

@@ -55,7 +55,8 @@ class FABT(Attack):
     with eps = None every run attacks every point and the smallest adversarial found is returned.
     ``n_target_classes`` = 0: the untargeted FAB (nearest of all linearised boundaries, as DeepFool).
     With eps and ``early_stop``, a sample leaves a run as soon as it has an adversarial within eps
-    (its verdict is then final; the reference keeps shrinking its norm, which AutoAttack never uses).
+    (its verdict is then final; the reference keeps shrinking its norm, which AutoAttack never uses),
+    and once few points are left the runs of several targets share one batch.
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = None, steps = 100, restarts = 1,
     n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9, early_stop = True.
     """
@@ -75,6 +76,7 @@ class FABT(Attack):
             raise InputError("need 0 <= alpha_max <= 1, eta >= 1 and 0 < beta < 1")
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
         self.early_stop = bool(early_stop)
+        self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
 
     def _size(self, d: torch.Tensor) -> torch.Tensor:
         return d.flatten(1).abs().amax(1) if self.norm is Norm.LINF else d.flatten(1).norm(dim=1)
@@ -84,8 +86,9 @@ class FABT(Attack):
         _, f, g = candidate_gradients(surface, x1, torch.cat([labels[:, None], classes], 1))
         return f, g.flatten(2)
 
-    def _run(self, surface, x0, labels, classes, best, best_adv, start, generator):
-        """One FAB run (Sec. 3.3) on a batch; updates ``best`` / ``best_adv`` in place."""
+    def _run(self, surface, x0, labels, classes, best, best_adv, start, generator, groups=None):
+        """One FAB run (Sec. 3.3) on a batch; updates ``best`` / ``best_adv`` in place. ``groups`` (row ->
+        point): rows attacking one point towards different targets, which leave together."""
         m, shape = len(x0), x0.shape
         x1 = x0.clone()
         if start:  # random start at half the best norm so far (reference implementation)
@@ -104,7 +107,10 @@ class FABT(Attack):
         a = torch.arange(m, device=x0.device)
         for _ in range(self.steps):
             if self.eps is not None and self.early_stop:
-                a = a[best[a] > self.eps]
+                stop = best <= self.eps
+                if groups is not None:
+                    stop = torch.zeros(m, dtype=torch.bool, device=x0.device).index_fill(0, groups[stop], True)[groups]
+                a = a[~stop[a]]
                 if len(a) == 0:
                     break
             xa, xa0 = x1[a], x0[a]
@@ -142,15 +148,25 @@ class FABT(Attack):
         best = torch.full((len(x),), math.inf, device=x.device)
         best_adv = x.clone()
         budget = math.inf if self.eps is None else self.eps
-        for classes in runs:
+        j = 0
+        while j < len(runs):
+            # With eps, once few points are left several target runs share one batch (at most max_rows, or
+            # the batch given, rows), a point leaving all its runs once one finds an adversarial within eps.
+            k = 1 if self.eps is None else max(1, min(len(runs) - j, (self.max_rows or len(x)) // max(len(todo), 1)))
+            chunk, j = runs[j:j + k], j + k
             for restart in range(self.restarts):
                 if self.eps is not None:  # a run attacks only the points not yet fooled within eps
                     todo = todo[best[todo] > budget]
                 if len(todo) == 0:
                     break
-                sub_best, sub_adv = best[todo], best_adv[todo]
-                cls = classes[todo]
-                self._run(surface, x[todo], labels[todo], cls, sub_best, sub_adv, restart > 0, generator)
-                best[todo], best_adv[todo] = sub_best, sub_adv
+                m = len(todo)
+                rows = (lambda t: t[todo].repeat(k, *([1] * (t.ndim - 1))))
+                sub_best, sub_adv = rows(best), rows(best_adv)
+                cls = torch.cat([c[todo] for c in chunk])
+                groups = torch.arange(m, device=x.device).repeat(k) if k > 1 else None
+                self._run(surface, rows(x), rows(labels), cls, sub_best, sub_adv, restart > 0, generator, groups)
+                pick = sub_best.view(k, m).argmin(0)  # per point, the smallest adversarial of its runs
+                cols = torch.arange(m, device=x.device)
+                best[todo], best_adv[todo] = sub_best.view(k, m)[pick, cols], sub_adv.view(k, m, *x.shape[1:])[pick, cols]
         keep = best <= budget
         return torch.where(keep.view(-1, 1, 1, 1), best_adv, x)
