@@ -118,3 +118,31 @@ def test_early_stopping_on_a_stalled_robust_accuracy(tmp_path, monkeypatch):
                                    "eval_version": "fast"})
     card = train_target(cfg, tmp_path / "run", log=lambda s: None).card
     assert len(card["history"]) == 3 and card["stopped_after_epoch"] == 3 and card["best_epoch"] == 1
+
+
+def test_cli_budget_defaults_per_dataset_and_names_from_the_recipe(monkeypatch, tmp_path):
+    """--adv-eps left out takes the dataset's usual budget (8/255 on CIFAR-10, not MNIST's 0.3); the help
+    lists the methods of the recipe's Literal."""
+    from typer.testing import CliRunner
+
+    import advshield.training as training
+    from advshield.cli import app
+    from advshield.data.core import DatasetName
+    from advshield.training.adversarial import DEFAULT_EPS
+
+    assert set(DEFAULT_EPS) == {d.value for d in DatasetName}
+    seen = {}
+
+    def fake_train(cfg, out, **kw):
+        seen["eps"] = cfg.adversarial.eps
+        raise SystemExit(0)
+
+    monkeypatch.setattr(training, "train_target", fake_train)
+    runner = CliRunner()
+    for dataset, eps in (("cifar10", 8 / 255), ("mnist", 0.3), ("fashion-mnist", 0.1)):
+        r = runner.invoke(app, ["train-target", "--dataset", dataset, "--model", "a-net", "--adversarial", "pgd",
+                                "--out", str(tmp_path / dataset), "--json"])
+        assert r.exit_code == 0, r.output
+        assert seen.pop("eps") == pytest.approx(eps)
+    help_text = runner.invoke(app, ["train-target", "--help"], env={"COLUMNS": "200"}).output
+    assert all(m in help_text for m in ("pgd", "trades", "fgsm-rs"))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Optional, get_args
 
 import typer
 
 from advshield.cli.common import (DataRoot, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
                                   note_embedded, parse_floats, parse_params, progress_bar, writable)
 from advshield.errors import AdvShieldError
+from advshield.training.adversarial import DEFAULT_EPS, AdversarialTraining
+from advshield.training.config import TrainConfig as _TrainConfig
+
+_METHODS = get_args(AdversarialTraining.model_fields["method"].annotation)  # the one source of the names
+_EVAL_VERSIONS = get_args(AdversarialTraining.model_fields["eval_version"].annotation)
+_DTYPES = get_args(_TrainConfig.model_fields["storage_dtype"].annotation)
 
 
 @app.command("train-target")
@@ -32,9 +38,11 @@ def train_target_cmd(
                                           "(default: crop-flip for colour datasets, none for MNIST-like)."),
     val_fraction: float = typer.Option(0.1, help="Part of the training split held out for model selection."),
     n_train: Optional[int] = typer.Option(None, min=1, help="Use only the first N training images."),
-    adversarial: Optional[str] = typer.Option(None, help="Adversarial training, L-inf: pgd (Madry et al. 2018), "
-                                              "trades (Zhang et al. 2019) or fgsm-rs (Wong et al. 2020)."),
-    adv_eps: float = typer.Option(0.3, help="Adversarial training budget (L-inf), e.g. 0.3 MNIST, 0.0314 CIFAR-10."),
+    adversarial: Optional[str] = typer.Option(None, help=f"Adversarial training, L-inf: {', '.join(_METHODS)} "
+                                              "(PGD: Madry et al. 2018, TRADES: Zhang et al. 2019, FGSM with random "
+                                              "start: Wong et al. 2020)."),
+    adv_eps: Optional[float] = typer.Option(None, help="Adversarial training budget (L-inf); default per dataset: "
+                                            + ", ".join(f"{k} {v:.4g}" for k, v in DEFAULT_EPS.items()) + "."),
     adv_steps: int = typer.Option(10, min=1, help="Inner PGD steps (pgd, trades)."),
     adv_step_size: Optional[float] = typer.Option(None, help="Inner step size (default 2.5 eps / steps; fgsm-rs "
                                                   "1.25 eps)."),
@@ -43,8 +51,9 @@ def train_target_cmd(
     patience: Optional[int] = typer.Option(None, min=1, help="Stop after this many epochs without a better "
                                            "held-out PGD robust accuracy."),
     robust_eval_n: int = typer.Option(1000, min=1, help="Test images the card's AutoAttack accuracy is measured on."),
-    robust_eval_version: str = typer.Option("standard", help="AutoAttack version for the card: standard or fast."),
-    storage_dtype: str = typer.Option("float32", help="Dtype of the saved weights: float32 or float16 (numbers "
+    robust_eval_version: str = typer.Option("standard", help=f"AutoAttack version for the card: "
+                                            f"{' or '.join(_EVAL_VERSIONS)}."),
+    storage_dtype: str = typer.Option("float32", help=f"Dtype of the saved weights: {' or '.join(_DTYPES)} (numbers "
                                       "are measured on the saved weights)."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -58,7 +67,7 @@ def train_target_cmd(
     from advshield.training import TrainConfig, train_target
 
     adv = None if adversarial is None else dict(
-        method=adversarial, eps=adv_eps, steps=adv_steps, step_size=adv_step_size, beta=trades_beta,
+        method=adversarial, eps=adv_eps if adv_eps is not None else DEFAULT_EPS.get(dataset.lower(), 0.3), steps=adv_steps, step_size=adv_step_size, beta=trades_beta,
         eps_warmup_epochs=eps_warmup_epochs, patience=patience, eval_n=robust_eval_n, eval_version=robust_eval_version)
     cfg = TrainConfig(dataset=dataset, model=model, model_params=parse_params(model_param), epochs=epochs,
                       batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,

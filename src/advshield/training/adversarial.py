@@ -27,6 +27,11 @@ from advshield.attacks import ATTACKS
 from advshield.attacks.base import frozen, loss_gradient
 
 
+# The field's usual L-inf budgets (Madry et al. 2018 for MNIST and CIFAR-10; 0.1 for Fashion-MNIST as in
+# RobustBench-style MNIST-like benchmarks; GTSRB like CIFAR-10): the CLI's default when --adv-eps is not given.
+DEFAULT_EPS = {"mnist": 0.3, "fashion-mnist": 0.1, "cifar10": 8 / 255, "gtsrb": 8 / 255}
+
+
 class AdversarialTraining(BaseModel):
     """The adversarial part of a training recipe (stored on the card)."""
 
