@@ -223,14 +223,14 @@ def test_fab_parallel_targets_identical_verdict_fewer_calls(tiny):
     (one restart: no random start, every run deterministic), in fewer model calls."""
     model, x, y = tiny
     out = {}
-    for rows in (None, 300):
-        counted, attack = Counting(model), FABT(0.06, steps=40, n_target_classes=9)
-        attack.max_rows = rows
+    for parallel in (False, True):
+        counted, attack = Counting(model), FABT(0.06, steps=40, n_target_classes=9, parallel_targets=parallel)
+        attack.max_rows = 300
         r = run_attack(attack, counted, x[:100], y[:100])
-        out[rows] = (r.success, counted.calls)
-    assert 0 < int(out[300][0].sum()) < 100
-    assert torch.equal(out[300][0], out[None][0])
-    assert out[300][1] < 0.5 * out[None][1]
+        out[parallel] = (r.success, counted.calls)
+    assert 0 < int(out[True][0].sum()) < 100
+    assert torch.equal(out[True][0], out[False][0])
+    assert out[True][1] < 0.5 * out[False][1]
 
 
 def test_hyperplane_projection_is_exact():

@@ -56,16 +56,17 @@ class FABT(Attack):
     ``n_target_classes`` = 0: the untargeted FAB (nearest of all linearised boundaries, as DeepFool).
     With eps and ``early_stop``, a sample leaves a run as soon as it has an adversarial within eps
     (its verdict is then final; the reference keeps shrinking its norm, which AutoAttack never uses),
-    and once few points are left the runs of several targets share one batch.
+    and with ``parallel_targets``, once few points are left the runs of several targets share one batch.
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = None, steps = 100, restarts = 1,
-    n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9, early_stop = True.
+    n_target_classes = 9, alpha_max = 0.1, eta = 1.05, beta = 0.9, early_stop = True,
+    parallel_targets = True.
     """
 
     name, randomized, supports_targeted = "fab-t", True, False
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
-                 early_stop: bool = True) -> None:
+                 early_stop: bool = True, parallel_targets: bool = True) -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps, default=False)
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
@@ -75,7 +76,7 @@ class FABT(Attack):
         if not 0 <= alpha_max <= 1 or eta < 1 or not 0 < beta < 1:
             raise InputError("need 0 <= alpha_max <= 1, eta >= 1 and 0 < beta < 1")
         self.alpha_max, self.eta, self.beta = float(alpha_max), float(eta), float(beta)
-        self.early_stop = bool(early_stop)
+        self.early_stop, self.parallel_targets = bool(early_stop), bool(parallel_targets)
         self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
 
     def _size(self, d: torch.Tensor) -> torch.Tensor:
@@ -152,7 +153,8 @@ class FABT(Attack):
         while j < len(runs):
             # With eps, once few points are left several target runs share one batch (at most max_rows, or
             # the batch given, rows), a point leaving all its runs once one finds an adversarial within eps.
-            k = 1 if self.eps is None else max(1, min(len(runs) - j, (self.max_rows or len(x)) // max(len(todo), 1)))
+            k = 1 if self.eps is None or not self.parallel_targets else max(
+                1, min(len(runs) - j, (self.max_rows or len(x)) // max(len(todo), 1)))
             chunk, j = runs[j:j + k], j + k
             for restart in range(self.restarts):
                 if self.eps is not None:  # a run attacks only the points not yet fooled within eps
