@@ -7,13 +7,13 @@ the adversarial image (configuration 1) and of the denoised adversarial image (c
     COS-D = 1 - <v_ori^l, v^l> / (||v_ori^l|| ||v^l||)
 
 averaged over the samples. Batches stream through the model; only per-layer running sums are kept,
-so memory stays flat in the number of samples.
+so memory stays flat in the number of samples. An optional ``progress`` callback hears of every forward pass.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence, Sized
 
 import torch
 from torch import nn
@@ -95,12 +95,15 @@ class PropagationResult:
 def propagation(model: nn.Module, layers: Sequence[str],
                 batches: Iterable[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]],
                 denoiser: nn.Module | dict[str, nn.Module] | None = None,
-                device: torch.device | str = "cpu") -> PropagationResult:
+                device: torch.device | str = "cpu",
+                progress: Callable[[str, int, int], None] | None = None) -> PropagationResult:
     """Stream ``(clean, {setting: adversarial}, labels)`` batches; returns the averaged distances.
 
     With a ``denoiser``, every setting is also measured after it, as ``<setting>+denoiser``
     (the paper's configuration 2); ``clean+denoiser`` shows what the denoiser alone changes.
     A dict ``{name: denoiser}`` measures several, as ``<setting>+<name>``.
+    ``progress(what, done, total)`` before each forward pass (what: ``batch b/B: <setting>``) and at the end,
+    counted in passes; ``batches`` with a length (a list) gives the total, else the batches seen so far do.
     """
     model = model.to(device).eval()
     denoisers = ({} if denoiser is None else dict(denoiser) if isinstance(denoiser, dict)
@@ -122,10 +125,22 @@ def propagation(model: nn.Module, layers: Sequence[str],
         mse_sum[setting] = mse_sum.get(setting, 0.0) + float(((images - clean) ** 2).flatten(1).mean(1).sum())
         correct[setting] = correct.get(setting, 0) + int((logits.argmax(1) == y).sum())
 
+    n_batches = len(batches) if isinstance(batches, Sized) else None
+    passes = {"done": 0, "total": 0}
+
+    def report(what: str) -> None:  # before a forward pass
+        if progress is not None:
+            progress(what, passes["done"], passes["total"])
+        passes["done"] += 1
+
     with FeatureTaps(model, layers) as taps:
-        for clean, advs, y in batches:
+        for b, (clean, advs, y) in enumerate(batches):
+            per_batch = 1 + len(advs) * (1 + len(denoisers)) + len(denoisers)
+            passes["total"] = passes["done"] + per_batch * max(1, (n_batches or b + 1) - b)
+            batch = f"batch {b + 1}/{n_batches}" if n_batches else f"batch {b + 1}"
             clean, y = clean.to(device), y.to(device)
             check_images(clean)
+            report(f"{batch}: clean")
             ref, logits = taps(model, clean)
             result.sizes = [ref[name].shape[1] for name in layers]
             correct["clean"] = correct.get("clean", 0) + int((logits.argmax(1) == y).sum())
@@ -134,12 +149,17 @@ def propagation(model: nn.Module, layers: Sequence[str],
                 if adv.shape != clean.shape:
                     raise InputError(f"{setting}: adversarial batch {tuple(adv.shape)} differs from clean "
                                      f"{tuple(clean.shape)}")
+                report(f"{batch}: {setting}")
                 add(setting, adv, ref, clean, y)
                 for name, den in denoisers.items():
+                    report(f"{batch}: {setting}+{name}")
                     add(f"{setting}+{name}", den(adv), ref, clean, y)
             for name, den in denoisers.items():
+                report(f"{batch}: clean+{name}")
                 add(f"clean+{name}", den(clean), ref, clean, y)
             result.n += len(clean)
+    if progress is not None and passes["done"]:
+        progress("measured", passes["done"], passes["done"])
     if result.n == 0:
         raise InputError("no samples were given")
     result.ne_d = {s: (v / result.n).tolist() for s, v in ne_sum.items()}
@@ -151,6 +171,7 @@ def propagation(model: nn.Module, layers: Sequence[str],
 
 def batched(clean: torch.Tensor, advs: dict[str, torch.Tensor], labels: torch.Tensor,
             batch_size: int) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]]:
-    """Cut in-memory sets into the batches :func:`propagation` takes."""
+    """Cut in-memory sets into the batches :func:`propagation` takes (``list(batched(...))`` holds views
+    only, and gives :func:`propagation` its total for a progress bar)."""
     for i in range(0, len(clean), batch_size):
         yield clean[i:i + batch_size], {k: v[i:i + batch_size] for k, v in advs.items()}, labels[i:i + batch_size]

@@ -56,6 +56,7 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     The sets are crafted against ``reference`` (default: ``model`` itself), the classifier whose
     labels decide success, on ``substitute`` for transfer settings; so several models can be
     analysed on the very same sets, as in the paper. ``denoiser``: one or several restorers.
+    Crafting and every forward pass of the measurement report to ``ctx.progress``.
     """
     t0 = time.perf_counter()
     out, dev, log = Path(out), ctx.device, ctx.log
@@ -90,7 +91,10 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     obs = layers or default_layers(classifier)
     x, y = data.tensors()
     t1 = time.perf_counter()
-    result = propagation(classifier, obs, batched(x, advs, y, batch_size), dens or None, dev)
+    arch, progress = card["architecture"], ctx.progress
+    measuring = None if progress is None else lambda what, done, total: progress(f"propagation {arch} {what}", done,
+                                                                                 total)
+    result = propagation(classifier, obs, list(batched(x, advs, y, batch_size)), dens or None, dev, measuring)
     analysis_seconds = time.perf_counter() - t1
     seconds = time.perf_counter() - t0
     summary = {"model": card["architecture"], "arch_kwargs": card.get("arch_kwargs", {}), "model_sha256": card["sha256"],

@@ -67,7 +67,9 @@ def attack_cmd(
                    params=setting.create().params(), model=victim.architecture, dataset=ds_name, split=split,
                    threat=str(setting.threat))
     if setting.threat.adaptive and health:
-        summary["health"] = setting_health(setting, pipeline, data, ctx)
+        with progress_bar("health checks", quiet=as_json) as update:
+            ctx.progress = lambda what, done, total: update(done, total, what)
+            summary["health"] = setting_health(setting, pipeline, data, ctx)
         for c in summary["health"].get("failures", []):
             notes.print(f"[red]warning: health check '{c['check']}' failed: {c['detail']} (gradients may be "
                         "masked; do not trust these numbers)[/red]")

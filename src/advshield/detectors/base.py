@@ -2,13 +2,14 @@
 
 ``calibrate_fpr`` sets the threshold at a chosen false-positive rate on held-out clean inputs;
 ``calibrate_max`` reproduces the papers' rule (MagNet, CMAG Algorithm 2): the largest score seen
-on legitimate examples, i.e. no false positive on them.
+on legitimate examples, i.e. no false positive on them. Scoring reports to an optional
+``progress(done, total)`` (a progress bar) through :func:`report_batches`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -22,12 +23,20 @@ register_detector = DETECTORS.register
 
 
 class Detector(nn.Module):
-    """Subclasses implement :meth:`score`; ``threshold`` is NaN until calibrated."""
+    """Subclasses implement :meth:`score`; ``threshold`` is NaN until calibrated.
+
+    A detector whose score runs an iterative search per batch (Defense-GAN's latent search) states its
+    ``search_steps`` and calls ``self.step_progress(step, search_steps)`` after each step while it is set
+    (by :func:`report_batches`).
+    """
+
+    search_steps = 1
 
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("_threshold", torch.tensor(math.nan))
         self.calibration: dict = {}
+        self.step_progress: Callable[[int, int], None] | None = None
 
     @property
     def threshold(self) -> float:
@@ -52,8 +61,12 @@ class Detector(nn.Module):
         return (self.score(x), None) if r is None else (self.score_reconstruction(x, r), r)
 
     @torch.no_grad()
-    def scores(self, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
+    def scores(self, batches: Iterable[torch.Tensor], device: torch.device | str = "cpu",
+               progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """The scores of every batch, in order; ``progress(done, total)`` as :func:`report_batches` gives it."""
         self.eval()
+        if progress is not None:
+            batches = report_batches(self, list(batches), progress)
         return torch.cat([self.score(check_images(x).to(device)).cpu() for x in batches])
 
     def calibrate_fpr(self, clean_scores: torch.Tensor, fpr: float) -> float:
@@ -79,3 +92,24 @@ class Detector(nn.Module):
         if math.isnan(self.threshold):
             raise InputError(f"{type(self).__name__} is not calibrated: call calibrate_fpr or calibrate_max first")
         return self.score(x) > self.threshold
+
+
+def report_batches(detector: nn.Module, batches: Sequence, progress: Callable[[int, int], None] | None
+                   ) -> Iterator:
+    """``batches`` one at a time; with ``progress``, ``progress(done, total)`` counted in search steps (one per
+    batch for a detector without a search): at the start, after each batch and after each step of a search."""
+    if progress is None:
+        yield from batches
+        return
+    unit = max(1, int(getattr(detector, "search_steps", 1)))
+    total = len(batches) * unit
+    progress(0, total)
+    try:
+        for b, x in enumerate(batches):
+            if unit > 1:
+                detector.step_progress = lambda step, _steps, b=b: progress(min(b * unit + step, total), total)
+            yield x
+            progress((b + 1) * unit, total)
+    finally:
+        if unit > 1:
+            detector.step_progress = None

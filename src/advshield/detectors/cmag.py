@@ -9,10 +9,14 @@
   them frozen (Algorithm 1).
 Scores: 1 - SSIM(x, x') (``criterion="ssim"``) or the mean squared error (``"l2"``); Algorithm 2's
 thresholds are the extremes over legitimate training examples (``calibrate_max``), and beyond the
-paper any FPR on held-out clean data (``calibrate_fpr``).
+paper any FPR on held-out clean data (``calibrate_fpr``). Training reports each batch to an optional
+progress callback.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Callable
 
 import torch
 from kornia.metrics import ssim as kornia_ssim
@@ -132,8 +136,10 @@ def cmag_loss(r: torch.Tensor, x: torch.Tensor, mu: float = 0.5) -> torch.Tensor
 
 
 def train_cmag(model: CMAG, clean: torch.Tensor, *, epochs: int = 10, batch_size: int = 200, lr: float = 1e-3,
-               mu: float = 0.5, seed: int = 0, device: torch.device | str = "cpu") -> dict[str, list[float]]:
-    """FMR and LR on Eqs. 12-13, then GR on Eq. 14 with them frozen (Algorithm 1); returns epoch losses."""
+               mu: float = 0.5, seed: int = 0, device: torch.device | str = "cpu",
+               progress: Callable[[str, int, int], None] | None = None) -> dict[str, list[float]]:
+    """FMR and LR on Eqs. 12-13, then GR on Eq. 14 with them frozen (Algorithm 1); returns epoch losses.
+    ``progress(what, done, total)`` after each batch (what: the phase and epoch)."""
     g = torch.Generator().manual_seed(seed)
     model.to(device)
     with torch.no_grad():  # LR's class templates start at the class means (see LogitReconstructor)
@@ -144,9 +150,9 @@ def train_cmag(model: CMAG, clean: torch.Tensor, *, epochs: int = 10, batch_size
     for phase, params in (("fmr+lr", list(model.fmr.parameters()) + list(model.lr.parameters())),
                           ("gr", list(model.gr.parameters()))):
         opt = torch.optim.Adam(params, lr=lr)
-        for _ in range(epochs):
+        for epoch in range(epochs):
             order, total = torch.randperm(len(clean), generator=g), 0.0
-            for i in range(0, len(clean), batch_size):
+            for step, i in enumerate(range(0, len(clean), batch_size)):
                 x = clean[order[i:i + batch_size]].to(device)
                 if phase == "fmr+lr":
                     a, b = model.branches(x)
@@ -159,6 +165,8 @@ def train_cmag(model: CMAG, clean: torch.Tensor, *, epochs: int = 10, batch_size
                 loss.backward()
                 opt.step()
                 total += float(loss.detach()) * len(x)
+                if progress is not None:
+                    progress(f"{phase} epoch {epoch + 1}/{epochs}", step + 1, math.ceil(len(clean) / batch_size))
             history[phase].append(total / len(clean))
     return history
 
@@ -181,8 +189,9 @@ class CMAGDetector(Detector):
         return 1 - kornia_ssim(r, x, 7).flatten(1).mean(1)
 
 
-def _fit_cmag(detector: CMAGDetector, clean: torch.Tensor, *, epochs: int, seed: int, device, **_) -> dict:
-    return train_cmag(detector.model, clean, epochs=epochs, seed=seed, device=device)
+def _fit_cmag(detector: CMAGDetector, clean: torch.Tensor, *, epochs: int, seed: int, device,
+              progress: Callable[[str, int, int], None] | None = None, **_) -> dict:
+    return train_cmag(detector.model, clean, epochs=epochs, seed=seed, device=device, progress=progress)
 
 
 @register_detector("cmag-ssim", paper="CMAG (cmag-detection.txt, Algorithm 2), SSIM criterion", fit=_fit_cmag)

@@ -11,11 +11,14 @@ gradient descent over the latent code (Eq. 9 of Defense-GAN):
 
 Defaults follow the paper's MNIST setting: z in R^128, L = 200, R = 10, momentum 0.7, learning rate
 10 decaying to 1 over the L steps. Training is WGAN-GP (Gulrajani et al. 2017), as in the authors' code.
+Training reports each generator iteration, and the detector's search each of its L steps, to an optional
+progress callback (a progress bar; it changes no number).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -62,10 +65,12 @@ class Critic(nn.Module):
 
 def train_wgan_gp(generator: Generator, clean: torch.Tensor, *, iterations: int = 2000, batch_size: int = 64,
                   n_critic: int = 5, gp_weight: float = 10.0, lr: float = 1e-4, seed: int = 0,
-                  device: torch.device | str = "cpu") -> list[float]:
+                  device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None
+                  ) -> list[float]:
     """WGAN-GP (Gulrajani et al. 2017, Algorithm 1: Adam 1e-4, betas (0.5, 0.9), 5 critic steps, lambda 10).
 
-    Returns the critic's Wasserstein estimate E[D(x)] - E[D(G(z))] every 100 generator iterations.
+    Returns the critic's Wasserstein estimate E[D(x)] - E[D(G(z))] every 100 generator iterations;
+    ``progress(what, done, total)`` after each generator iteration.
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -98,6 +103,8 @@ def train_wgan_gp(generator: Generator, clean: torch.Tensor, *, iterations: int 
         opt_g.step()
         if it % 100 == 99 or it == iterations - 1:
             history.append(w_est)
+        if progress is not None:
+            progress("wgan-gp iterations", it + 1, iterations)
     generator.eval()
     return history
 
@@ -117,9 +124,10 @@ class Projection:
             raise InputError(f"Defense-GAN needs steps >= 1 and restarts >= 1, got {self.steps}, {self.restarts}")
 
 
-def project(generator: Generator, x: torch.Tensor, cfg: Projection = Projection(),
-            seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (G(z*), per-image mean squared error) for the best of ``cfg.restarts`` starts."""
+def project(generator: Generator, x: torch.Tensor, cfg: Projection = Projection(), seed: int | None = None,
+            progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (G(z*), per-image mean squared error) for the best of ``cfg.restarts`` starts;
+    ``progress(step, cfg.steps)`` after each step of the search."""
     n, r = len(x), cfg.restarts
     gen = None if seed is None else torch.Generator().manual_seed(seed)
     z = torch.randn(r * n, generator.z_dim, generator=gen).to(x.device).requires_grad_(True)
@@ -129,12 +137,14 @@ def project(generator: Generator, x: torch.Tensor, cfg: Projection = Projection(
     sched = torch.optim.lr_scheduler.ExponentialLR(opt, decay)
     generator.requires_grad_(False)
     with torch.enable_grad():
-        for _ in range(cfg.steps):
+        for step in range(cfg.steps):
             err = (generator(z) - target).pow(2).flatten(1).mean(1)
             opt.zero_grad()
             err.sum().backward()  # each code sees only its own image's error
             opt.step()
             sched.step()
+            if progress is not None:
+                progress(step + 1, cfg.steps)
     with torch.no_grad():
         rec = generator(z)
         err = (rec - target).pow(2).flatten(1).mean(1).view(r, n)
@@ -150,11 +160,15 @@ class DefenseGANDetector(Detector):
         super().__init__()
         self.generator, self.projection, self.seed = generator.eval(), projection, seed
 
+    @property
+    def search_steps(self) -> int:
+        return self.projection.steps
+
     def score(self, x: torch.Tensor) -> torch.Tensor:
-        return project(self.generator, x, self.projection, self.seed)[1]
+        return project(self.generator, x, self.projection, self.seed, self.step_progress)[1]
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return project(self.generator, x, self.projection, self.seed)[0]
+        return project(self.generator, x, self.projection, self.seed, self.step_progress)[0]
 
     def score_reconstruction(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         return (x - r).pow(2).flatten(1).mean(1)
@@ -181,10 +195,10 @@ class DefenseGANReconstruction(Defense):
 
 
 def _fit_gan(detector: DefenseGANDetector, clean: torch.Tensor, *, epochs: int, seed: int, device,
-             gan_lr: float = 1e-4, **_) -> dict:
+             gan_lr: float = 1e-4, progress: Callable[[str, int, int], None] | None = None, **_) -> dict:
     """``epochs`` counts passes of the generator's batches (64 images) over ``clean``."""
     return {"wasserstein": train_wgan_gp(detector.generator, clean, iterations=max(1, epochs * len(clean) // 64),
-                                         lr=gan_lr, seed=seed, device=device)}
+                                         lr=gan_lr, seed=seed, device=device, progress=progress)}
 
 
 @register_detector("defense-gan", paper="Defense-GAN (Samangouei et al. 2018), reconstruction-error detector",

@@ -4,9 +4,13 @@
 * probability-divergence detector: score = JSD(softmax(f(x) / T), softmax(f(AE(x)) / T));
 * reformer: AE(x) as a restoration defense (:class:`MagNetReformer`; the autoencoder of a saved detector:
   ``MagNetReformer(load_detector(path, classifier)[0].autoencoder)``).
+Training reports each batch to an optional progress callback.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -86,15 +90,17 @@ class MagNetReformer(Defense):
 
 def train_autoencoder(ae: MagNetAutoencoder, clean: torch.Tensor, *, epochs: int = 10, batch_size: int = 256,
                       lr: float = 1e-3, noise: float = 0.1, weight_decay: float = 1e-9, seed: int = 0,
-                      device: torch.device | str = "cpu") -> list[float]:
-    """MagNet's recipe: MSE between AE(x + noise) and x (noise std ``noise``), Adam; returns epoch losses."""
+                      device: torch.device | str = "cpu", progress: Callable[[str, int, int], None] | None = None
+                      ) -> list[float]:
+    """MagNet's recipe: MSE between AE(x + noise) and x (noise std ``noise``), Adam; returns epoch losses.
+    ``progress(what, done, total)`` after each batch."""
     g = torch.Generator().manual_seed(seed)
     ae.to(device).train()
     opt = torch.optim.Adam(ae.parameters(), lr=lr, weight_decay=weight_decay)
     losses = []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         order, total = torch.randperm(len(clean), generator=g), 0.0
-        for i in range(0, len(clean), batch_size):
+        for step, i in enumerate(range(0, len(clean), batch_size)):
             x = clean[order[i:i + batch_size]].to(device)
             noisy = (x + noise * torch.randn(x.shape, generator=g).to(device)).clamp(0, 1)
             loss = F.mse_loss(ae(noisy), x)
@@ -102,13 +108,16 @@ def train_autoencoder(ae: MagNetAutoencoder, clean: torch.Tensor, *, epochs: int
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(x)
+            if progress is not None:
+                progress(f"autoencoder epoch {epoch + 1}/{epochs}", step + 1, math.ceil(len(clean) / batch_size))
         losses.append(total / len(clean))
     return losses
 
 
-def _fit_autoencoder(detector, clean: torch.Tensor, *, epochs: int, seed: int, device, **_) -> dict:
+def _fit_autoencoder(detector, clean: torch.Tensor, *, epochs: int, seed: int, device,
+                     progress: Callable[[str, int, int], None] | None = None, **_) -> dict:
     return {"autoencoder": train_autoencoder(detector.autoencoder, clean, epochs=epochs, batch_size=128, lr=3e-3,
-                                             seed=seed, device=device)}
+                                             seed=seed, device=device, progress=progress)}
 
 
 @register_detector("magnet-error", paper="MagNet (Meng & Chen 2017), reconstruction-error detector",

@@ -1,16 +1,19 @@
 """The detection experiment (``advshield detect``, the CMAG presets): train a detector on clean data, calibrate
-it on held-out training images, and measure it against stored attacks."""
+it on held-out training images, and measure it against stored attacks. Fitting, every scoring pass and the
+crafting report to the run context's progress bar (``ctx.progress``)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from advshield.attacks import AttackResult
 from advshield.detectors import Detector, Projection, build_detector, load_detector, save_detector
+from advshield.detectors.base import report_batches
 from advshield.errors import InputError
 from advshield.evaluation.figures import grouped_bars
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
@@ -32,16 +35,17 @@ class DetectionRun:
     adversarial: dict[str, AttackResult] = field(default_factory=dict)  # label -> the stored set
 
 
-def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device
-                         ) -> tuple[torch.Tensor, dict | None]:
+def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device,
+                         progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict | None]:
     """Scores of ``x`` and, for reconstruction detectors, the SSIM (standard, 11x11) and L2 distance
-    ||x - x'||_2 between each input and its reconstruction (CMAG Tables 6-7), from one pass."""
+    ||x - x'||_2 between each input and its reconstruction (CMAG Tables 6-7), from one pass;
+    ``progress(done, total)`` per batch (and search step, see :func:`report_batches`)."""
     if not len(x):
         return torch.empty(0), None
     scores, ssims, l2s = [], [], []
     detector.eval()
     with torch.no_grad():
-        for xb in x.split(200):
+        for xb in report_batches(detector, x.split(200), progress):
             xb = check_images(xb).to(dev)
             s, r = detector.inspect(xb)
             scores.append(s.cpu())
@@ -71,6 +75,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     if not 0 < fpr < 1:
         raise InputError(f"fpr must lie in (0, 1), got {fpr}")
     dev, seed, log = ctx.device, ctx.seed, ctx.log
+    scoring = lambda what: _reporter(ctx, f"score {kind}: {what}")  # noqa: E731
     victim = ctx.load_target(target, dataset)
     classifier, card = victim.model, victim.card
     classifier.requires_grad_(False)
@@ -88,11 +93,13 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     else:
         recipe = {"n_train": n_train, "epochs": epochs, "gan_lr": gan_lr}
         detector, history = build_detector(kind, classifier, clean_train, epochs=epochs, seed=seed, device=dev,
-                                           projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine)
+                                           projection=projection, gan_lr=gan_lr, cmag_combine=cmag_combine,
+                                           progress=ctx.progress)
     held_out = train.tensors(slice(n_train, n_train + n_calibration))[0]
     with torch.no_grad():
-        cal = detector.scores(held_out.split(200), dev)
-    train_scores, train_rec = reconstruction_stats(detector, clean_train[:max_rule_n or None], dev)
+        cal = detector.scores(held_out.split(200), dev, scoring("held-out clean (calibration)"))
+    train_scores, train_rec = reconstruction_stats(detector, clean_train[:max_rule_n or None], dev,
+                                                   scoring("clean training images (max rule)"))
     paper_threshold = float(train_scores.max())  # CMAG Algorithm 2 / MagNet: the extreme over legitimate data
     detector.calibrate_fpr(cal, fpr)
     saved_to = Path(out) / "detector.safetensors"
@@ -100,7 +107,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                   image_shape=tuple(clean_train.shape[1:]), recipe=recipe)
     test = ctx.load_data(ds_name, "test", n, target=victim)
     x_test, y_test = test.tensors()
-    clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev)
+    clean_scores, clean_rec = reconstruction_stats(detector, x_test, dev, scoring("clean test images"))
     clean_flagged = clean_scores > detector.threshold
     clean_right = _predict(classifier, x_test, dev) == y_test
     results, sets = {}, {}
@@ -109,7 +116,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         adv = acquire_set(setting, victim, test, ctx, dataset=ds_name).result
         sets[name] = adv
         ok = adv.success  # detection is measured on successful adversarial examples
-        adv_scores, adv_rec = reconstruction_stats(detector, adv.adv[ok], dev)
+        adv_scores, adv_rec = reconstruction_stats(detector, adv.adv[ok], dev, scoring(name))
         results[name] = {"attack": attack_name, "params": params, "attack_success_rate": adv.summary()["success_rate"],
                          "calibrated": detection_metrics(clean_scores, adv_scores, detector.threshold),
                          "paper_threshold": detection_metrics(clean_scores, adv_scores, paper_threshold),
@@ -151,6 +158,12 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     write_detection_html([summary], Path(out) / "report.html", title=f"advshield detection: {kind} guarding "
                          f"{card['architecture']} on {ds_name}", figures=["figures/robust-accuracy.png"])
     return DetectionRun(summary, detector, classifier, x_test, sets)
+
+
+def _reporter(ctx: RunContext, what: str) -> Callable[[int, int], None] | None:
+    """``ctx.progress`` as ``(done, total)`` under ``what``; None without a progress bar."""
+    progress = ctx.progress
+    return None if progress is None else lambda done, total: progress(what, done, total)
 
 
 def _predict(classifier: torch.nn.Module, x: torch.Tensor, dev: torch.device) -> torch.Tensor:

@@ -4,18 +4,57 @@ Convergence (twice the steps and restarts must not lower robust accuracy by a po
 gradient-free Square attack must not beat the gradient attack, an unbounded attack must succeed, random noise
 must not beat the attack, gradients must be finite and non-zero. An attack without a steps budget (DeepFool,
 CW, the AutoAttack ensemble) is checked through APGD-CE at its budget: the checks probe the pipeline's
-gradients, which every gradient attack relies on.
+gradients, which every gradient attack relies on. Each check's run reports to ``ctx.progress``
+(:func:`reporting_checks`).
 """
 
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from advshield.attacks import ATTACKS, Pipeline, create_attack
 from advshield.attacks.health import run_health_checks
 from advshield.data import ImageDataset
 from advshield.experiment.context import RunContext
 from advshield.experiment.setting import AttackSetting
+
+# The runs of run_health_checks, in its order: each asks the pipeline for one attack surface.
+CHECK_STEPS = ("convergence", "convergence, doubled steps and restarts", "gradient-free (Square)", "unbounded eps",
+               "noise", "gradients")
+
+
+class _Announcing(Pipeline):
+    """``pipeline``'s own modules, calling ``announce()`` whenever an attack asks for its surface."""
+
+    def __init__(self, pipeline: Pipeline, announce: Callable[[], None]) -> None:
+        super().__init__(pipeline.classifier, pipeline.defense, pipeline.detector)
+        self._announce = announce
+
+    def surface(self, *args, **kwargs):
+        self._announce()
+        return super().surface(*args, **kwargs)
+
+
+@contextmanager
+def reporting_checks(pipeline: Pipeline, progress: Callable[[str, int, int], None] | None,
+                     what: str) -> Iterator[Pipeline]:
+    """The pipeline to give :func:`run_health_checks`: ``pipeline`` itself without ``progress``; else the same
+    modules, reporting ``progress(f"{what}: <check>", done, total)`` as each run of the checks starts
+    (:data:`CHECK_STEPS`) and once they are done. Nothing is computed differently."""
+    if progress is None:
+        yield pipeline
+        return
+    total, started = len(CHECK_STEPS), []
+
+    def announce() -> None:
+        k = len(started)
+        started.append(k)
+        progress(f"{what}: {CHECK_STEPS[k] if k < total else 'check'}", min(k, total), total)
+
+    yield _Announcing(pipeline, announce)
+    progress(f"{what}: done", total, total)
 
 
 def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | None:
@@ -40,17 +79,19 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
     """Run the checks for ``setting`` (adaptive: through the whole ``pipeline``) on the first ``n`` images.
 
     Returns ``{"attack", "n", "ok", "checks", "failures"}``, or ``{"skipped": why}`` for an attack without an
-    eps budget (the unbounded and noise checks need one).
+    eps budget (the unbounded and noise checks need one). Each check's run reports to ``ctx.progress``.
     """
     probe = _probe(setting)
     if probe is None:
         return {"skipped": f"{setting.attack} has no eps budget to vary"}
     name, fixed, eps, steps, restarts, norm = probe
     x, y = data.tensors(slice(0, n))
-    report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
-                               pipeline.to(ctx.device), x, y, eps, steps, restarts=restarts, norm=norm,
-                               threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
+    what = f"checks {setting.name}" + (f" through {name}" if name != setting.attack else "")
+    with reporting_checks(pipeline.to(ctx.device), ctx.progress, what) as checked:
+        report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
+                                   checked, x, y, eps, steps, restarts=restarts, norm=norm,
+                                   threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
     return {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
 
 
-__all__ = ["setting_health"]
+__all__ = ["CHECK_STEPS", "reporting_checks", "setting_health"]

@@ -195,14 +195,16 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
         save_tensors(last, {**model.state_dict(), **_optimizer_tensors(opt)},
                      dict(base, epoch=epoch + 1, best_val_accuracy=best_val, history=history, train_time_s=train_time))
 
-    return finish_run(cfg, out, train_images=len(train), log=log)
+    return finish_run(cfg, out, train_images=len(train), log=log, progress=progress)
 
 
 def finish_run(cfg: TrainConfig, out: str | Path, train_images: int | None = None,
-               log: Callable[[str], None] = print) -> TrainResult:
+               log: Callable[[str], None] = print,
+               progress: Callable[[str, int, int], None] | None = None) -> TrainResult:
     """Write ``model.safetensors`` and its card from a finished run in ``out`` (its best checkpoint, and the
-    history in ``last.json``): clean test accuracy and, for adversarial training, the AutoAttack robust card.
-    ``train_target`` ends with it; it can also finish a run whose training ended but whose evaluation did not."""
+    history in ``last.json``): clean test accuracy and, for adversarial training, the AutoAttack robust card
+    (reporting to ``progress``). ``train_target`` ends with it; it can also finish a run whose training ended but
+    whose evaluation did not."""
     out = Path(out)
     device = select_device(cfg.device)
     test = load_dataset(cfg.dataset, "test", cfg.data_root)
@@ -235,7 +237,8 @@ def finish_run(cfg: TrainConfig, out: str | Path, train_images: int | None = Non
             card["stopped_after_epoch"] = len(history)
         log(f"robust test accuracy: AutoAttack ({adv.eval_version}) on {min(adv.eval_n, len(test))} test images ...")
         card["robust_test"] = robust_accuracy_card(model, test, adv.eps, adv.eval_n, adv.eval_version,
-                                                   batch_size=adv.eval_batch_size, seed=cfg.seed, device=device)
+                                                   batch_size=adv.eval_batch_size, seed=cfg.seed, device=device,
+                                                   progress=progress)
     card = save_tensors(out / "model.safetensors", _storage(model, cfg.storage_dtype),
                         dict(card, versions=library_versions()))
     robust = (f", AutoAttack robust accuracy {card['robust_test']['robust_accuracy']:.4f} "

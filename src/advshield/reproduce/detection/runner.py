@@ -1,5 +1,6 @@
 """``advshield reproduce cmag-*``: every detector of a detection preset against the paper's intensities,
-then Tables 3-7, the reconstruction grids (Figs. 3, 5-6), the attention ablation (Fig. 4) and a report."""
+then Tables 3-7, the reconstruction grids (Figs. 3, 5-6), the attention ablation (Fig. 4) and a report.
+Each detector's fitting, scoring and crafting report to ``ctx.progress`` (see :func:`detection_experiment`)."""
 
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
         ablation = _run(preset, cmag_kind, budget, out / f"{cmag_kind}-weighted-average", ctx, combine="average",
                         adaptive=False)
         phases[f"{cmag_kind} weighted average"] = round(time.perf_counter() - t0, 1)
+    if ctx.progress is not None:
+        ctx.progress("figures and report", 0, 1)
     figures = _figures(preset, runs, ablation, out)
     summary = {
         **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),

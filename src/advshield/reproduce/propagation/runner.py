@@ -1,5 +1,6 @@
 """``advshield reproduce propagation-*``: every classifier of the preset on the same five sets, then the
-cross-model report (Tables 4-5, per-layer curves, the paper's observation tested on every pair)."""
+cross-model report (Tables 4-5, per-layer curves, the paper's observation tested on every pair). Crafting and
+measuring report to ``ctx.progress`` (see :func:`run_propagation`)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunCo
                         reference=preset.reference, batch_size=budget.batch_size)
         folders.append(folder)
         phases[model] = round(time.perf_counter() - t0, 1)
+    if ctx.progress is not None:
+        ctx.progress("cross-model report", 0, 1)
     notes = "\n\n".join(preset.notes + [f"Regenerate: `{command}`"] if command else preset.notes)
     summary = propagation_report(folders, out, preset.title, notes)
     card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
