@@ -22,6 +22,7 @@ from advshield.experiment import AttackSetting, RunContext
 from advshield.experiment.health import CHECK_STEPS, setting_health
 from advshield.training.robust_card import robust_accuracy_card
 from advshield.zoo import load_pretrained
+from test_propagation import UserNet
 
 
 class Recorder:
@@ -137,19 +138,9 @@ def test_defense_gan_scoring_reports_every_step_of_the_latent_search():
     assert rec.calls[-1] == ("calibration", 6, 6) and len(rec.calls) == 9
 
 
-class _Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
-        self.fc = nn.Linear(4 * 8 * 8, 3)
-
-    def forward(self, x):
-        return self.fc(self.body(x).flatten(1))
-
-
 def test_propagation_reports_every_batch_and_forward_pass():
     torch.manual_seed(0)
-    net, x = _Net(), torch.rand(10, 1, 8, 8)
+    net, x = UserNet(), torch.rand(10, 1, 8, 8)
     y = net(x).argmax(1)
     advs = {"small": (x + 0.01).clamp(0, 1), "big": (x + 0.3 * torch.sign(torch.randn_like(x))).clamp(0, 1)}
     layers = ["body.1", "body.3", "fc"]
