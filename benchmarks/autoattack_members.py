@@ -6,9 +6,10 @@
 Runs the standard ensemble through one pipeline of ``benchmarks/autoattack_agreement.py`` (same builder, same
 images: the first ``n`` test images) once per mode, in one process, one after the other:
 
-* ``grouped`` (the default engine): once few points are left, APGD-T's and FAB-T's target runs share one batch
-  of at most the ensemble's batch rows (``APGDT.parallel_targets``, ``max_rows``);
-* ``sequential``: the targets one after the other, each on the points still robust (the reference's schedule).
+* ``grouped``: once few points are left, APGD-T's and FAB-T's target runs share one batch of at most the
+  ensemble's batch rows (``parallel_targets=True``, ``max_rows``);
+* ``sequential``: the targets one after the other, each on the points still robust (the reference's schedule);
+* ``default``: the engine's own choice (FAB-T grouped; APGD-T grouped on accelerators only).
 
 Per member: wall seconds, the images it was given (the points every earlier member left robust), the images
 the classifier behind the pipeline was run on (forward passes, with or without gradients) and the number of
@@ -59,14 +60,18 @@ class Profile:
         return run
 
 
-class Sequential(AutoAttack):
-    """The standard ensemble with APGD-T and FAB-T running their targets one after the other."""
+class Scheduled(AutoAttack):
+    """The standard ensemble with APGD-T's and FAB-T's ``parallel_targets`` forced on or off."""
+
+    def __init__(self, eps: float, parallel: bool) -> None:
+        super().__init__(eps, version="standard")
+        self.parallel = parallel
 
     def members(self):
         ms = super().members()
         for m in ms:
             if hasattr(m, "parallel_targets"):
-                m.parallel_targets = False
+                m.parallel_targets = self.parallel
         return ms
 
 
@@ -76,7 +81,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--modes", default="grouped,sequential")
+    ap.add_argument("--modes", default="grouped,sequential", help="of: grouped, sequential, default")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache", default="runs/bench-aa")
@@ -96,7 +101,7 @@ def main() -> None:
         prof.members = {}
         for cls, perturb in originals.items():
             cls.perturb = prof.timed(cls.name, perturb)
-        attack = (AutoAttack if mode == "grouped" else Sequential)(eps, version="standard")
+        attack = AutoAttack(eps) if mode == "default" else Scheduled(eps, parallel=mode == "grouped")
         t0 = time.perf_counter()
         r = run_attack(attack, pipe, x, y, threat="adaptive", eot_samples=1, batch_size=args.batch_size,
                        device=args.device)
