@@ -214,6 +214,15 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
 
 
 # ------------------------------------------------------------------------------------------------ storage
+def git_commit() -> str | None:
+    """The commit the benchmark ran on (None outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -256,7 +265,9 @@ def render(res: dict) -> str:
         lines.append(f"  Host: {hi['cpu']}, {hi['cpus']} CPUs ({hi['torch_threads']} torch threads)"
                      + (f", GPU {hi['gpu']}" if hi.get("gpu") else "")
                      + f"; device {hi['device']}; torch {hi['torch']}, torchattacks {hi['torchattacks']}, "
-                     f"ART {hi['art']}; started {run['started']}.")
+                     f"ART {hi['art']}; started {run['started']}"
+                     + (f", commit {run['commit']}" if run.get("commit") else "")
+                     + (f", load average {run['load_average']:.1f}" if run.get("load_average") is not None else "") + ".")
     if res.get("findings"):  # hand-written conclusions kept in the JSON, so a re-render keeps them
         lines += ["", "## Findings", ""] + [f"- {f}" for f in res["findings"]]
     lines += ["", "## Results", "",
@@ -393,7 +404,8 @@ def main() -> None:
     command = "python benchmarks/autoattack_agreement.py " + " ".join(
         a if not a.startswith("/") else "<path>" for a in sys.argv[1:])
     res["header"]["runs"].append({"command": command, "host": host_info(ctx.device),
-                                  "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
+                                  "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                  "commit": git_commit(), "load_average": os.getloadavg()[0]})
     save(res, out)
     for name in [p for p in args.pipelines.split(",") if p]:
         dataset = PIPELINES[name][0]

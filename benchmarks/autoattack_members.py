@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from autoattack_agreement import build  # noqa: E402  (same pipelines, same images)
+from autoattack_agreement import build, git_commit  # noqa: E402  (same pipelines, same images)
 
 from advshield.attacks import apgd, fab, run_attack, square  # noqa: E402
 from advshield.attacks.autoattack import AutoAttack  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> None:
                   a if not a.startswith("/") else "<path>" for a in sys.argv[1:]),
               "host": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                       f"{args.threads} torch thread(s), device {args.device}",
-              "pipeline": args.pipeline, "n": len(x), "batch_size": args.batch_size, "eps": eps, "modes": {}}
+              "commit": git_commit(), "pipeline": args.pipeline, "n": len(x), "batch_size": args.batch_size, "eps": eps, "modes": {}}
     for mode in [m for m in args.modes.split(",") if m]:
         prof.members = {}
         for cls, perturb in originals.items():

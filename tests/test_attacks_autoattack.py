@@ -214,7 +214,7 @@ def test_apgd_t_parallel_targets_same_verdict_fewer_calls(tiny, eps):
         r = run_attack(attack, counted, x[:100], y[:100])
         out[parallel] = (float(r.summary()["adv_accuracy"]), counted.calls)
     assert 0.05 < out[True][0] < 0.9  # some robust, some not: the comparison can fail
-    assert abs(out[True][0] - out[False][0]) <= 0.02
+    assert out[True][0] <= out[False][0] + 0.01  # never weaker than one after the other (one image of 100)
     assert out[True][1] < 0.7 * out[False][1]
 
 

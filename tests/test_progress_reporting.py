@@ -218,3 +218,22 @@ def test_adversarial_training_hands_its_progress_to_the_robust_card(tmp_path, mo
     train_target(cfg, tmp_path / "run", progress=rec, log=lambda s: None)
     assert seen["progress"] is rec
     assert rec.calls[0] == ("epoch 1/1", 1, 2) and rec.calls[-1] == ("robust card: autoattack done", 1, 1)
+
+
+def test_robust_card_members_keep_what_the_ensemble_sets(tiny, monkeypatch):
+    """With progress the members are still the objects AutoAttack configures: APGD-T sees the ensemble's
+    batch as max_rows (it sizes its shared target runs from it), as without progress."""
+    from advshield.attacks.apgd import APGDT
+
+    net, test = tiny
+    seen, perturb = {}, APGDT.perturb
+
+    def record(self, surface, x, *args, **kwargs):
+        seen.setdefault(bool(seen.get("quiet_done")), []).append(self.max_rows)
+        return perturb(self, surface, x, *args, **kwargs)
+
+    monkeypatch.setattr(APGDT, "perturb", record)
+    robust_accuracy_card(net, test, 0.02, 6, "fast", n_checks=0, batch_size=3)
+    seen["quiet_done"] = True
+    robust_accuracy_card(net, test, 0.02, 6, "fast", n_checks=0, batch_size=3, progress=Recorder())
+    assert seen[False] == seen[True] == [3, 3]

@@ -151,6 +151,8 @@ class FABT(Attack):
         budget = math.inf if self.eps is None else self.eps
         j = 0
         while j < len(runs):
+            if self.eps is not None:  # size the next group on the points still to fool
+                todo = todo[best[todo] > budget]
             # With eps, once few points are left several target runs share one batch (at most max_rows, or
             # the batch given, rows), a point leaving all its runs once one finds an adversarial within eps.
             k = 1 if self.eps is None or not self.parallel_targets else max(

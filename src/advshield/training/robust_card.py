@@ -27,18 +27,17 @@ from advshield.metrics.interval import wilson_interval
 Progress = Callable[[str, int, int], None]
 
 
-class _Announced:
-    """An ensemble member, attribute for attribute, that calls ``announce(name)`` before it attacks."""
+def _announced(member, announce: Callable[[str], None]):
+    """``member`` itself, its ``perturb`` calling ``announce(name)`` first (the member stays the object the
+    ensemble configures, e.g. its ``max_rows``)."""
+    perturb = member.perturb
 
-    def __init__(self, member, announce: Callable[[str], None]) -> None:
-        self._member, self._announce = member, announce
+    def run(*args, **kwargs):
+        announce(member.name)
+        return perturb(*args, **kwargs)
 
-    def __getattr__(self, name: str):
-        return getattr(self._member, name)
-
-    def perturb(self, *args, **kwargs):
-        self._announce(self._member.name)
-        return self._member.perturb(*args, **kwargs)
+    member.perturb = run
+    return member
 
 
 class _ReportingAutoAttack(AutoAttack):
@@ -57,7 +56,7 @@ class _ReportingAutoAttack(AutoAttack):
             self._progress(f"robust card: autoattack {name} (batch {b}/{self._n_batches})",
                            min((b - 1) * len(members) + k, total), total)
 
-        return [_Announced(m, lambda name, k=k: announce(k, name)) for k, m in enumerate(members)]
+        return [_announced(m, lambda name, k=k: announce(k, name)) for k, m in enumerate(members)]
 
 
 def _ensemble(eps: float, version: str, n_batches: int, progress: Progress | None):
