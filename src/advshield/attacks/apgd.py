@@ -237,13 +237,10 @@ class APGDT(APGDBase):
     target classes ranked 2, 3, ... by the clean logits, one APGD run each (``restarts``
     restarts), each only on the points still correctly classified; success = misclassified.
     Given explicit ``target`` labels it is an ordinary targeted APGD towards them.
-    ``parallel_targets``: once few points are left, the runs of several targets share one batch (at
-    most as many rows as the batch given, or the ensemble's batch in AutoAttack), and a point leaves
-    all its runs when one fools it: the same runs as one after the other, in fewer model calls (their
-    random starts are drawn differently), but a point an early target fools has also run the later
-    ones until then (26 % more model passes through the zoo CRU-Net for A-net, 100 MNIST images,
-    ``benchmarks/autoattack_members.py``). None (default): on accelerators, where a small batch costs
-    about what a full one does; not on CPUs.
+    ``parallel_targets``: once few points are left, several targets' runs share one batch (at most
+    ``max_rows`` rows: the batch given, or AutoAttack's), a point leaving all its runs when one fools
+    it; fewer model calls, but more passes on a CPU (26 % through the zoo CRU-Net for A-net,
+    ``benchmarks/autoattack_members.py``). None (default): on accelerators only.
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = 8/255 (L-inf) or 0.5 (L2),
     steps = 100, restarts = 1, n_target_classes = 9, loss = 'dlr' (targeted; 'ce' = -CE(target)),
     parallel_targets = None.
@@ -281,15 +278,12 @@ class APGDT(APGDBase):
         targets = [t for t, _ in self._runs(surface, x, labels, None)]
         best = torch.full((len(x),), -torch.inf, device=x.device)
         j = 0
-        while j < len(targets) and len(todo):
-            # As the points still robust get fewer, several target runs share one batch (never more rows
-            # than the batch the attack was given): the same runs, in fewer and fuller model calls.
+        while j < len(targets) and len(todo):  # the fewer points are left, the more targets share a batch
             k = max(1, min(len(targets) - j, (self.max_rows or len(x)) // len(todo)))
             chunk, j = targets[j:j + k], j + k
             for _ in range(self.restarts):  # restarts only attack the points still robust
-                if len(todo) == 0:
+                if not (m := len(todo)):
                     break
-                m = len(todo)
                 rows = (lambda t: t[todo].repeat(k, *([1] * (t.ndim - 1))))
                 groups = torch.arange(m, device=x.device).repeat(k) if k > 1 else None
                 r_adv, fooled, r_loss = self._run(surface, rows(x), rows(labels), torch.cat([t[todo] for t in chunk]),
