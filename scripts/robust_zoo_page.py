@@ -164,6 +164,8 @@ def model_section(e) -> list[str]:
                   f"leaves {pct(ta['robust_accuracy'])} [{pct(lo_ta)}, {pct(hi_ta)}] on the first {r['n']} test "
                   "images; advshield's " + (f"ensemble on the same images {pct(ours)}" if check["same"] else
                                             f"card figure ({r['card_n']} images, not the same set) is {pct(ours)}")
+                  + (f" (the card's {pct(r['card'])} is measured on {r['card_n']} images)"
+                     if check["same"] and r["card_n"] != r["n"] else "")
                   + f": a gap of {check['gap']:.1f} points, "
                   + ("within the issue's 1.5 points." if check["agree"] else
                      "**the check fails** (more than 1.5 points). Until the two are compared on the same images, "
