@@ -44,6 +44,10 @@ class _ReportingAutoAttack(AutoAttack):
     """AutoAttack reporting ``progress(what, done, total)`` as each member starts on each of ``n_batches``
     batches (done: the member starts before it; a batch that every image leaves early skips the rest)."""
 
+    def __init__(self, eps: float, version: str, n_batches: int, progress: Progress) -> None:
+        super().__init__(eps=eps, norm="linf", version=version)
+        self._batch, self._n_batches, self._progress = 0, n_batches, progress  # private: not in params()
+
     def perturb(self, *args, **kwargs):
         self._batch += 1
         return super().perturb(*args, **kwargs)
@@ -63,9 +67,7 @@ def _ensemble(eps: float, version: str, n_batches: int, progress: Progress | Non
     """The ensemble the card runs: as registered, or reporting to ``progress`` (the same attack)."""
     if progress is None:
         return ATTACKS.create("autoattack", eps=eps, norm="linf", version=version)
-    attack = _ReportingAutoAttack(eps=eps, norm="linf", version=version)
-    attack._batch, attack._n_batches, attack._progress = 0, n_batches, progress  # private: not in params()
-    return attack
+    return _ReportingAutoAttack(eps, version, n_batches, progress)
 
 
 def robust_accuracy_card(model: nn.Module, test: ImageDataset, eps: float, n: int, version: str = "standard",
