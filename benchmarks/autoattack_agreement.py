@@ -19,7 +19,9 @@ advshield's (fooled and not flagged at the calibrated threshold).
 
 Members run: advshield `autoattack` version standard (APGD-CE 100 steps, APGD-T 9 targets x 100 steps, FAB-T
 9 targets x 100 steps, Square 5000 queries); torchattacks `AutoAttack(version="standard")` (APGD-CE, APGD-T,
-FAB multi-targeted, Square 5000 queries, one restart each); ART `AutoAttack` with its default attack list,
+FAB multi-targeted, Square 5000 queries, one restart each; its APGD-CE, APGD-T and FAB-T keep torchattacks'
+default of 10 iterations, a tenth of the reference's 100; ``--speed-libraries ...,torchattacks-reference`` also
+times its members at 100 iterations, the equal-strength comparison); ART `AutoAttack` with its default attack list,
 untargeted (its default ``targeted=False``): APGD-CE (100 iterations, 5 random starts), APGD-DLR (100, 5
 starts), DeepFool (100 iterations, kept only where within eps), Square (5000 iterations, 5 restarts); ART's
 ``eps_step`` is set to eps so its APGD starts at the reference's step 2 eps (ART's default 0.1 would give 0.2).
@@ -165,6 +167,25 @@ def run_torchattacks(pipe, x, y, eps, bs, device):
     return torch.cat(advs), time.perf_counter() - t0
 
 
+def run_torchattacks_reference(pipe, x, y, eps, bs, device):
+    """torchattacks' standard members at the reference AutoAttack's budgets (Croce & Hein 2020: APGD-CE, APGD-T
+    and FAB-T 100 iterations each; torchattacks' own ``AutoAttack(version="standard")`` keeps its members'
+    default of 10), so the comparison is at equal strength."""
+    import torchattacks as ta
+
+    surface = pipe.surface("adaptive", None, 1).eval()
+    common = dict(eps=eps, norm="Linf", n_restarts=1, seed=0)
+    atk = ta.MultiAttack([ta.APGD(surface, loss="ce", steps=100, **common),
+                          ta.APGDT(surface, steps=100, n_classes=10, **common),
+                          ta.FAB(surface, steps=100, multi_targeted=True, n_classes=10, **common),
+                          ta.Square(surface, n_queries=5000, **common)])
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    advs = [atk(x[i:i + bs].to(device), y[i:i + bs].to(device)).detach().cpu() for i in range(0, len(x), bs)]
+    sync(device)
+    return torch.cat(advs), time.perf_counter() - t0
+
+
 def run_art(pipe, x, y, eps, bs, device):
     from art.attacks.evasion import AutoAttack as ArtAutoAttack
     from art.estimators.classification import PyTorchClassifier
@@ -180,7 +201,9 @@ def run_art(pipe, x, y, eps, bs, device):
     return torch.from_numpy(adv).float(), time.perf_counter() - t0
 
 
-RUNNERS = {"advshield": run_advshield, "torchattacks": run_torchattacks, "art": run_art}
+RUNNERS = {"advshield": run_advshield, "torchattacks": run_torchattacks, "art": run_art,
+           "torchattacks-reference": run_torchattacks_reference}
+SHORT = {"advshield": "A", "torchattacks": "T", "torchattacks-reference": "R", "art": "X"}
 
 
 @torch.no_grad()
@@ -322,7 +345,8 @@ def render(res: dict) -> str:
 
 
 def render_speed(sp: dict) -> list[str]:
-    secs = {lib: sp[lib]["seconds"] for lib in ("advshield", "torchattacks")}
+    libs = sp.get("libraries", ["advshield", "torchattacks"])
+    secs = {lib: sp[lib]["seconds"] for lib in libs}
     if not all(secs.values()):
         return []
     med = {lib: statistics.median(v) for lib, v in secs.items()}
@@ -331,15 +355,20 @@ def render_speed(sp: dict) -> list[str]:
              f"process on {sp['device']} (order: {' '.join(sp['order'])}); batch {sp['batch_size']}"
              + (f", {sp['threads']} torch thread(s)" if sp.get("threads") else "") + ".", "",
              "| library | wall s per round | min s | median s | robust accuracy per round |", "|---|---|---|---|---|"]
-    for lib in ("advshield", "torchattacks"):
+    for lib in libs:
         lines.append(f"| {lib} | {', '.join(f'{s:.1f}' for s in secs[lib])} | {min(secs[lib]):.1f} | {med[lib]:.1f} | "
                      f"{', '.join(fmt_pct(a) for a in sp[lib]['robust_accuracy'])} |")
-    ratio = med["torchattacks"] / med["advshield"]
-    cut = (f" Cut off after {len(sp['order'])} of {2 * sp.get('rounds', 2)} runs: fewer rounds than planned."
-           if sp.get("partial") else "")
-    lines += ["", f"Ratio torchattacks / advshield (medians): **{ratio:.2f}x**, minimums "
-              f"{min(secs['torchattacks']) / min(secs['advshield']):.2f}x (goal: >= 2x, "
-              f"{'met' if ratio >= 2 else 'not met'}).{cut}"]
+    cut = (f" Cut off after {len(sp['order'])} of {len(libs) * sp.get('rounds', 2)} runs: fewer rounds than "
+           f"planned." if sp.get("partial") else "")
+    lines.append("")
+    for peer in [lib for lib in libs if lib != "advshield"]:
+        ratio = med[peer] / med["advshield"]
+        goal = (f" (goal: >= 2x, {'met' if ratio >= 2 else 'not met'})" if peer == "torchattacks" else
+                " (torchattacks' members at the reference's 100 iterations: the equal-strength comparison)")
+        lines.append(f"Ratio {peer} / advshield (medians): **{ratio:.2f}x**, minimums "
+                     f"{min(secs[peer]) / min(secs['advshield']):.2f}x{goal}.")
+    if cut:
+        lines.append(cut.strip())
     return lines
 
 
@@ -352,24 +381,26 @@ def save(res: dict, out: Path) -> None:
 def speed(ctx, args, cache, res, out, pipeline: str):
     """Time to verdict: each library's standard ensemble on the same images, interleaved rounds, one process."""
     pipe, x, y, eps, _ = build(pipeline, ctx, args.speed_n, cache, args.data_root)
+    libs = [lib for lib in args.speed_libraries.split(",") if lib]
     sp = {"pipeline": pipeline, "n": len(x), "device": str(ctx.device), "batch_size": args.batch_size,
-          "threads": torch.get_num_threads(), "rounds": args.speed_rounds, "order": [],
-          "advshield": {"seconds": [], "robust_accuracy": []}, "torchattacks": {"seconds": [], "robust_accuracy": []}}
-    speeds = res.setdefault("speeds", {})
+          "threads": torch.get_num_threads(), "rounds": args.speed_rounds, "order": [], "libraries": libs,
+          "commit": git_commit(), "load_average": os.getloadavg()[0],
+          **{lib: {"seconds": [], "robust_accuracy": []} for lib in libs}}
+    speeds, key = res.setdefault("speeds", {}), f"{pipeline}@{len(x)}:{','.join(libs)}"
     for _ in range(args.speed_rounds):
-        for lib, short in (("advshield", "A"), ("torchattacks", "T")):
+        for lib in libs:
             adv, sec = RUNNERS[lib](pipe, x, y, eps, args.batch_size, ctx.device)
-            sp["order"].append(short)
+            sp["order"].append(SHORT[lib])
             sp[lib]["seconds"].append(sec)
             sp[lib]["robust_accuracy"].append(judge(pipe, x, y, adv, eps, ctx.device)[0]["robust_accuracy"])
             print(f"speed {pipeline} {lib}: {sec:.1f} s", flush=True)
-            speeds[pipeline] = dict(sp, partial=True)  # saved after every run: a cut-off comparison keeps its rounds
+            speeds[key] = dict(sp, partial=True)  # saved after every run: a cut-off comparison keeps its rounds
             save(res, out)
-    for lib in ("advshield", "torchattacks"):
+    for lib in libs:
         sp[lib]["median"] = statistics.median(sp[lib]["seconds"])
         sp[lib]["min"] = min(sp[lib]["seconds"])
-    sp["ratio"] = sp["torchattacks"]["median"] / sp["advshield"]["median"]
-    speeds[pipeline] = sp  # complete: no "partial" key
+    sp["ratio"] = {lib: sp[lib]["median"] / sp["advshield"]["median"] for lib in libs if lib != "advshield"}
+    speeds[key] = sp  # complete: no "partial" key
     save(res, out)
 
 
@@ -388,6 +419,9 @@ def main() -> None:
     ap.add_argument("--speed-n", type=int, default=0, help="images for the speed comparison (0: skip it)")
     ap.add_argument("--speed-rounds", type=int, default=2)
     ap.add_argument("--speed-pipeline", default="cru-net-a", help="comma-separated pipelines to time")
+    ap.add_argument("--speed-libraries", default="advshield,torchattacks",
+                    help="comma-separated, timed in this order each round: advshield, torchattacks, "
+                         "torchattacks-reference (its members at the reference's 100 iterations), art")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json and exit")
     args = ap.parse_args()
