@@ -1,6 +1,6 @@
 """How cost grows (issue 30): throughput against batch size, peak memory against N, torchrun 2 processes against 1.
 
-    python benchmarks/scaling.py --data-root <data> [--parts throughput,memory,torchrun] [--threads 1]
+    python benchmarks/scaling.py --data-root <data> [--parts throughput,memory,torchrun,peak-site] [--threads 1]
         [--out docs/benchmarks/scaling] [--force] [--render-only]
 
 1. Throughput: images per second of a fixed-work attack, ``run_attack(PGD(random_start=False, early_stop=False))``
@@ -19,6 +19,8 @@
 3. torchrun: the same ``advshield evaluate`` on one process and under ``torch.distributed.run --standalone
    --nproc_per_node 2`` (gloo), interleaved rounds (1, 2, then 2, 1), ``OMP_NUM_THREADS=1`` per process, each run
    with an empty store; wall time of the launch and the cards' rows compared.
+4. Peak site: the ``advshield attack`` of part 2 in-process at N = 1000 and 10000, VmRSS sampled every 5 ms with the
+   advshield stack at the highest reading, and the RSS before and after the adversarial set is made.
 
 Every child runs with ``OMP_NUM_THREADS=1``. Results go to OUT.json after every measurement (a rerun skips what
 is there with the same settings; ``--force`` redoes it) and OUT.md is rendered from OUT.json only.
@@ -32,6 +34,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -177,6 +180,61 @@ def memory(res: dict, args, save) -> None:
             save()
 
 
+# In-process ``advshield attack``: a 5 ms sampler of VmRSS keeps the advshield stack at the highest reading, and
+# the RSS around acquire_set's generate_adversarial_set shows what the finished set keeps alive.
+PROBE = """
+import json, re, sys, tempfile, threading, time, traceback, io, contextlib
+import advshield.experiment.acquire as acq
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024 / 1e6
+main, best, around = threading.main_thread().ident, [0.0, []], {}
+def sample():
+    while True:
+        r = rss()
+        if r > best[0]:
+            f = sys._current_frames().get(main)
+            best[:] = [r, [f"{s.filename.split('advshield/')[-1]}:{s.lineno} {s.name}" for s in traceback.extract_stack(f)
+                           if "advshield" in s.filename][-5:]]
+        time.sleep(0.005)
+gen = acq.generate_adversarial_set
+def wrapped(*a, **k):
+    around["rss_before_set_mb"] = rss()
+    out = gen(*a, **k)
+    around["rss_after_set_mb"] = rss()
+    return out
+acq.generate_adversarial_set = wrapped
+threading.Thread(target=sample, daemon=True).start()
+from advshield.cli import main as cli_main
+sys.argv = ["advshield", *json.loads(sys.argv[1])]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        cli_main()
+    except SystemExit:
+        pass
+time.sleep(0.05)
+print(json.dumps(dict(around, peak_rss_mb=best[0], peak_stack=best[1][::-1])))
+"""
+
+
+def peak_site(res: dict, args, save) -> None:
+    part = res.setdefault("peak_site", {"kind": "attack-a-net", "rows": {}})
+    for n in (1000, 10000):
+        if str(n) in part["rows"] and not args.force:
+            continue
+        tmp = Path(tempfile.mkdtemp(prefix="advshield-scaling-"))
+        try:
+            p = subprocess.run([sys.executable, "-c", PROBE, json.dumps(cli(part["kind"], n, tmp, args.data_root))],
+                               capture_output=True, text=True, env=child_env(), check=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        row = {k: round(v, 1) if isinstance(v, float) else v
+               for k, v in json.loads(p.stdout.strip().splitlines()[-1]).items()}
+        row["kept_by_set_mb"] = round(row["rss_after_set_mb"] - row["rss_before_set_mb"], 1)
+        part["rows"][str(n)] = row
+        print(f"peak site n={n}: {row}", flush=True)
+        save()
+
+
 def card_numbers(card: dict) -> dict:
     """The card's numbers a launch could change: every row but its timing, and the verdict."""
     rows = [{k: v for k, v in r.items() if k != "attack_seconds"} for r in card["rows"]]
@@ -229,8 +287,9 @@ def torchrun(res: dict, args, save) -> None:
                 diff[k] = max(diff.get(k, 0.0), v)
         part["identical_numbers"] = not diff
         part["differences_vs_first_1_process_run"] = diff
-        part["median_seconds"] = {str(p): sorted(r["seconds"] for r in rs)[len(rs) // 2]
-                                  for p, rs in ((1, ones), (2, twos))}
+        part["median_seconds"] = {str(p): statistics.median(r["seconds"] for r in rs) for p, rs in ((1, ones), (2, twos))}
+        part["median_card_seconds"] = {str(p): statistics.median(r["card_seconds"] for r in rs)
+                                       for p, rs in ((1, ones), (2, twos))}
     save()
 
 
@@ -341,6 +400,16 @@ def render_md(res: dict) -> str:
                 lines.append(f"- {k}: growth from 1000 to 10000 images {g:.1f} MB "
                              f"({g / (9000 * 784 * 4 / MB):.2f}x the float32 size of the 9000 extra images): "
                              + ("flat in N." if g < 10 else "**not flat in N**."))
+    ps = res.get("peak_site", {})
+    if ps.get("rows"):
+        lines += ["", (f"Where the peak sits ({ps['kind']}, in-process run of the same CLI command, VmRSS sampled every "
+                  "5 ms; 'kept by the set' = RSS after `generate_adversarial_set` returns minus RSS before it starts, "
+                  "what the finished set and its transient copies leave behind):"), "",
+                  ("| N | RSS before the set MB | after the set MB | kept by the set MB | sampled peak MB | innermost "
+                  "advshield frames at the peak |"), "|---|---|---|---|---|---|"]
+        for n, r in ps["rows"].items():
+            lines.append(f"| {n} | {r['rss_before_set_mb']:.1f} | {r['rss_after_set_mb']:.1f} | {r['kept_by_set_mb']:.1f} "
+                         f"| {r['peak_rss_mb']:.1f} | {' <- '.join(f'`{f}`' for f in r['peak_stack'])} |")
     tr = res.get("torchrun", {})
     if tr.get("runs"):
         lines += ["", f"## 3. torchrun: 2 processes against 1 ({tr['kind']}, N = {tr['n']})", "",
@@ -356,8 +425,11 @@ def render_md(res: dict) -> str:
                          f"| {r['peak_rss_mb']:.1f} | {100 * r['restored_accuracy']:.2f} % | {_load(r)} |")
         if "median_seconds" in tr:
             m = tr["median_seconds"]
+            mc = tr.get("median_card_seconds")
             lines += ["", f"Median wall time: 1 process {m['1']:.1f} s, 2 processes {m['2']:.1f} s "
-                      f"(speed-up {m['1'] / m['2']:.2f}x). Card numbers (every row but its timing, and the verdict) "
+                      f"(speed-up {m['1'] / m['2']:.2f}x)"
+                      + (f"; median card time {mc['1']:.1f} s against {mc['2']:.1f} s ({mc['1'] / mc['2']:.2f}x)"
+                         if mc else "") + ". Card numbers (every row but its timing, and the verdict) "
                       + ("identical across all runs." if tr["identical_numbers"] else
                          "not identical; these differ (largest absolute difference from the first 1-process run): "
                          + ", ".join(f"`{k}` {v:.3g}" for k, v in tr["differences_vs_first_1_process_run"].items())
@@ -368,7 +440,7 @@ def render_md(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=os.environ.get("ADVSHIELD_DATA"))
-    ap.add_argument("--parts", default="throughput,memory,torchrun")
+    ap.add_argument("--parts", default="throughput,memory,torchrun,peak-site")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the throughput part")
     ap.add_argument("--out", default="docs/benchmarks/scaling", help="writes OUT.json and OUT.md")
     ap.add_argument("--cache", default="runs/benchmarks/scaling", help="adversarial images compared across batches")
@@ -397,7 +469,7 @@ def main() -> None:
          "load_average": [round(v, 2) for v in os.getloadavg()]})
     save()
     for p in args.parts.split(","):
-        {"throughput": throughput, "memory": memory, "torchrun": torchrun}[p](res, args, save)
+        {"throughput": throughput, "memory": memory, "torchrun": torchrun, "peak-site": peak_site}[p](res, args, save)
     res["header"]["runs"][-1]["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     res["header"]["runs"][-1]["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     save()
