@@ -31,3 +31,18 @@ def test_detect_json(tmp_path):
                               "--out", str(out), "--store", str(tmp_path / "store"), "--device", "cpu", "--json"])
     card = _only_json(res, out / "detection.json")
     assert card["fpr_target"] == 0.05 and card["n_test"] == 16 and "fgsm" in json.dumps(card["attacks"])
+
+
+def test_images_is_n_for_torchrun(tmp_path):
+    """``--images`` is ``--n`` (torchrun's own parser takes ``--n`` for ``--nnodes``): attack and evaluate read it."""
+    res = runner.invoke(app, ["attack", "--model", "a-net", "--attack", "fgsm", "--images", "7", "--out",
+                              str(tmp_path / "store"), "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["n"] == 7
+    out = tmp_path / "eval"
+    res = runner.invoke(app, ["evaluate", "--target", "a-net", "--defense", "bit-depth", "--attacks", "fgsm",
+                              "--images", "9", "--store", str(tmp_path / "store2"), "--out", str(out), "--no-figures",
+                              "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    card = json.loads(res.stdout)
+    assert card["n"] == 9 and [r["n"] for r in card["rows"]] == [9]

@@ -30,7 +30,8 @@ def attack_cmd(
     defense_weights: Optional[Path] = DefenseWeightsOpt,
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
-    n: Optional[int] = typer.Option(None, min=1, help="Attack the first N images of the split (default: all)."),
+    n: Optional[int] = typer.Option(None, "--n", "--images", min=1, help="Attack the first N images of the split "
+                                     "(default: all; under torchrun write --images: torchrun reads --n as its own option)."),
     seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
     device: str = DeviceOpt,
