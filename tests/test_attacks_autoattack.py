@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from advshield.attacks import (APGD, APGDDLR, APGDT, ATTACKS, FABT, PGD, PGDL2, AutoAttack, Pipeline, Square,
+from advshield.attacks import (APGD, APGDDLR, APGDT, ATTACKS, FABT, PGD, PGDL2, AutoAttack, CarliniWagnerL2,
+                               Pipeline, Square,
                                create_attack, member_robust_accuracy, run_attack)
 from advshield.attacks.apgd import checkpoints, dlr_loss
 from advshield.attacks.base import Attack, AttackResult, Norm, register_attack
@@ -199,6 +200,24 @@ def test_fab_early_exit_keeps_the_verdict_and_saves_work(tiny):
     assert 0 < int(runs[True][0].sum()) < 100  # some samples fooled, some not: the check can fail
     assert torch.equal(runs[True][0], runs[False][0])
     assert runs[True][1] < 0.6 * runs[False][1]
+
+
+def test_cw_with_eps_keeps_the_verdict_and_saves_work(tiny):
+    """CW-L2 with an L2 eps stops a sample at its first adversarial within eps: exactly the samples the full
+    minimum-norm search breaks within eps are broken (deterministic: no random start), for fewer model passes;
+    images without an adversarial within eps come back clean."""
+    model, x, y = tiny
+    eps, cw = 2.0, dict(binary_search_steps=4, steps=60, stepsize=0.05, initial_const=0.1)
+    full_counted, bounded_counted = Counting(model), Counting(model)
+    full = run_attack(CarliniWagnerL2(**cw), full_counted, x[:100], y[:100])
+    bounded = run_attack(CarliniWagnerL2(**cw, eps=eps), bounded_counted, x[:100], y[:100])
+    within = full.success & (full.norms["l2"] <= eps)
+    assert 10 < int(within.sum()) < int(full.success.sum())  # some broken within eps, some only beyond it
+    assert torch.equal(bounded.success, within)
+    assert float(bounded.norms["l2"][bounded.success].max()) <= eps + 1e-5
+    kept = ~bounded.success & bounded.clean_correct
+    assert torch.equal(bounded.adv[kept], x[:100][kept])
+    assert bounded_counted.images < 0.9 * full_counted.images  # 0.82 when written
 
 
 @pytest.mark.parametrize("eps", [0.04, 0.06])
