@@ -10,8 +10,9 @@ cell once, in an order rotated by one each round, before round r+1 starts. Two m
 * ``equal``: the same fixed number of steps for everyone, no early exit (advshield ``early_stop=False`` /
   ``abort_early=False``; foolbox CW ``abort_early=False``);
 * ``verdict``: each library's fastest documented way to its own final answer (advshield's per-sample early
-  exit / early abort; foolbox CW ``abort_early=True``). A peer with no such option runs once per round and that
-  run counts for both modes ("same run").
+  exit / early abort, for CW-L2 ``abort_early=True`` with ``eps`` where the installed advshield has it, plus
+  ``abort_early`` alone for reference; foolbox CW ``abort_early=True``). A peer with no such option runs once per
+  round and that run counts for both modes ("same run").
 
 DeepFool and Square stop finished images by construction in every library (no option turns it off), so they
 have no equal-work run: their one run per round is listed in both modes and marked "built-in exit".
@@ -24,13 +25,16 @@ CW-L2 and DeepFool, over the stated L2 eps). Invalid images are counted and repo
 Targets are built with the experiment layer (``RunContext``); the CRU-Net pipeline is attacked white-box through
 the whole pipeline: advshield runs ``run_attack(..., threat="adaptive")``, peers get
 ``pipeline.surface("adaptive", None, 1).eval()`` as their model (as ``benchmarks/autoattack_agreement.py``).
-Results go to OUT.json after every cell; a rerun skips cells already there at the same n, parameters and commit
-(``--force`` recomputes). ``--render-only`` rewrites OUT.md from OUT.json.
+Results go to OUT.json after every cell; a rerun skips cells already there at the same n, parameters and last
+commit touching src/ (``--force`` recomputes). ``--profile a-net/CW-L2:foolbox,...`` counts each run's classifier
+calls, rows and backward passes and lists its top operators (``torch.profiler``) for the "where the time goes"
+table. ``--render-only`` rewrites OUT.md from OUT.json (hand-written ``findings`` in the JSON are kept).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import platform
@@ -65,7 +69,8 @@ PLAN = {
 # (target, attack, library) left out for the time budget, with the development measurement that decided it.
 LEFT_OUT = {("a-net", "CW-L2", "art"): "left out for the time budget: ART's CarliniL2Method (a line search of up to 5 "
             "halvings and 5 doublings per iteration, not Adam) took 141.7 s for 20 images in one development round "
-            "(advshield 15.8 s, foolbox 10.4 s at equal work) and broke none of them within L2 1.5"}
+            "(advshield 15.8 s, foolbox 10.4 s at equal work; n = 20, 1 round, src b04e3c3, load average about 6) and "
+            "broke none of them within L2 1.5"}
 CW = {"binary_search_steps": 5, "steps": 100, "stepsize": 0.05, "initial_const": 1e-3}  # reduced budget, all libraries
 DEEPFOOL = {"steps": 50, "candidates": 10, "overshoot": 0.02}
 SQUARE_QUERIES = 1000
@@ -155,8 +160,11 @@ def runs_for(attack: str, eps: dict) -> dict:
     if attack == "CW-L2":
         cw = dict(CW)
         fb_cw = {k: cw[k] for k in ("binary_search_steps", "steps", "stepsize", "initial_const")}
-        return {("advshield", "equal"): ours(CarliniWagnerL2(**cw, abort_early=False)),
-                ("advshield", "verdict"): ours(CarliniWagnerL2(**cw, abort_early=True)),
+        verdict = {("advshield", "verdict"): ours(CarliniWagnerL2(**cw, abort_early=True))}
+        if "eps" in inspect.signature(CarliniWagnerL2).parameters:  # since 36e991c: stop at the first adversarial
+            verdict = {("advshield", "verdict"): ours(CarliniWagnerL2(**cw, abort_early=True, eps=eps["l2"])),
+                       ("advshield", "abort_early only"): ours(CarliniWagnerL2(**cw, abort_early=True))}
+        return {("advshield", "equal"): ours(CarliniWagnerL2(**cw, abort_early=False)), **verdict,
                 ("foolbox", "equal"): foolbox_run(lambda: fb.attacks.L2CarliniWagnerAttack(**fb_cw, abort_early=False),
                                                   None),
                 ("foolbox", "verdict"): foolbox_run(lambda: fb.attacks.L2CarliniWagnerAttack(**fb_cw, abort_early=True),
@@ -261,7 +269,8 @@ def measure_cell(ctx, target: str, attack: str, n: int, rounds: int) -> dict:
     runs = runs_for(attack, eps)
     keys = [k for k in runs if (target, attack, k[0]) not in LEFT_OUT]
     cell = {"target": target, "attack": attack, "n": len(x), "params": params_of(attack, eps), **src_state(),
-            "load_before": list(os.getloadavg()), "order": [], "runs": {}}
+            "load_before": list(os.getloadavg()), "order": [], "runs": {},
+            "left_out": {lib: why for (t, a, lib), why in LEFT_OUT.items() if (t, a) == (target, attack)}}
     for key in keys:
         cell["runs"][":".join(key)] = {"seconds": [], "robust_accuracy": [], "checks": None}
     for r in range(rounds):
@@ -306,10 +315,15 @@ class Counter(torch.nn.Module):
 
     def reset(self) -> None:
         self.calls = self.rows = self.backwards = self.backward_rows = 0
+        self.sizes: list[list[int]] = []  # run-length coded batch sizes of the calls: [[rows, calls], ...]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         self.calls, self.rows = self.calls + 1, self.rows + len(x)
+        if self.sizes and self.sizes[-1][0] == len(x):
+            self.sizes[-1][1] += 1
+        else:
+            self.sizes.append([len(x), 1])
         if out.requires_grad:
             out.register_hook(self._count)
         return out
@@ -326,8 +340,9 @@ def top_ops(fn, k: int = 6) -> list[list]:
     return [[e.key, round(e.self_cpu_time_total / 1000, 1), e.count] for e in ops]
 
 
-def profile_cell(ctx, target: str, attack: str, n: int) -> dict:
-    """One run per (library, mode) with the classifier's calls counted, then a profile of each run."""
+def profile_cell(ctx, target: str, attack: str, n: int, peers: list[str]) -> dict:
+    """One run per (library, mode) of advshield and ``peers`` with the classifier's calls counted, then a profile
+    of each run."""
     pipe, _, x, y, eps = build(target, ctx, n)
     counter = Counter(pipe.classifier)
     pipe.classifier = counter
@@ -335,7 +350,7 @@ def profile_cell(ctx, target: str, attack: str, n: int) -> dict:
     runs = runs_for(attack, eps)
     out = {"target": target, "attack": attack, "n": len(x), **src_state(), "load": list(os.getloadavg()), "runs": {}}
     for key, run in runs.items():
-        if (target, attack, key[0]) in LEFT_OUT:
+        if (target, attack, key[0]) in LEFT_OUT or key[0] not in ("advshield", *peers):
             continue
         counter.reset()
         t0 = time.perf_counter()
@@ -344,6 +359,7 @@ def profile_cell(ctx, target: str, attack: str, n: int) -> dict:
         out["runs"][":".join(key)] = {"seconds": round(sec, 3), "classifier_calls": counter.calls,
                                       "rows_forwarded": counter.rows, "backward_passes": counter.backwards,
                                       "rows_backpropagated": counter.backward_rows,
+                                      "batch_sizes": [list(s) for s in counter.sizes],
                                       "top_self_cpu_ms": top_ops(lambda r=run: r(pipe, surface, x, y))}
         print(f"  profile {target} {attack} {':'.join(key)}: {out['runs'][':'.join(key)]}", flush=True)
     return out
@@ -358,7 +374,7 @@ def render_profiles(res: dict) -> list[str]:
     for key, p in res.get("profiles", {}).items():
         for run, r in p["runs"].items():
             ops = ", ".join(f"{name} {ms:g} ({calls})" for name, ms, calls in r["top_self_cpu_ms"])
-            lines.append(f"| {key} (n={p['n']}, commit {p['commit']}) | {run} | {r['seconds']:.2f} | "
+            lines.append(f"| {key} (n={p['n']}, src {p['src_commit']}) | {run} | {r['seconds']:.2f} | "
                          f"{r['classifier_calls']} | {r['rows_forwarded']} | {r['backward_passes']} | "
                          f"{r['rows_backpropagated']} | {ops} |")
     return lines
@@ -418,8 +434,7 @@ def render_cell(cell: dict) -> list[str]:
         ve, ve_note = run_of(cell, lib, "verdict")
         head = f"| {cell['attack']} | {cell['n']} | {lib} |"
         if ve is None:
-            why = (LACKS.get(cell["attack"], {}).get(lib)
-                   or LEFT_OUT.get((cell["target"], cell["attack"], lib), "not run"))
+            why = LACKS.get(cell["attack"], {}).get(lib) or cell.get("left_out", {}).get(lib, "not run")
             lines.append(f"{head} - | - | - | - | - | - | {why} |")
             continue
         if eq_note == "built-in exit":
@@ -428,7 +443,18 @@ def render_cell(cell: dict) -> list[str]:
             equal = f"{secs(eq)} | {acc(eq)} | {ratio_text(cell, 'equal', lib)}"
             note = "time to verdict = equal-work run (no faster option)" if ve_note == "same run" else ""
         lines.append(f"{head} {equal} | {secs(ve)} | {acc(ve)} | {ratio_text(cell, 'verdict', lib)} | {note} |")
+    for key, e in cell["runs"].items():  # extra variants, e.g. advshield's CW with abort_early but no eps
+        lib, mode = key.split(":")
+        if mode not in ("equal", "verdict", "both", "builtin"):
+            lines.append(f"| {cell['attack']} | {cell['n']} | {lib} ({mode}) | - | - | - | {secs(e)} | {acc(e)} | | "
+                         "a slower verdict variant, for reference |")
     return lines
+
+
+def spread(ours: dict, peer: dict) -> str:
+    """The ratio of the minimums, and whether the two runs' per-round times overlap."""
+    overlap = min(peer["seconds"]) <= max(ours["seconds"]) and min(ours["seconds"]) <= max(peer["seconds"])
+    return f"minimums {peer['min'] / ours['min']:.2f}x" + ("; round times overlap" if overlap else "")
 
 
 def goal_rows(res: dict) -> list[str]:
@@ -445,7 +471,8 @@ def goal_rows(res: dict) -> list[str]:
         state = "met" if r >= need else f"not met, short by {100 * (need - r) / need:.0f} %"
         if not valid:
             state += " (not valid: advshield's robust accuracy is higher)"
-        rows.append(f"| {label} | >= {need:g}x | {r:.2f}x (advshield {acc(ours)}, {peer} {acc(theirs)}) | {state} |")
+        rows.append(f"| {label} | >= {need:g}x | {r:.2f}x ({spread(ours, theirs)}; robust accuracy advshield "
+                    f"{acc(ours)}, {peer} {acc(theirs)}) | {state} |")
     for key, cell in res["cells"].items():  # equal work: never slower than the fastest peer
         ours = run_of(cell, "advshield", "equal")
         lib, best = fastest_peer(cell, "equal")
@@ -453,13 +480,14 @@ def goal_rows(res: dict) -> list[str]:
             continue
         r = best["median"] / ours[0]["median"]
         state = "met" if r >= 1 else f"not met, short by {100 * (1 - r):.0f} %"
-        rows.append(f"| equal work, {key}: not slower than the fastest peer ({lib}) | >= 1x | {r:.2f}x | {state} |")
+        rows.append(f"| equal work, {key}: not slower than the fastest peer ({lib}) | >= 1x | {r:.2f}x "
+                    f"({spread(ours[0], best)}) | {state} |")
     return rows
 
 
 def commits(res: dict) -> list[str]:
-    """The last commits touching src/ that the cells measured (HEAD moves as others commit docs)."""
-    return sorted({c["src_commit"] + (" (src modified)" if c["src_dirty"] else "") for c in res["cells"].values()})
+    """The last commit touching src/ when each invocation started (its process imports advshield then)."""
+    return sorted({i["src_commit"] + (" (src modified)" if i["src_dirty"] else "") for i in res["invocations"]})
 
 
 def render(res: dict) -> str:
@@ -473,8 +501,9 @@ def render(res: dict) -> str:
              f"- Host: {h['cpu']}, {h['cpus']} CPUs, {h['torch_threads']} torch thread, one process; torch "
              f"{h['torch']}, torchattacks {h['torchattacks']}, foolbox {h['foolbox']}, ART {h['art']}, Python "
              f"{h['python']}. The machine was shared with another benchmark (load averages per cell below).",
-             f"- advshield sources measured: {', '.join(commits(res))} (the last commit touching `src/` when each "
-             "cell ran; the per-cell HEAD commits are below).",
+             f"- advshield sources: {', '.join(commits(res))} (the last commit touching `src/` when each command "
+             "started and imported advshield; per cell, the JSON also records HEAD and the working tree's `src/` "
+             "state).",
              "- Data: the offline copies in the shared data root (MNIST re-derived from PNGs, CIFAR-10 from JPEG q75: "
              "real images, not byte-identical to the official files); the first n test images.",
              "- Seconds: median over the rounds (minimum in brackets), crafting only (advshield: the whole "
@@ -532,7 +561,7 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="recompute cells already in OUT.json")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json and exit")
     ap.add_argument("--profile", default="", help="comma-separated target/attack cells to count and profile "
-                    "(one run each, at the plan's n), e.g. a-net/CW-L2")
+                    "(one run each, at the plan's n), optionally with the peers to include: a-net/DeepFool:foolbox")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -560,9 +589,11 @@ def plan_n(target: str, attack: str, scale: float) -> int | None:
 
 
 def profile_all(ctx, args, res: dict, out: Path) -> None:
-    for key in args.profile.split(","):
+    for item in args.profile.split(","):
+        key, _, peers = item.partition(":")
         target, attack = key.split("/")
-        res.setdefault("profiles", {})[key] = profile_cell(ctx, target, attack, plan_n(target, attack, args.scale))
+        res.setdefault("profiles", {})[key] = profile_cell(ctx, target, attack, plan_n(target, attack, args.scale),
+                                                           peers.split("+") if peers else list(LIBRARIES[1:]))
         save(res, out)
 
 
