@@ -289,3 +289,25 @@ def test_transfer_feedback_stops_on_the_victims_labels(anet, small):
         assert bool((fed.adv_pred != y)[stopped_early].all())  # it only stops early once B-net is fooled
     with pytest.raises(InputError, match="substitute"):
         run_attack(FGSM(0.2), Pipeline(anet), x, y, threat="transfer-feedback")
+
+
+def test_adaptive_surface_is_not_run_twice_to_judge(anet, small):
+    """The adaptive surface of a deterministic defense is the victim (BPDA changes only the backward pass):
+    its labels are not computed a second time; an EOT surface over a randomised defense still is."""
+    x, y = small
+    calls = []
+
+    class Counted(torch.nn.Module):
+        differentiable, randomized = True, False
+
+        def forward(self, z):
+            calls.append(len(z))
+            return z
+
+    pipe = Pipeline(anet, Counted())
+    r = run_attack(FGSM(0.2), pipe, x, y, threat=ThreatModel.ADAPTIVE)
+    assert r.surface_adv_pred is None and len(calls) == 3  # clean labels, the gradient pass, adversarial labels
+    assert pipe.surface("adaptive").computes(pipe) and not pipe.surface("white-box").computes(pipe)
+    jitter = Pipeline(anet, Jitter())
+    assert not jitter.surface("adaptive", eot_samples=4).computes(jitter)
+    assert run_attack(FGSM(0.2), jitter, x, y, threat=ThreatModel.ADAPTIVE, eot_samples=4).surface_adv_pred is not None

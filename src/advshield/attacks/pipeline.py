@@ -108,11 +108,16 @@ class Surface(nn.Module):
         return logits.view(self.eot_samples, x.shape[0], -1).mean(0)
 
     def computes(self, victim: nn.Module) -> bool:
-        """True when this surface's logits are the victim's (white-box on an undefended pipeline)."""
+        """True when this surface's labels are the victim's: the same classifier behind the same defense (none,
+        or one the surface applies once: BPDA changes the backward pass only), so predicting on both would run
+        the pipeline twice. An EOT surface averages draws of a randomised defense: not the victim's one draw."""
         if victim is self:
             return True
-        return (isinstance(victim, Pipeline) and victim.defense is None and victim.detector is None
-                and self.defense is None and self.classifier is victim.classifier)
+        if not isinstance(victim, Pipeline) or self.classifier is not victim.classifier:
+            return False
+        if self.defense is None:
+            return victim.defense is None
+        return self.defense is victim.defense and self.eot_samples == 1 and not getattr(self.defense, "randomized", False)
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-sample hinge on the detector score: > 0 while the input would be flagged. A detector whose score
