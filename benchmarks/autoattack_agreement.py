@@ -54,6 +54,7 @@ from advshield.attacks.autoattack import AutoAttack
 from advshield.attacks.ensemble import member_robust_accuracy
 from advshield.experiment.context import RunContext
 from advshield.metrics.interval import wilson_interval
+from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
 
 LIBRARIES = ("advshield", "torchattacks", "art")
 MNIST_EPS, CIFAR_EPS = 0.3, 8 / 255
@@ -238,22 +239,6 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
 
 
 # ------------------------------------------------------------------------------------------------ storage
-def git_commit() -> str | None:
-    """The commit the benchmark ran on (None outside a git checkout)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def host_info(device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:

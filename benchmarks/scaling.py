@@ -46,6 +46,7 @@ import torch
 from advshield.attacks import Pipeline, run_attack
 from advshield.attacks.iterative import PGD
 from advshield.experiment.context import RunContext
+from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
 
 BATCH_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 # name -> (dataset, classifier, defense, eps, PGD steps, images: max(batch size, this), description)
@@ -294,14 +295,6 @@ def torchrun(res: dict, args, save) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- storage
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def host_info(threads: int) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -313,13 +306,6 @@ def host_info(threads: int) -> dict:
 
     return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
             "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform()}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _load(r: dict) -> str:

@@ -49,6 +49,7 @@ import torch
 
 from advshield.attacks import APGD, FGSM, PGD, CarliniWagnerL2, L2DeepFool, Pipeline, Square, run_attack
 from advshield.experiment.context import RunContext
+from common import atomic_write  # benchmarks/common.py, beside this script
 
 # name -> (dataset, classifier, defense or None, description, L-inf eps, L2 eps, PGD step)
 TARGETS = {
@@ -254,13 +255,6 @@ def host_info() -> dict:
     for mod in ("torchattacks", "foolbox", "art"):
         info[mod] = __import__(mod).__version__
     return info
-
-
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------------ measuring
