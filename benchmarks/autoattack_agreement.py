@@ -54,7 +54,7 @@ from advshield.attacks.autoattack import AutoAttack
 from advshield.attacks.ensemble import member_robust_accuracy
 from advshield.experiment.context import RunContext
 from advshield.metrics.interval import wilson_interval
-from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
+from common import atomic_write, cpu_model, git_commit  # benchmarks/common.py, beside this script
 
 LIBRARIES = ("advshield", "torchattacks", "art")
 MNIST_EPS, CIFAR_EPS = 0.3, 8 / 255
@@ -240,15 +240,7 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
 
 # ------------------------------------------------------------------------------------------------ storage
 def host_info(device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    info = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version(), "device": str(device)}
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(0)

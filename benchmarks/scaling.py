@@ -46,7 +46,7 @@ import torch
 from advshield.attacks import Pipeline, run_attack
 from advshield.attacks.iterative import PGD
 from advshield.experiment.context import RunContext
-from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
+from common import atomic_write, cpu_model, git_commit  # benchmarks/common.py, beside this script
 
 BATCH_SIZES = (32, 64, 128, 256, 512, 1024, 2048)
 # name -> (dataset, classifier, defense, eps, PGD steps, images: max(batch size, this), description)
@@ -296,15 +296,9 @@ def torchrun(res: dict, args, save) -> None:
 
 # ----------------------------------------------------------------------------------------------- storage
 def host_info(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     import numpy
 
-    return {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+    return {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
             "numpy": numpy.__version__, "python": platform.python_version(), "platform": platform.platform()}
 
 

@@ -49,7 +49,7 @@ import torch
 
 from advshield.attacks import APGD, FGSM, PGD, CarliniWagnerL2, L2DeepFool, Pipeline, Square, run_attack
 from advshield.experiment.context import RunContext
-from common import atomic_write  # benchmarks/common.py, beside this script
+from common import atomic_write, cpu_model  # benchmarks/common.py, beside this script
 
 # name -> (dataset, classifier, defense or None, description, L-inf eps, L2 eps, PGD step)
 TARGETS = {
@@ -245,12 +245,7 @@ def src_state() -> dict:
 
 
 def host_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    info = {"cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    info = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version()}
     for mod in ("torchattacks", "foolbox", "art"):
         info[mod] = __import__(mod).__version__
