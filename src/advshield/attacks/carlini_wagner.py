@@ -93,10 +93,9 @@ class CarliniWagnerL2(Attack):
                     with torch.no_grad():
                         keep = best_l2[active] > budget
                         active = active[keep]
+                        loss = loss.detach()[keep]  # aligned with the rows still active
                     if len(active) == 0:
                         break
-                    if not bool(keep.all()):
-                        loss = loss.detach()[keep]
                 if self.abort_early and step % check_every == 0 and step > 0:
                     with torch.no_grad():
                         stalled = ~(loss.detach() <= 0.9999 * prev[active])
@@ -111,5 +110,6 @@ class CarliniWagnerL2(Attack):
                 lower = torch.where(found, lower, torch.maximum(lower, const))
                 const = torch.where(torch.isinf(upper), const * 10, (lower + upper) / 2)
         if self.eps is not None:  # as FAB-T: only adversarials within eps count
-            best_adv[best_l2 > budget] = x[best_l2 > budget]
+            missed = best_l2 > budget
+            best_adv[missed] = x[missed]
         return best_adv

@@ -117,7 +117,8 @@ class Surface(nn.Module):
             return False
         if self.defense is None:
             return victim.defense is None
-        return self.defense is victim.defense and self.eot_samples == 1 and not getattr(self.defense, "randomized", False)
+        return (self.defense is victim.defense and self.eot_samples == 1
+                and not getattr(self.defense, "randomized", False))
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-sample hinge on the detector score: > 0 while the input would be flagged. A detector whose score

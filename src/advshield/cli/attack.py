@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, app, console, names_help, note_embedded, notes,
-                                  parse_params, progress_bar, writable)
+from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, app, console,
+                                  images_option, names_help, note_embedded, notes, parse_params, progress_bar,
+                                  writable)
 
 
 @app.command("attack")
@@ -30,8 +31,7 @@ def attack_cmd(
     defense_weights: Optional[Path] = DefenseWeightsOpt,
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
-    n: Optional[int] = typer.Option(None, "--n", "--images", min=1, help="Attack the first N images of the split "
-                                     "(default: all; under torchrun write --images: torchrun reads --n as its own option)."),
+    n: Optional[int] = images_option(None, "Attack the first N images of the split (default: all)"),
     seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
     device: str = DeviceOpt,

@@ -41,6 +41,12 @@ JsonOpt = typer.Option(False, "--json", help="Print the result (card or summary)
 SeedOpt = typer.Option(0, "--seed", help="Seed of every random draw (attacks, training, subsets).")
 
 
+def images_option(default: int | None, what: str):
+    """``--n`` / ``--images`` (torchrun's own parser takes ``--n`` for ``--nnodes``, so under it write --images)."""
+    return typer.Option(default, "--n", "--images", min=1,
+                        help=f"{what}; under torchrun write --images: torchrun reads --n as its own option.")
+
+
 def names_help(registry: str, **where) -> str:
     """The registered names of ``registry`` (attacks, defenses, detectors, models, presets), for help texts."""
     if registry == "attacks":

@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app, attack_params, console, names_help,
-                                  note_embedded, parse_params, print_json_file, progress_bar, quiet_or_print,
-                                  writable)
+from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, WeightsOpt, JsonOpt, SeedOpt, StoreOpt, app,
+                                  attack_params, console, images_option, names_help, note_embedded, parse_params,
+                                  print_json_file, progress_bar, quiet_or_print, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -29,8 +29,7 @@ def evaluate_cmd(
     attack_param: list[str] = typer.Option([], "--attack-param", help="ATTACK.NAME=VALUE (repeatable)."),
     threat: list[str] = typer.Option(["white-box"], "--threat", help="white-box, transfer:<substitute> or adaptive "
                                      "(repeatable)."),
-    n: Optional[int] = typer.Option(None, "--n", "--images", min=1, help="First N test images (default: all; under "
-                                     "torchrun write --images: torchrun reads --n as its own option)."),
+    n: Optional[int] = images_option(None, "First N test images (default: all)"),
     dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),
     seed: int = SeedOpt,
     batch_size: int = typer.Option(250, min=1),
@@ -87,8 +86,7 @@ def detect_cmd(
     n_train: int = typer.Option(5000, min=1, help="Clean training images for the generative model."),
     n_calibration: int = typer.Option(1000, min=1, help="Held-out clean training images for the threshold."),
     epochs: int = typer.Option(10, min=1),
-    n: int = typer.Option(1000, "--n", "--images", min=1, help="Test images (clean, and attacked; under torchrun "
-                           "write --images: torchrun reads --n as its own option)."),
+    n: int = images_option(1000, "Test images (clean, and attacked)"),
     dataset: Optional[str] = typer.Option(None),
     seed: int = SeedOpt,
     device: str = DeviceOpt,

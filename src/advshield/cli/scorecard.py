@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from advshield.cli.common import (DataRoot, DefenseWeightsOpt, DeviceOpt, JsonOpt, SeedOpt, StoreOpt, app, console,
-                                  names_help, note_embedded, parse_params, progress_bar, writable)
+                                  images_option, names_help, note_embedded, parse_params, progress_bar, writable)
 from advshield.errors import AdvShieldError
 
 
@@ -41,8 +41,7 @@ def scorecard_cmd(
                                          "defense protect (default: a-net for MNIST, resnet20 for CIFAR-10)."),
     substitute: Optional[str] = typer.Option(None, help="The classifier the transfer attack is crafted on "
                                              "(default: b-net for MNIST, resnet18 for CIFAR-10)."),
-    n: int = typer.Option(1000, "--n", "--images", min=1, help="First N test images (the same for every row; "
-                          "under torchrun write --images: torchrun reads --n as its own option)."),
+    n: int = images_option(1000, "First N test images (the same for every row)"),
     eps: Optional[float] = typer.Option(None, help="L-inf budget (default: 0.3 for MNIST, 8/255 for CIFAR-10)."),
     attack: str = typer.Option("autoattack", help=f"The attack of every setting, among {names_help('attacks')}."),
     version: str = typer.Option("standard", help=f"AutoAttack's version: {_versions()} (fast: quick runs)."),
