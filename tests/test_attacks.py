@@ -7,7 +7,7 @@ import torch
 
 from advshield.attacks import (ATTACKS, BIM, FGSM, MIFGSM, PGD, PGDL2, RFGSM, CarliniWagnerL2, L2DeepFool,
                                LinfDeepFool, Pipeline, SpatialAttack, ThreatModel, UniformNoise, create_attack,
-                               run_attack)
+                               craft_images, run_attack)
 from advshield.attacks.health import MaskedGradientWarning, check_attack_health
 from advshield.data import load_dataset
 from advshield.defenses import DEFENSES
@@ -110,6 +110,21 @@ def test_run_attack_batches_equal_one_batch(anet, small):
     one = run_attack(FGSM(0.1), anet, x, y, batch_size=64)
     many = run_attack(FGSM(0.1), anet, x, y, batch_size=16)
     assert torch.allclose(one.adv, many.adv, atol=1e-6)
+
+
+def test_craft_images_are_run_attacks_images_without_judging(anet, small):
+    x, y = small  # random start, two batches: same batches and seeds as run_attack, and no prediction made
+    pgd = PGD(0.1, steps=5, random_start=True)
+    judged = run_attack(pgd, anet, x, y, batch_size=40, seed=7)
+    calls = []
+    hook = anet.register_forward_hook(lambda m, i, o: calls.append(torch.is_grad_enabled()))
+    try:
+        images = craft_images(pgd, anet, x, y, batch_size=40, seed=7)
+    finally:
+        hook.remove()
+    assert torch.equal(images, judged.adv)
+    assert calls and all(calls)  # every forward pass was a gradient step: no clean or adversarial prediction
+    assert not torch.equal(images, craft_images(pgd, anet, x, y, batch_size=40, seed=8))
 
 
 def test_targeted_attacks_reach_target(anet, small):

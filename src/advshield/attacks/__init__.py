@@ -12,11 +12,11 @@ from advshield.attacks.fast_gradient import FGSM, RFGSM
 from advshield.attacks.iterative import BIM, MIFGSM, PGD, PGDL2
 from advshield.attacks.noise import UniformNoise
 from advshield.attacks.pipeline import Pipeline, Surface, ThreatModel
-from advshield.attacks.runner import create_attack, run_attack
+from advshield.attacks.runner import craft_images, create_attack, run_attack
 from advshield.attacks.spatial import SpatialAttack
 from advshield.attacks.square import Square
 
 __all__ = ["APGD", "APGDDLR", "APGDT", "ATTACKS", "Attack", "AttackResult", "AutoAttack", "BIM", "CarliniWagnerL2",
            "FABT", "FGSM", "L2DeepFool", "LinfDeepFool", "MIFGSM", "Norm", "PGD", "PGDL2", "Pipeline", "RFGSM",
            "SpatialAttack", "Square", "Surface", "ThreatModel", "UniformNoise", "create_attack",
-           "member_robust_accuracy", "perturbation_norms", "register_attack", "run_attack"]
+           "member_robust_accuracy", "perturbation_norms", "register_attack", "run_attack", "craft_images"]

@@ -230,19 +230,16 @@ def _generator_for(x: torch.Tensor, seed: int) -> torch.Generator:
     return torch.Generator(device=x.device).manual_seed(seed)
 
 
-def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
-              target: torch.Tensor | None = None, seed: int = 0) -> AttackResult:
-    """Craft on ``surface``, judge on ``victim`` (a Pipeline or a classifier); one batch."""
+def craft_batch(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
+                target: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, float]:
+    """(adversarial images, seconds) of one batch crafted on ``surface``, validated in and out; no judging."""
     check_images(x)
     check_labels(labels, x.shape[0])
     if target is not None:
         if not attack.supports_targeted:
             raise InputError(f"{attack.name} has no targeted version")
         check_labels(target, x.shape[0])
-    for m in (surface, victim):
-        m.eval()
-    with torch.no_grad():
-        clean_pred = victim(x).argmax(1)
+    surface.eval()
     t0 = time.perf_counter()
     attack.__dict__.pop("_last_info", None)
     with torch.enable_grad(), frozen(surface):
@@ -251,6 +248,17 @@ def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Te
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     check_output(attack, adv, x)
+    return adv, seconds
+
+
+def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
+              target: torch.Tensor | None = None, seed: int = 0) -> AttackResult:
+    """Craft on ``surface``, judge on ``victim`` (a Pipeline or a classifier); one batch."""
+    check_images(x)
+    victim.eval()
+    with torch.no_grad():
+        clean_pred = victim(x).argmax(1)
+    adv, seconds = craft_batch(attack, surface, x, labels, target=target, seed=seed)
     extra = attack.__dict__.pop("_last_info", {})
     with torch.no_grad():
         adv_pred = victim(adv).argmax(1)
