@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "advshield"
 # Lowest first. A module may import its own layer and those below, never one above.
 LAYERS = [
     {"errors", "registry", "io", "validation", "device", "distributed", "config_file", "metrics", "report", "__init__"},
-    {"data", "models", "checkpoint", "defenses", "attacks", "detectors", "zoo", "user_modules"},
+    {"data", "models", "checkpoint", "tensorfile", "defenses", "attacks", "detectors", "zoo", "user_modules"},
     {"adversarial"},
     {"experiment"},
     {"evaluation", "analysis", "training"},

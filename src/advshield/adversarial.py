@@ -7,6 +7,12 @@ and subset, and the seed. Shards are written atomically as they finish, so a
 crash loses at most one shard; ``meta.json`` is written last and marks the
 set complete. Images are stored exactly (float32 safetensors).
 
+Memory does not grow with the set: the finished shards are folded into ``adv.safetensors`` by streaming
+(:func:`advshield.tensorfile.concatenate`, hashed as written), and a set is served lazily: the per-image
+vectors (labels, predictions, norms) in memory, the images as a :class:`~advshield.tensorfile.StoredImages`
+view that reads only the rows asked for (``result.adv[a:b]``, masks, index tensors; ``.materialize()`` for
+all of them).
+
 Every file is written crash-safely (:mod:`advshield.io`: temporary name, fsync,
 rename). A shard or a finished set that does not verify (no card, truncated,
 SHA-256 differing from its card) is recomputed with a one-line notice on the
@@ -26,10 +32,11 @@ from typing import Any, Callable
 import torch
 
 from advshield.attacks import Attack, AttackResult, Pipeline, ThreatModel, run_attack
-from advshield.checkpoint import load_tensors, save_tensors
+from advshield.checkpoint import save_card, save_tensors
 from advshield.data import ImageDataset
 from advshield.errors import AdvShieldError, CheckpointError
 from advshield.io import atomic_write_json, sweep_temporaries
+from advshield.tensorfile import StoredImages, concatenate, load_lazily
 
 SHARD = 500
 log = logging.getLogger("advshield")
@@ -83,7 +90,7 @@ def _read_card(path: Path) -> dict:
 
 
 def _load_part(tensor_file: Path, card: dict, seconds: object) -> AttackResult:
-    tensors = load_tensors(tensor_file, card)  # checks the SHA-256 against the card
+    tensors = load_lazily(tensor_file, card["sha256"])  # checks the SHA-256 (streamed); images stay on disk
     missing = [k for k in ("adv", "labels", "clean_pred", "adv_pred") if k not in tensors]
     if missing or not isinstance(seconds, (int, float)):
         raise CheckpointError(f"{tensor_file}: incomplete adversarial set (missing {missing or ['seconds']})")
@@ -91,7 +98,8 @@ def _load_part(tensor_file: Path, card: dict, seconds: object) -> AttackResult:
 
 
 def load_adversarial_set(folder: str | Path) -> tuple[AttackResult, dict]:
-    """(result, meta) of a complete set; :class:`CheckpointError` if it is incomplete or corrupted."""
+    """(result, meta) of a complete set, its images a lazy :class:`StoredImages` view;
+    :class:`CheckpointError` if it is incomplete or corrupted."""
     folder = Path(folder)
     meta = _read_card(folder / "meta.json")
     seconds = meta["summary"].get("seconds") if isinstance(meta.get("summary"), dict) else None
@@ -151,26 +159,26 @@ def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pi
         return folder, cached, True
     folder.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(folder)
-    parts: list[AttackResult] = []
-    n_shards = -(-len(data) // SHARD)
-    for i in range(n_shards):
-        shard = folder / f"shard-{i:05d}.safetensors"
-        stored = _stored_shard(shard)
-        if stored is not None:
-            parts.append(stored)
-        else:
+    parts: list[AttackResult] = []  # per-image vectors only: each shard's images stay in its file
+    shards = [folder / f"shard-{i:05d}.safetensors" for i in range(-(-len(data) // SHARD))]
+    for i, shard in enumerate(shards):
+        r = _stored_shard(shard)
+        if r is None:
             x, y = data.tensors(slice(i * SHARD, (i + 1) * SHARD))
             r = run_attack(attack, pipeline, x, y, threat=spec.threat, substitute=substitute, eot_samples=eot_samples,
                            batch_size=batch_size, seed=spec.seed * 1_000_003 + i * 1_009, device=device)
             save_tensors(shard, _result_tensors(r), {"architecture": "adversarial-shard", "seconds": r.seconds})
-            parts.append(r)
+        parts.append(replace(r, adv=torch.empty(0)))
+        del r
         if progress:
             progress(min((i + 1) * SHARD, len(data)), len(data))
     result = AttackResult.concat(parts)
-    summary = result.summary()
-    meta = {"architecture": "adversarial-set", "key": spec.key(), "spec": spec.__dict__, "summary": summary,
+    meta = {"architecture": "adversarial-set", "key": spec.key(), "spec": spec.__dict__, "summary": result.summary(),
             "attack_repr": repr(attack)}
-    card = save_tensors(folder / "adv.safetensors", _result_tensors(result), meta)
+    final = folder / "adv.safetensors"
+    sha256 = concatenate(final, shards)  # streamed shard by shard, tensor by tensor; hashed as written
+    card = save_card(final, meta, sha256)
+    result = replace(result, adv=StoredImages(final, "adv", sha256))
     atomic_write_json(folder / "meta.json", json.loads(json.dumps(card, default=str)))  # last: marks it complete
     for p in folder.glob("shard-*"):
         p.unlink(missing_ok=True)

@@ -39,8 +39,14 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], card: dict)
     """Write tensors and their card atomically; returns the card as written."""
     path = Path(path)
     blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    card = dict(card, format_version=CARD_VERSION, weights_file=path.name, sha256=hashlib.sha256(blob).hexdigest())
     atomic_write_bytes(path, blob)
+    return save_card(path, card, hashlib.sha256(blob).hexdigest())
+
+
+def save_card(path: str | Path, card: dict, sha256: str) -> dict:
+    """Write the card of the (complete) tensors file ``path`` whose SHA-256 is ``sha256``; returns it as written."""
+    path = Path(path)
+    card = dict(card, format_version=CARD_VERSION, weights_file=path.name, sha256=sha256)
     atomic_write_json(card_path(path), card)  # card last: a card always points at complete weights
     return card
 

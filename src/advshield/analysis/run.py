@@ -47,6 +47,20 @@ def as_settings(attacks: dict[str, dict] | list[AttackSetting], substitute: str 
     return list(attacks)
 
 
+class _Batches:
+    """:func:`batched` with a length (the progress total) that cuts a batch only when it is reached: the stored
+    sets' images are read from the store batch by batch, never all at once."""
+
+    def __init__(self, clean: torch.Tensor, advs: dict, labels: torch.Tensor, batch_size: int) -> None:
+        self.args = (clean, advs, labels, batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.args[0]) // self.args[3])
+
+    def __iter__(self):
+        return batched(*self.args)
+
+
 def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], out: str | Path, ctx: RunContext, *,
                     denoiser: str | list[str] | None = None, layers: list[str] | None = None, n: int = 1000,
                     dataset: str | None = None, split: str = "test", substitute: str | None = None,
@@ -94,7 +108,7 @@ def run_propagation(model: str, attacks: dict[str, dict] | list[AttackSetting], 
     arch, progress = card["architecture"], ctx.progress
     measuring = None if progress is None else lambda what, done, total: progress(f"propagation {arch} {what}", done,
                                                                                  total)
-    result = propagation(classifier, obs, list(batched(x, advs, y, batch_size)), dens or None, dev, measuring)
+    result = propagation(classifier, obs, _Batches(x, advs, y, batch_size), dens or None, dev, measuring)
     analysis_seconds = time.perf_counter() - t1
     seconds = time.perf_counter() - t0
     summary = {"model": card["architecture"], "arch_kwargs": card.get("arch_kwargs", {}), "model_sha256": card["sha256"],

@@ -21,6 +21,7 @@ from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
 from advshield.report import write_detection_html
 from advshield.report.detection import robust_groups
+from advshield.tensorfile import StoredImages
 from advshield.validation import check_images
 
 
@@ -35,11 +36,12 @@ class DetectionRun:
     adversarial: dict[str, AttackResult] = field(default_factory=dict)  # label -> the stored set
 
 
-def reconstruction_stats(detector: Detector, x: torch.Tensor, dev: torch.device,
+def reconstruction_stats(detector: Detector, x: torch.Tensor | StoredImages, dev: torch.device,
                          progress: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict | None]:
     """Scores of ``x`` and, for reconstruction detectors, the SSIM (standard, 11x11) and L2 distance
     ||x - x'||_2 between each input and its reconstruction (CMAG Tables 6-7), from one pass;
-    ``progress(done, total)`` per batch (and search step, see :func:`report_batches`)."""
+    ``progress(done, total)`` per batch (and search step, see :func:`report_batches`). ``x`` may be a stored
+    set's lazy images (:class:`~advshield.tensorfile.StoredImages`): read 200 at a time."""
     if not len(x):
         return torch.empty(0), None
     scores, ssims, l2s = [], [], []
@@ -115,8 +117,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         name, attack_name, params = setting.name, setting.attack, setting.create().params()
         adv = acquire_set(setting, victim, test, ctx, dataset=ds_name).result
         sets[name] = adv
-        ok = adv.success  # detection is measured on successful adversarial examples
-        adv_scores, adv_rec = reconstruction_stats(detector, adv.adv[ok], dev, scoring(name))
+        ok = adv.success  # detection is measured on successful adversarial examples (read batch by batch)
+        adv_scores, adv_rec = reconstruction_stats(detector, adv.adv.select(ok), dev, scoring(name))
         results[name] = {"attack": attack_name, "params": params, "attack_success_rate": adv.summary()["success_rate"],
                          "calibrated": detection_metrics(clean_scores, adv_scores, detector.threshold),
                          "paper_threshold": detection_metrics(clean_scores, adv_scores, paper_threshold),

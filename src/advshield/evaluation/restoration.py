@@ -186,7 +186,7 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
     data_key = data.fingerprint() if restoration_cache is not None else None
     for start in range(0, len(part), batch_size):
         x, y = part.tensors(slice(start, start + batch_size), device)
-        adv = result.adv[start:start + batch_size].to(device)
+        adv = result.adv[start:start + batch_size].to(device)  # read from the store batch by batch
         first = offset + start
         batch = (defense_key, first, len(y))
         restored, ok = _accumulate(classifier, defense.randomized,

@@ -29,7 +29,11 @@ from advshield.experiment.setting import AttackSetting
 
 @dataclass
 class StoredSet:
-    """An acquired set: its folder in the store, the attack's result as crafted, and whether it was found."""
+    """An acquired set: its folder in the store, the attack's result as crafted, and whether it was found.
+
+    ``result.adv`` is a lazy :class:`~advshield.tensorfile.StoredImages` view of the stored images: slice it
+    per batch (``result.adv[a:b]``), select rows with a mask or index tensor, or ``.materialize()`` all of them.
+    """
 
     folder: Path
     result: AttackResult
@@ -97,7 +101,8 @@ def on_victim(stored: StoredSet, setting: AttackSetting, pipeline: Pipeline, dat
 @torch.no_grad()
 def judge(stored: AttackResult, pipeline: Pipeline, data: ImageDataset, ctx: RunContext) -> AttackResult:
     """The stored set's images judged on ``pipeline`` (a victim that did not craft them: transfer, or a
-    defended pipeline under white-box); the crafting model's predictions become ``surface_adv_pred``."""
+    defended pipeline under white-box); the crafting model's predictions become ``surface_adv_pred``. The
+    images are read from the store one batch at a time and handed on as the same lazy view."""
     pipeline.to(ctx.device).eval()
     clean, adv, det_clean, det_adv = [], [], [], []
     for start in range(0, len(data), ctx.batch_size):

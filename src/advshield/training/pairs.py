@@ -78,4 +78,4 @@ def build_source(src: PairSource, victim: Target, ctx: RunContext, dataset: str,
         return
     stored = acquire_set(setting, victim, src.data, ctx, dataset=dataset, split=src.label,
                          substitute=substitute if setting.threat.transfers else None)
-    src.adv, src.key = stored.result.adv, stored.key
+    src.adv, src.key = stored.result.adv.materialize(), stored.key  # training stacks every pair in memory
