@@ -15,7 +15,9 @@
 2. Peak memory: one real CLI run per N in a fresh parent process, which reports
    ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` (the largest process of the run); every run gets an empty
    adversarial-set store, so it crafts. ``advshield attack`` (FGSM on A-net) and ``advshield evaluate`` (FGSM,
-   white-box, through the zoo CRU-Net restorer, ``--no-figures``).
+   white-box, through the zoo CRU-Net restorer, ``--no-figures``); both again at N = 1000 and 10000 with
+   ``MALLOC_MMAP_THRESHOLD_=262144`` (the ``+mmap`` kinds), which takes glibc's heap retention, tens of MB of
+   run-to-run noise in the peak, out of the reading.
 3. torchrun: the same ``advshield evaluate`` on one process and under ``torch.distributed.run --standalone
    --nproc_per_node 2`` (gloo), interleaved rounds (1, 2, then 2, 1), ``OMP_NUM_THREADS=1`` per process, each run
    with an empty store; wall time of the launch and the cards' rows compared.
@@ -23,7 +25,9 @@
    advshield stack at the highest reading, and the RSS before and after the adversarial set is made.
 
 Every child runs with ``OMP_NUM_THREADS=1``. Results go to OUT.json after every measurement (a rerun skips what
-is there with the same settings; ``--force`` redoes it) and OUT.md is rendered from OUT.json only.
+is there with the same settings; ``--force`` redoes it, keeping the memory and peak-site results it replaces under
+``history`` with the commit they ran on, so the document shows before and after) and OUT.md is rendered from
+OUT.json only; parts not named in ``--parts`` are left as they are.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ MB = 1e6  # MB = 10^6 bytes throughout
 
 def cli(kind: str, n: int, tmp: Path, data_root: str) -> list[str]:
     """The advshield CLI arguments of one memory / torchrun run (``tmp`` holds its store and output)."""
+    kind = kind.split("+")[0]  # a "+mmap" kind runs the same command under another allocator setting
     common = ["--n", str(n), "--device", "cpu", "--data-root", data_root, "--json"]
     if kind == "attack-a-net":
         return ["attack", "--model", "a-net", "--attack", "fgsm", "--eps", "0.3", "--out", str(tmp / "store"),
@@ -76,6 +81,12 @@ def cli(kind: str, n: int, tmp: Path, data_root: str) -> list[str]:
 
 CLI_KINDS = {"attack-a-net": "advshield attack: FGSM (eps 0.3) on zoo A-net",
              "evaluate-cru-net-a": "advshield evaluate: FGSM (eps 0.3, white-box) against zoo CRU-Net for A-net + A-net"}
+# The same commands with glibc's heap retention taken out of the reading: MALLOC_MMAP_THRESHOLD_ fixed at 256 KiB
+# (blocks above it are mmapped and handed back to the system when freed, instead of the default dynamic threshold
+# that keeps freed tensors' pages in the heap), at N = 1000 and 10000 only.
+MMAP = {"MALLOC_MMAP_THRESHOLD_": "262144"}
+MMAP_N = (1000, 10000)
+CLI_KINDS.update({f"{k}+mmap": f"{d}, with MALLOC_MMAP_THRESHOLD_=262144" for k, d in list(CLI_KINDS.items())})
 
 # Runs one command as its child and reports the child's peak RSS: a fresh parent per measurement.
 PARENT = """
@@ -94,11 +105,11 @@ def child_env() -> dict:
     return env
 
 
-def measured(cmd: list[str]) -> dict:
+def measured(cmd: list[str], env: dict | None = None) -> dict:
     """Run ``cmd`` under a fresh parent; (rc, wall seconds, peak RSS of the largest child in MB, load averages)."""
     load = os.getloadavg()
     p = subprocess.run([sys.executable, "-c", PARENT, json.dumps(cmd)], capture_output=True, text=True,
-                       env=child_env(), check=True)
+                       env=dict(child_env(), **(env or {})), check=True)
     r = json.loads(p.stdout.strip().splitlines()[-1])
     if r["rc"] != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}... failed ({r['rc']}): {r['stderr']}")
@@ -157,21 +168,35 @@ def throughput(res: dict, args, save) -> None:
         save()
 
 
+def archive(res: dict, key: str, part: str) -> None:
+    """Before ``--force`` redoes ``part``: keep what it replaces (and the commit of the run that measured it)."""
+    if not res.get(key) or not any(e.get("rows") for e in (res[key], *res[key].values()) if isinstance(e, dict)):
+        return
+    earlier = [r for r in res["header"]["runs"][:-1] if part in r["parts"].split(",")]
+    res.setdefault("history", {}).setdefault(key, []).append(
+        {"commit": earlier[-1]["commit"] if earlier else None, "started": earlier[-1]["started"] if earlier else None,
+         "result": res.pop(key)})
+
+
 def memory(res: dict, args, save) -> None:
+    if args.force:
+        archive(res, "memory", "memory")
     part = res.setdefault("memory", {})
     for kind, desc in CLI_KINDS.items():
         entry = part.setdefault(kind, {"description": desc, "rows": {}})
         if args.force:
             entry["rows"] = {}
-        for n in MEMORY_N:
+        for n in MMAP_N if kind.endswith("+mmap") else MEMORY_N:
             if str(n) in entry["rows"]:
                 continue
             tmp = Path(tempfile.mkdtemp(prefix="advshield-scaling-"))
+            env = MMAP if kind.endswith("+mmap") else {}
             try:
-                row = measured([sys.executable, "-m", "advshield", *cli(kind, n, tmp, args.data_root)])
+                row = measured([sys.executable, "-m", "advshield", *cli(kind, n, tmp, args.data_root)], env)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-            row["command"] = "python -m advshield " + " ".join(cli(kind, n, Path("<tmp>"), "<data>"))
+            row["command"] = "".join(f"{k}={v} " for k, v in env.items()) + "python -m advshield " + " ".join(
+                cli(kind, n, Path("<tmp>"), "<data>"))
             entry["rows"][str(n)] = row
             print(f"memory {kind} n={n}: {row['peak_rss_mb']} MB in {row['seconds']} s", flush=True)
             save()
@@ -218,6 +243,8 @@ print(json.dumps(dict(around, peak_rss_mb=best[0], peak_stack=best[1][::-1])))
 
 
 def peak_site(res: dict, args, save) -> None:
+    if args.force:
+        archive(res, "peak_site", "peak-site")
     part = res.setdefault("peak_site", {"kind": "attack-a-net", "rows": {}})
     for n in (1000, 10000):
         if str(n) in part["rows"] and not args.force:
@@ -306,6 +333,27 @@ def _load(r: dict) -> str:
     return f"{r['load_before'][0]:.1f}/{r['load_after'][0]:.1f}"
 
 
+def memory_lines(mem: dict) -> list[str]:
+    """The table of part 2 (peak RSS per N for each CLI kind) and its growth from 1000 to 10000 images."""
+    kinds = list(mem)
+    lines = ["| N | float32 images MB | " + " | ".join(f"{k}: peak RSS MB | {k}: s" for k in kinds) + " |",
+             "|---|---|" + "---|---|" * len(kinds)]
+    for n in MEMORY_N:
+        cells = []
+        for k in kinds:
+            r = mem[k]["rows"].get(str(n))
+            cells += [f"{r['peak_rss_mb']:.1f}", f"{r['seconds']:.1f}"] if r else ["-", "-"]
+        lines.append(f"| {n} | {n * 784 * 4 / MB:.1f} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for k in kinds:
+        g = mem[k].get("growth_1000_to_10000_mb")
+        if g is not None:
+            lines.append(f"- {k}: growth from 1000 to 10000 images {g:.1f} MB "
+                         f"({g / (9000 * 784 * 4 / MB):.2f}x the float32 size of the 9000 extra images): "
+                         + ("flat in N." if g < 10 else "**not flat in N**."))
+    return lines
+
+
 def render_md(res: dict) -> str:
     lines = ["# How cost grows: batch size, number of images, processes", "",
              ("Written by `benchmarks/scaling.py` from `scaling.json` (every number below is in the JSON; see the "
@@ -353,6 +401,7 @@ def render_md(res: dict) -> str:
                          f"adversarial images {'bit-identical' if e['identical_adv'] else 'not bit-identical'}"
                          + (f" (largest difference from batch 32: {max(diffs):.3g})" if diffs else "") + ".")
     mem = res.get("memory", {})
+    history = res.get("history", {})
     if mem:
         kinds = list(mem)
         lines += ["", "## 2. Peak memory against the number of images", "",
@@ -365,31 +414,25 @@ def render_md(res: dict) -> str:
         for k in kinds:
             lines.append(f"- {k}: {mem[k]['description']}: `{next(iter(mem[k]['rows'].values()))['command']}`"
                          if mem[k]["rows"] else f"- {k}: {mem[k]['description']}")
-        lines += ["", "| N | float32 images MB | " + " | ".join(f"{k}: peak RSS MB | {k}: s" for k in kinds) + " |",
-                  "|---|---|" + "---|---|" * len(kinds)]
-        for n in MEMORY_N:
-            cells = []
-            for k in kinds:
-                r = mem[k]["rows"].get(str(n))
-                cells += [f"{r['peak_rss_mb']:.1f}", f"{r['seconds']:.1f}"] if r else ["-", "-"]
-            lines.append(f"| {n} | {n * 784 * 4 / MB:.1f} | " + " | ".join(cells) + " |")
-        lines.append("")
-        for k in kinds:
-            g = mem[k].get("growth_1000_to_10000_mb")
-            if g is not None:
-                lines.append(f"- {k}: growth from 1000 to 10000 images {g:.1f} MB "
-                             f"({g / (9000 * 784 * 4 / MB):.2f}x the float32 size of the 9000 extra images): "
-                             + ("flat in N." if g < 10 else "**not flat in N**."))
+        commit = next((r["commit"] for r in reversed(res.get("header", {}).get("runs", []))
+                       if "memory" in r["parts"].split(",")), None)
+        lines += ["", f"Now (commit {commit}):", ""] + memory_lines(mem)
+        for old in history.get("memory", []):
+            lines += ["", f"Before (commit {old['commit']}, measured {old['started']}):", ""] + memory_lines(old["result"])
     ps = res.get("peak_site", {})
     if ps.get("rows"):
         lines += ["", (f"Where the peak sits ({ps['kind']}, in-process run of the same CLI command, VmRSS sampled every "
                   "5 ms; 'kept by the set' = RSS after `generate_adversarial_set` returns minus RSS before it starts, "
                   "what the finished set and its transient copies leave behind):"), "",
-                  ("| N | RSS before the set MB | after the set MB | kept by the set MB | sampled peak MB | innermost "
-                  "advshield frames at the peak |"), "|---|---|---|---|---|---|"]
-        for n, r in ps["rows"].items():
-            lines.append(f"| {n} | {r['rss_before_set_mb']:.1f} | {r['rss_after_set_mb']:.1f} | {r['kept_by_set_mb']:.1f} "
-                         f"| {r['peak_rss_mb']:.1f} | {' <- '.join(f'`{f}`' for f in r['peak_stack'])} |")
+                  ("| commit | N | RSS before the set MB | after the set MB | kept by the set MB | sampled peak MB | "
+                  "innermost advshield frames at the peak |"), "|---|---|---|---|---|---|---|"]
+        commit = next((r["commit"] for r in reversed(res.get("header", {}).get("runs", []))
+                       if "peak-site" in r["parts"].split(",")), None)
+        for c, part in [(commit, ps)] + [(o["commit"] + " (before)", o["result"]) for o in history.get("peak_site", [])]:
+            for n, r in part["rows"].items():
+                lines.append(f"| {c} | {n} | {r['rss_before_set_mb']:.1f} | {r['rss_after_set_mb']:.1f} | "
+                             f"{r['kept_by_set_mb']:.1f} | {r['peak_rss_mb']:.1f} | "
+                             f"{' <- '.join(f'`{f}`' for f in r['peak_stack'])} |")
     tr = res.get("torchrun", {})
     if tr.get("runs"):
         lines += ["", f"## 3. torchrun: 2 processes against 1 ({tr['kind']}, N = {tr['n']})", "",
