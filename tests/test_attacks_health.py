@@ -101,3 +101,27 @@ def test_check_functions_on_numbers():
     assert bad["numbers"] == {"accuracy": 0.5, "accuracy_doubled": 0.47, "drop": pytest.approx(0.03)}
     assert check_gradient_free(0.40, 0.45)["passed"] and not check_gradient_free(0.40, 0.30)["passed"]
     assert check_adaptive_vs_oblivious(0.2, 0.3)["passed"] and not check_adaptive_vs_oblivious(0.3, 0.2)["passed"]
+
+
+def test_stronger_runs_attack_only_the_images_still_robust(tiny):
+    """Deterministic pipeline: the doubled run and the unbounded run attack only what the base run left robust
+    (AutoAttack's worst case), so their numbers can only be lower and their cost is that of the robust images."""
+    model, x, y = tiny
+    seen = []
+
+    class Counted(APGD):
+        def perturb(self, surface, xb, labels, target, generator):
+            seen.append((self.eps, self.steps, len(xb)))
+            return super().perturb(surface, xb, labels, target, generator)
+
+    report = run_health_checks(lambda e, s, r: Counted(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 20,
+                               square_queries=50, warn=False)
+    base = run_attack(APGD(EPS, steps=20), Pipeline(model), x, y)
+    robust = int((base.adv_pred == base.labels).sum())
+    assert seen[0] == (EPS, 20, len(y))
+    assert [n for e, s, n in seen if s == 40] == [robust, robust]  # doubled at eps, then unbounded at eps 1
+    numbers = {c["name"]: c["numbers"] for c in report.checks}
+    assert numbers["convergence"]["accuracy"] == pytest.approx(robust / len(y))
+    assert numbers["convergence"]["accuracy_doubled"] <= numbers["convergence"]["accuracy"]
+    unbounded = next(c for c in report.checks if c["name"] == "unbounded")
+    assert f"attacking the {robust} images left robust" in unbounded["detail"]
