@@ -96,6 +96,7 @@ class Runner:
                 code = exc.code if isinstance(exc.code, int) else 1
             finally:
                 sys.stdout.flush()
+                sys.stderr.flush()  # the one-line error of a failed run: the parent quotes it
                 os._exit(code)
         return pid
 

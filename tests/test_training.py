@@ -62,6 +62,35 @@ def test_resume_equals_uninterrupted(tmp_path, trained):
     assert resumed.card["test_accuracy"] == pytest.approx(full.card["test_accuracy"])
 
 
+@pytest.mark.parametrize("tear", ["weights-newer-than-card", "card-missing"])
+def test_torn_last_checkpoint_starts_the_run_again(tmp_path, trained, caplog, tear):
+    """A kill between the atomic write of last.safetensors and that of its card leaves them apart: resuming
+    warns and starts again (same weights as the uninterrupted run) instead of failing."""
+    _, full = trained
+    part = tmp_path / "part"
+    cfg = TrainConfig(epochs=2, **FAST)
+
+    def stop_after_first_epoch(desc, done, total):
+        if desc.startswith("epoch 2") and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_target(cfg, part, progress=stop_after_first_epoch, log=lambda s: None)
+    last = part / "last.safetensors"
+    if tear == "card-missing":
+        last.with_suffix(".json").unlink()
+    else:  # the next epoch's weights landed, its card did not
+        save_file({"w": torch.zeros(3)}, str(last))
+    logs = []
+    resumed = train_target(cfg, part, log=logs.append)
+    assert not any("resuming" in s for s in logs)
+    assert "starting the run again" in caplog.text
+    a, _ = load_model(full.checkpoint)
+    b, _ = load_model(resumed.checkpoint)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(va, vb, atol=1e-6), k
+
+
 def test_resume_refuses_other_recipe(trained):
     out, _ = trained
     with pytest.raises(CheckpointError, match="different recipe"):

@@ -11,6 +11,7 @@ uninterrupted one does.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from advshield.checkpoint import library_versions, load_tensors, load_weights, read_card, save_model, save_tensors
+from advshield.checkpoint import (card_path, library_versions, load_tensors, load_weights, read_card, save_model,
+                                  save_tensors)
 from advshield.data import load_dataset, train_val_split
 from advshield.device import select_device
 from advshield.errors import CheckpointError
@@ -64,13 +66,23 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict(sd)
 
 
+class TornCheckpoint(CheckpointError):
+    """``last``'s weights and card do not belong together: a run killed between writing the one and the other
+    (both are written atomically, the weights first), or a damaged file. Resuming starts the run again."""
+
+
 def resume_state(last: Path, recipe: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  device: torch.device) -> dict:
     """Load weights and optimizer state from ``last`` after checking its recipe; returns its card."""
+    if not card_path(last).exists():
+        raise TornCheckpoint(f"{card_path(last)}: missing beside its weights")
     card = read_card(last)
     if card.get("recipe") != recipe:
         raise CheckpointError(f"{last.parent}: holds a run with a different recipe; use another --out or --no-resume")
-    tensors = load_tensors(last, card)
+    try:
+        tensors = load_tensors(last, card)
+    except CheckpointError as exc:  # nothing is loaded yet: the model and optimizer are untouched
+        raise TornCheckpoint(str(exc)) from None
     load_weights(model, {k: v for k, v in tensors.items() if not k.startswith(_OPTIM_PREFIX)}, str(last))
     _restore_optimizer(opt, {k: v.to(device) for k, v in tensors.items() if k.startswith(_OPTIM_PREFIX)})
     return card
@@ -84,7 +96,11 @@ def resume_progress(out: Path, resume: bool, recipe: dict, model: torch.nn.Modul
     last = out / "last.safetensors"
     if not (resume and last.exists()):
         return 0, fresh_best, [], 0.0
-    card = resume_state(last, recipe, model, opt, device)
+    try:
+        card = resume_state(last, recipe, model, opt, device)
+    except TornCheckpoint as exc:  # a kill at any moment costs time, never the run (docs/reliability.md)
+        logging.getLogger("advshield").warning("advshield: %s; starting the run again", exc)
+        return 0, fresh_best, [], 0.0
     return card["epoch"], card[best_key], card["history"], card["train_time_s"]
 
 
