@@ -39,18 +39,22 @@ def test_checkpoint_roundtrip(trained):
     assert card["architecture"] == "a-net" and torch.equal(model(x), model2(x))
 
 
-def test_resume_equals_uninterrupted(tmp_path, trained):
-    _, full = trained
-    # Interrupt the same run during epoch 2, then resume it.
-    part = tmp_path / "part"
-    cfg1 = TrainConfig(epochs=2, **FAST)
-
+def interrupted_in_epoch_2(part, cfg) -> None:
+    """Run ``cfg`` into ``part`` and stop it during epoch 2 (after epoch 1's checkpoint)."""
     def stop_after_first_epoch(desc, done, total):
         if desc.startswith("epoch 2") and done == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_target(cfg1, part, progress=stop_after_first_epoch, log=lambda s: None)
+        train_target(cfg, part, progress=stop_after_first_epoch, log=lambda s: None)
+
+
+def test_resume_equals_uninterrupted(tmp_path, trained):
+    _, full = trained
+    # Interrupt the same run during epoch 2, then resume it.
+    part = tmp_path / "part"
+    cfg1 = TrainConfig(epochs=2, **FAST)
+    interrupted_in_epoch_2(part, cfg1)
     assert read_card(part / "last.safetensors")["epoch"] == 1
     logs = []
     resumed = train_target(cfg1, part, log=logs.append)
@@ -69,13 +73,7 @@ def test_torn_last_checkpoint_starts_the_run_again(tmp_path, trained, caplog, te
     _, full = trained
     part = tmp_path / "part"
     cfg = TrainConfig(epochs=2, **FAST)
-
-    def stop_after_first_epoch(desc, done, total):
-        if desc.startswith("epoch 2") and done == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train_target(cfg, part, progress=stop_after_first_epoch, log=lambda s: None)
+    interrupted_in_epoch_2(part, cfg)
     last = part / "last.safetensors"
     if tear == "card-missing":
         last.with_suffix(".json").unlink()
