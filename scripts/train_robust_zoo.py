@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import time
 from pathlib import Path
 
 import torch
 
-from advshield.data import load_dataset
 from advshield.device import select_device
 from advshield.io import atomic_write_bytes, atomic_write_json
-from advshield.models import create_model
 from advshield.training import TrainConfig, finish_run, train_target
-from advshield.training.adversarial import adversarial_loss
+from advshield.training.budget import fit_budget
 
 MNIST_PGD = dict(method="pgd", eps=0.3, steps=40, step_size=0.01, eps_warmup_epochs=2.0, val_n=1000, val_steps=40,
                  eval_n=10000, eval_batch_size=2500)  # Madry et al. 2018, MNIST: 40 steps of 0.01 at eps 0.3
@@ -41,33 +37,6 @@ RECIPES: dict[str, dict] = {
                             warmup_epochs=1.0, batch_size=128, val_fraction=0.02, storage_dtype="float16",
                             adversarial=CIFAR_PGD),
 }
-
-
-def seconds_per_epoch(cfg: TrainConfig, steps: int = 12, warmup: int = 4) -> float:
-    """Wall time of one adversarial training epoch on this machine, timed on a few real batches."""
-    device = select_device(cfg.device)
-    data = load_dataset(cfg.dataset, "train", cfg.data_root)
-    model = create_model(cfg.model, **cfg.model_params).to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    gen = torch.Generator(device=device).manual_seed(0)
-    batches = data.batches(cfg.batch_size, shuffle=True, device=device)
-    for i, (x, y) in enumerate(batches):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-        if i == warmup + steps:
-            break
-        loss, _ = adversarial_loss(cfg.adversarial, model, x, y, cfg.adversarial.eps, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    per_batch = (time.perf_counter() - t0) / steps
-    n_train = len(data) * (1 - cfg.val_fraction)
-    validation = cfg.adversarial.val_n * (cfg.adversarial.val_steps + 2) / (cfg.batch_size * (cfg.adversarial.steps + 2))
-    return per_batch * (math.ceil(n_train / cfg.batch_size) + validation)
 
 
 def main() -> None:
@@ -102,12 +71,8 @@ def main() -> None:
             note = args.note
             result = finish_run(cfg, args.finish)
         elif args.budget_s:
-            per_epoch = seconds_per_epoch(cfg)
-            epochs = max(1, min(cfg.epochs, int(args.budget_s / per_epoch)))
-            note = (f"epochs = {epochs}: the most that fit {args.budget_s:.0f} s at {per_epoch:.1f} s per epoch "
-                    f"(timed on {select_device(args.device)}), at most {cfg.epochs}")
+            cfg, note = fit_budget(cfg, args.budget_s)
             print(f"== {name}: {note}", flush=True)
-            cfg = cfg.model_copy(update={"epochs": epochs})
         if not args.finish:
             result = train_target(cfg, Path(args.runs) / f"{cfg.dataset.value}-{name}")
         card = json.loads(result.checkpoint.with_suffix(".json").read_text())

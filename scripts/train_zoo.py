@@ -1,11 +1,13 @@
 """Train the pretrained zoo shipped in src/advshield/zoo with this repository's own code.
 
-    python scripts/train_zoo.py --data-root <folder with mnist/, cifar10/...> [--only a-net,b-net]
+    python scripts/train_zoo.py --data-root <folder with mnist/, cifar10/...> [--only a-net,b-net] [--budget-s 300]
 
 A recipe named ``<dataset>/<model>`` trains a registered architecture on another dataset (CMAG's targets).
 
 Each run writes runs/zoo/<dataset>-<model>/ (resumable) and copies the final
-checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}.
+checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}. ``--budget-s`` times a few
+training steps first and fixes the epochs that fit the budget (at most the recipe's; the card says so).
+The recipes marked GPU were trained on a GPU with exactly this script (their cards name the device).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
+from advshield.device import select_device
+from advshield.io import atomic_write_json
 from advshield.training import TrainConfig, train_target
+from advshield.training.budget import fit_budget
 
 ADAM = dict(optimizer="adam", lr=1e-3, schedule="cosine", batch_size=128, val_fraction=0.1)
+SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+           batch_size=128, val_fraction=0.02)
 RECIPES: dict[str, dict] = {
     "a-net": dict(dataset="mnist", epochs=8, **ADAM),
     "b-net": dict(dataset="mnist", epochs=10, **ADAM),
@@ -41,6 +50,26 @@ RECIPES: dict[str, dict] = {
     # CMAG's targets (cmag-detection.txt, Sec. 4.1 names the datasets, not the models).
     "fashion-mnist/a-net": dict(dataset="fashion-mnist", epochs=10, **ADAM),
     "gtsrb-cnn": dict(dataset="gtsrb", epochs=8, **ADAM),
+    # Defense-GAN's MNIST classifiers A-D (cru-net.txt Table 8 / Table 9) and the DIR transfer target AlexNet.
+    "model-a": dict(dataset="mnist", epochs=10, **ADAM),
+    "model-b": dict(dataset="mnist", epochs=10, **ADAM),
+    "model-c": dict(dataset="mnist", epochs=10, **ADAM),
+    "model-d": dict(dataset="mnist", epochs=10, **ADAM),
+    "alexnet-mnist": dict(dataset="mnist", epochs=10, **ADAM),
+    # GPU: CRU-Net's D-net and M-net (cru-net.txt Sec. 4.1; DIR Table 5). MobileNet-V2 has 2.2 M parameters:
+    # float16 storage keeps it under the zoo's 5 MB.
+    "densenet": dict(dataset="cifar10", epochs=40, **SGD),
+    "mobilenetv2": dict(dataset="cifar10", epochs=40, storage_dtype="float16", **SGD),
+    # GPU: the propagation study's DenseNet-201 (and Table 7's two modified heads) at growth 11 and SENet-154 at
+    # width 8, float16, so each file stays under 5 MB; depth and block counts are the paper's.
+    "densenet-201": dict(dataset="cifar10", epochs=40, model_params={"growth": 11}, storage_dtype="float16",
+                         **dict(SGD, batch_size=256)),
+    "densenet-201-conv": dict(dataset="cifar10", epochs=40, model_params={"growth": 11}, storage_dtype="float16",
+                              **dict(SGD, batch_size=256)),
+    "densenet-201-prelu": dict(dataset="cifar10", epochs=40, model_params={"growth": 11}, storage_dtype="float16",
+                               **dict(SGD, batch_size=256)),
+    "senet-154": dict(dataset="cifar10", epochs=40, model_params={"width": 8}, storage_dtype="float16",
+                      **dict(SGD, batch_size=256)),
 }
 
 
@@ -50,20 +79,33 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(RECIPES))
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", default="runs/zoo")
+    ap.add_argument("--budget-s", type=float, default=None, help="pick the epochs that fit this many seconds")
+    ap.add_argument("--smoke", action="store_true", help="300 images, 1 epoch, nothing copied (tests)")
     args = ap.parse_args()
     zoo = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
     names = [n for n in args.only.split(",") if n] or list(RECIPES)
     for name in names:
         recipe = RECIPES[name]
         name = name.rpartition("/")[2]
+        if args.smoke:
+            recipe = dict(recipe, n_train=300, epochs=1, batch_size=32)
         cfg = TrainConfig(model=name, data_root=args.data_root, device=args.device, seed=0, **recipe)
+        note = None
+        if args.budget_s:
+            cfg, note = fit_budget(cfg, args.budget_s)
+            print(f"== {name}: {note}", flush=True)
         result = train_target(cfg, Path(args.runs) / f"{recipe['dataset']}-{name}")
-        dest = zoo / recipe["dataset"]
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.checkpoint, dest / f"{name}.safetensors")
         card = json.loads(result.checkpoint.with_suffix(".json").read_text())
-        (dest / f"{name}.json").write_text(json.dumps(dict(card, weights_file=f"{name}.safetensors"), indent=2,
-                                                      sort_keys=True) + "\n")
+        if note:
+            card["epochs_note"] = note
+        if select_device(args.device).type == "cuda":
+            card["gpu"] = torch.cuda.get_device_name()
+        atomic_write_json(result.checkpoint.with_suffix(".json"), card)
+        if not args.smoke:
+            dest = zoo / recipe["dataset"]
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(result.checkpoint, dest / f"{name}.safetensors")
+            atomic_write_json(dest / f"{name}.json", dict(card, weights_file=f"{name}.safetensors"))
         print(f"== zoo {recipe['dataset']}/{name}: test accuracy {result.card['test_accuracy']:.4f}", flush=True)
 
 
