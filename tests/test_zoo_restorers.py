@@ -32,7 +32,8 @@ def test_restorer_checkpoint_integrity_and_card(entry):
 
 
 @pytest.mark.parametrize("preset,target", [("cru-net-mnist", "a-net"), ("cru-net-mnist", "b-net"),
-                                           ("cru-net-cifar10", "resnet20")])
+                                           ("cru-net-cifar10", "resnet20"), ("cru-net-cifar10", "densenet"),
+                                           ("cru-net-cifar10", "mobilenetv2")])
 def test_full_preset_recipe_finds_the_shipped_restorer(preset, target):
     p = load_preset(preset)
     cfg = training_config(p, target, p.full, RunContext(requested_device="cpu"))
