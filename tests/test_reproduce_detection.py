@@ -24,7 +24,7 @@ TINY = {
     "attacks": {"fgsm-0.3": {"attack": "fgsm", "params": {"eps": 0.3}, "label": "FGSM 0.3"},
                 "cw-9": {"attack": "cw", "params": {"confidence": 9, "binary_search_steps": 1, "steps": 30,
                                                    "initial_const": 10.0, "stepsize": 0.05}, "label": "CW 9"}},
-    "figure_attacks": ["fgsm-0.3"],
+    "figure_attacks": ["fgsm-0.3", "cw-9"],
     "full": {"n_train": 2000, "n_calibration": 500, "epochs": 3, "n_test": 500},
     "fast": {"n_train": 1000, "n_calibration": 200, "epochs": 3, "n_test": 40, "n_adaptive": 10,
              "adaptive_steps": 3, "ablation": True, "attack_params": {"cw-9": {"steps": 40}}},
@@ -114,5 +114,6 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     report = (out / "report.md").read_text()
     assert "Table 3" in report and "Table 6" in report and "Table 7" in report and "(0.442)" in report
     assert "Fig. 4 ablation" in report and "clean FPR" in report and "tiny budget" in report
+    assert {"fig2", "fig3-fgsm-0.3", "fig3-cw-9", "fig5-cw-9"} <= set(s["figures"])  # Fig. 2: legit, CW, FGSM
     for fig in s["figures"].values():
         assert (out / fig).stat().st_size > 1000

@@ -1,5 +1,5 @@
 """``advshield reproduce cmag-*``: every detector of a detection preset against the paper's intensities,
-then Tables 3-7, the reconstruction grids (Figs. 3, 5-6), the attention ablation (Fig. 4) and a report.
+then Tables 3-7, the image grids (Figs. 2, 3, 5-6), the attention ablation (Fig. 4) and a report.
 Each detector's fitting, scoring and crafting report to ``ctx.progress`` (see :func:`detection_experiment`)."""
 
 from __future__ import annotations
@@ -42,11 +42,31 @@ def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Pa
         max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine)
 
 
+def _fig2(preset: DetectionPreset, run: DetectionRun, out: Path) -> dict[str, Path]:
+    """Fig. 2: legitimate test images beside their CW and FGSM adversarial examples (``figure_attacks``), on
+    the first images every one of those attacks succeeded on."""
+    labels = sorted((a for a in preset.figure_attacks if a in run.adversarial),
+                    key=lambda a: preset.attacks[a].attack != "cw")  # the paper's order: legitimate, CW, FGSM
+    if not labels:
+        return {}
+    ok = torch.ones(len(run.clean), dtype=torch.bool)
+    for a in labels:
+        ok &= run.adversarial[a].success.cpu()
+    ok &= ok.cumsum(0) <= N_FIGURE
+    if not ok.any():
+        return {}
+    rows = [("legitimate", run.clean.cpu()[ok])]
+    rows += [(preset.attacks[a].label or a, run.adversarial[a].adv[ok].cpu()) for a in labels]
+    return {"fig2": image_rows(rows, out / "figures" / "fig2-legitimate-and-adversarial.png",
+                               f"{preset.dataset.value}: legitimate and adversarial examples (cf. Fig. 2)")}
+
+
 def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: DetectionRun | None,
              out: Path) -> dict[str, str]:
-    """Reconstructions of the same successful adversarial examples by every detector and by CMAG's branches."""
-    figs = {}
+    """Fig. 2, and reconstructions of the same successful adversarial examples by every detector and by CMAG's
+    branches (Figs. 3-6)."""
     first = next(iter(runs.values()))
+    figs = _fig2(preset, first, out)
     for label in preset.figure_attacks or list(preset.attacks)[:1]:
         adv = first.adversarial[label]
         x = adv.adv[adv.success][:N_FIGURE]
