@@ -6,8 +6,12 @@ A recipe named ``<dataset>/<model>`` trains a registered architecture on another
 
 Each run writes runs/zoo/<dataset>-<model>/ (resumable) and copies the final
 checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}. ``--budget-s`` times a few
-training steps first and fixes the epochs that fit the budget (at most the recipe's; the card says so).
-The recipes marked GPU were trained on a GPU with exactly this script (their cards name the device).
+training steps first and fixes the epochs that fit the budget (at most the recipe's; the card's
+``epochs_note`` says so); ``--epochs N`` reruns a shipped card's recipe exactly. The recipes marked GPU were
+trained on a GPU with this script (their cards name it), all at once in one call:
+``--only model-a,model-b,model-c,model-d,alexnet-mnist --budget-s 30``, ``--only densenet --budget-s 140``
+(then ``scripts/train_preset_restorers.py cru-net-cifar10 --targets densenet``; the same for mobilenetv2) and
+``--only <name> --budget-s 230`` for densenet-201, densenet-201-conv, densenet-201-prelu and senet-154.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--runs", default="runs/zoo")
     ap.add_argument("--budget-s", type=float, default=None, help="pick the epochs that fit this many seconds")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (a shipped card's, "
+                    "to rerun it exactly)")
     ap.add_argument("--smoke", action="store_true", help="300 images, 1 epoch, nothing copied (tests)")
     args = ap.parse_args()
     zoo = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
@@ -87,6 +93,8 @@ def main() -> None:
     for name in names:
         recipe = RECIPES[name]
         name = name.rpartition("/")[2]
+        if args.epochs:
+            recipe = dict(recipe, epochs=args.epochs)
         if args.smoke:
             recipe = dict(recipe, n_train=300, epochs=1, batch_size=32)
         cfg = TrainConfig(model=name, data_root=args.data_root, device=args.device, seed=0, **recipe)
