@@ -16,10 +16,13 @@ from pathlib import Path
 from advshield.checkpoint import load_tensors, read_card, save_tensors
 
 ZOO = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
+LIMIT = 5 * 2**20  # the zoo's file limit
 
 
 def ship(model: Path, name: str | None = None) -> Path:
     card = read_card(model)
+    if model.stat().st_size >= LIMIT:
+        raise SystemExit(f"{model}: {model.stat().st_size / 2**20:.1f} MiB, over the zoo's 5 MiB: not shipped")
     tensors = load_tensors(model, card)
     dest = ZOO / card["dataset"] / f"{name or card['architecture'] + '-for-' + card['target']}.safetensors"
     card = {k: v for k, v in card.items() if k not in ("weights_file", "sha256")}

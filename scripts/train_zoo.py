@@ -9,7 +9,7 @@ checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}. `
 training steps first and fixes the epochs that fit the budget (at most the recipe's; the card's
 ``epochs_note`` says so); ``--epochs N`` reruns a shipped card's recipe exactly. The recipes marked GPU were
 trained on a GPU with this script (their cards name it), all at once in one call:
-``--only model-a,model-b,model-c,model-d,alexnet-mnist --budget-s 30``, ``--only densenet --budget-s 140``
+``--only model-a,model-b,model-c,alexnet-mnist --budget-s 30`` (model-d: ``--only model-d`` on the CPU), ``--only densenet --budget-s 140``
 (then ``scripts/train_preset_restorers.py cru-net-cifar10 --targets densenet``; the same for mobilenetv2) and
 ``--only <name> --budget-s 230`` for densenet-201, densenet-201-conv, densenet-201-prelu and senet-154.
 """
@@ -86,17 +86,17 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=None, help="pick the epochs that fit this many seconds")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (a shipped card's, "
                     "to rerun it exactly)")
-    ap.add_argument("--smoke", action="store_true", help="300 images, 1 epoch, nothing copied (tests)")
+    ap.add_argument("--smoke", action="store_true", help="300 images, 1 epoch (unless --epochs), nothing copied (tests)")
     args = ap.parse_args()
     zoo = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
     names = [n for n in args.only.split(",") if n] or list(RECIPES)
     for name in names:
         recipe = RECIPES[name]
         name = name.rpartition("/")[2]
-        if args.epochs:
-            recipe = dict(recipe, epochs=args.epochs)
         if args.smoke:
             recipe = dict(recipe, n_train=300, epochs=1, batch_size=32)
+        if args.epochs:
+            recipe = dict(recipe, epochs=args.epochs)
         cfg = TrainConfig(model=name, data_root=args.data_root, device=args.device, seed=0, **recipe)
         note = None
         if args.budget_s:

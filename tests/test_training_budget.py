@@ -2,7 +2,7 @@
 
 import pytest
 
-from advshield.training import TrainConfig
+from advshield.training import TrainConfig, budget
 from advshield.training.budget import fit_budget, seconds_per_epoch
 
 
@@ -11,9 +11,18 @@ def _cfg(**kw) -> TrainConfig:
                           "device": "cpu", **kw})
 
 
-def test_an_epoch_costs_about_its_steps():
+def test_an_epoch_costs_its_steps_and_a_third_of_a_step_per_validation_batch(monkeypatch):
+    clock = iter([0.0, 4.0])  # the timed window: 4 steps of 1 s
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: next(clock))
     per_epoch = seconds_per_epoch(_cfg(val_fraction=0.1), steps=4, warmup=1)
-    assert 0 < per_epoch < 60
+    # 360 training images at batch 20: 18 steps; 40 held-out images: 2 batches of a forward pass (1/3 step each)
+    assert per_epoch == pytest.approx(18 + 2 / 3)
+
+
+def test_the_budget_is_divided_by_the_timed_epoch(monkeypatch):
+    monkeypatch.setattr(budget, "seconds_per_epoch", lambda cfg: 10.0)
+    cfg, note = fit_budget(_cfg(), budget_s=35)
+    assert cfg.epochs == 3 and note.startswith("epochs = 3: the most that fit 35 s at 10.0 s per epoch")
 
 
 def test_budget_picks_between_one_and_the_recipes_epochs():

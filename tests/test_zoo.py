@@ -45,7 +45,7 @@ def test_mnist_zoo_on_embedded_sample(entry):
 
 # The deep CIFAR-10 networks trained on a GPU (DenseNet-201, SENet-154, ...) take minutes each on the 10000
 # test images of a 2-core CPU: they are checked on the first 500 (below) instead of the whole set.
-GPU_CIFAR = [e for e in ZOO if e.dataset == "cifar10" and e.card.get("gpu")]
+GPU_CIFAR = [e for e in ZOO if e.dataset == "cifar10" and e.card.get("gpu") and not e.card["recipe"].get("adversarial")]
 
 
 @needs_shared
