@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The propagation study on CIFAR-10 (perturbation-propagation.txt; docs/reproductions/propagation-cifar10):
-# three of the paper's architectures analysed on the paper's five adversarial sets (Table 2), crafted on
-# resnet20 (the paper's ResNet-18) and stopped on inception-resnet-v2 (its Inception-ResNet V2), without
-# and with a U-Net denoiser trained on the paper's mix.
+# the paper's five architectures and Table 7's two modified DenseNet-201s analysed on the paper's five
+# adversarial sets (Table 2), crafted on resnet20 (the paper's ResNet-18) and stopped on inception-resnet-v2
+# (its Inception-ResNet V2), without and with the U-Net and FusionNet denoisers trained on the paper's mix.
 #   bash scripts/propagation_study.sh <data-root> [out-folder]
-# The preset propagation-cifar10 is the study; the zoo ships the classifiers and the denoiser; RETRAIN=1 trains them again first (about 45 min on two
-# CPU cores: classifiers, then the denoiser's pairs and training).
+# The preset propagation-cifar10 is the study; the zoo ships the classifiers and the denoisers; RETRAIN=1 trains the
+# three CPU classifiers and the U-Net again first (about 45 min on two CPU cores; the GPU-trained DenseNet-201s,
+# SENet-154 and FusionNet have their commands in scripts/train_zoo.py and configs/propagation-fusionnet-cifar10.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:?usage: propagation_study.sh <data-root> [out]}"
