@@ -11,18 +11,16 @@ scripts/train_restorer_zoo.sh it runs no evaluation: the reproduction can then r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import torch  # noqa: E402
 from ship_restorers import ship  # noqa: E402
 
 from advshield.experiment import RunContext  # noqa: E402
-from advshield.io import atomic_write_json  # noqa: E402
 from advshield.reproduce import load_preset  # noqa: E402
 from advshield.reproduce.restoration.recipes import training_config  # noqa: E402
+from advshield.training.budget import stamp_card  # noqa: E402
 from advshield.training.defense_trainer import train_defense  # noqa: E402
 
 
@@ -50,9 +48,7 @@ def main() -> None:
         result = train_defense(cfg, out / "defenses" / target, store=ctx.store, log=ctx.log)
         print(f"== {preset.defense} for {target}: validation restored accuracy "
               f"{result.card['val']['restored_accuracy']:.3f}", flush=True)
-        if torch.cuda.is_available() and ctx.device.type == "cuda":
-            card_file = result.checkpoint.with_suffix(".json")
-            atomic_write_json(card_file, dict(json.loads(card_file.read_text()), gpu=torch.cuda.get_device_name()))
+        stamp_card(result.checkpoint, ctx.device)
         if not (args.smoke or args.no_ship):
             ship(result.checkpoint)
 

@@ -17,12 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
+from train_zoo import to_zoo  # scripts/, beside this file
 
 from advshield.device import select_device
-from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.training import TrainConfig, finish_run, train_target
-from advshield.training.budget import fit_budget
+from advshield.training.budget import fit_budget, stamp_card
 
 MNIST_PGD = dict(method="pgd", eps=0.3, steps=40, step_size=0.01, eps_warmup_epochs=2.0, val_n=1000, val_steps=40,
                  eval_n=10000, eval_batch_size=2500)  # Madry et al. 2018, MNIST: 40 steps of 0.01 at eps 0.3
@@ -75,15 +74,9 @@ def main() -> None:
             print(f"== {name}: {note}", flush=True)
         if not args.finish:
             result = train_target(cfg, Path(args.runs) / f"{cfg.dataset.value}-{name}")
-        card = json.loads(result.checkpoint.with_suffix(".json").read_text())
-        card = dict(card, name=name, **({"epochs_note": note} if note else {}))
-        if torch.cuda.is_available() and select_device(args.device).type == "cuda":
-            card["gpu"] = torch.cuda.get_device_name()
-        atomic_write_json(result.checkpoint.with_suffix(".json"), card)
+        card = stamp_card(result.checkpoint, select_device(args.device), name=name, epochs_note=note)
         if args.zoo:
-            dest = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo" / cfg.dataset.value
-            atomic_write_bytes(dest / f"{name}.safetensors", result.checkpoint.read_bytes())
-            atomic_write_json(dest / f"{name}.json", dict(card, weights_file=f"{name}.safetensors"))
+            to_zoo(result.checkpoint, card, cfg.dataset.value, name)
         print(f"== {name}: clean {card['test_accuracy']:.4f}, AutoAttack {card['robust_test']['robust_accuracy']:.4f} "
               f"on {card['robust_test']['n']}", flush=True)
 

@@ -9,24 +9,22 @@ checkpoint and card to src/advshield/zoo/<dataset>/<model>.{safetensors,json}. `
 training steps first and fixes the epochs that fit the budget (at most the recipe's; the card's
 ``epochs_note`` says so); ``--epochs N`` reruns a shipped card's recipe exactly. The recipes marked GPU were
 trained on a GPU with this script (their cards name it), all at once in one call:
-``--only model-a,model-b,model-c,alexnet-mnist --budget-s 30`` (model-d: ``--only model-d`` on the CPU), ``--only densenet --budget-s 140``
-(then ``scripts/train_preset_restorers.py cru-net-cifar10 --targets densenet``; the same for mobilenetv2) and
-``--only <name> --budget-s 230`` for densenet-201, densenet-201-conv, densenet-201-prelu and senet-154.
+``--only model-a,model-b,model-c,alexnet-mnist --budget-s 30`` (model-d: ``--only model-d`` on the CPU),
+``--only densenet --budget-s 140`` (then ``scripts/train_preset_restorers.py cru-net-cifar10 --targets
+densenet``; the same for mobilenetv2) and ``--only <name> --budget-s 230`` for densenet-201, densenet-201-conv, densenet-201-prelu and senet-154.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
-import torch
-
 from advshield.device import select_device
-from advshield.io import atomic_write_json
+from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.training import TrainConfig, train_target
-from advshield.training.budget import fit_budget
+from advshield.training.budget import fit_budget, stamp_card
+
+ZOO = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
 
 ADAM = dict(optimizer="adam", lr=1e-3, schedule="cosine", batch_size=128, val_fraction=0.1)
 SGD = dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
@@ -77,6 +75,14 @@ RECIPES: dict[str, dict] = {
 }
 
 
+def to_zoo(checkpoint: Path, card: dict, dataset: str, name: str) -> None:
+    """Copy a trained classifier and its card to src/advshield/zoo/<dataset>/<name>.{safetensors,json}."""
+    dest = ZOO / dataset
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(dest / f"{name}.safetensors", checkpoint.read_bytes())
+    atomic_write_json(dest / f"{name}.json", dict(card, weights_file=f"{name}.safetensors"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", required=True)
@@ -86,9 +92,9 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=None, help="pick the epochs that fit this many seconds")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs (a shipped card's, "
                     "to rerun it exactly)")
-    ap.add_argument("--smoke", action="store_true", help="300 images, 1 epoch (unless --epochs), nothing copied (tests)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="300 images, 1 epoch (unless --epochs), nothing copied (tests)")
     args = ap.parse_args()
-    zoo = Path(__file__).resolve().parents[1] / "src" / "advshield" / "zoo"
     names = [n for n in args.only.split(",") if n] or list(RECIPES)
     for name in names:
         recipe = RECIPES[name]
@@ -103,17 +109,9 @@ def main() -> None:
             cfg, note = fit_budget(cfg, args.budget_s)
             print(f"== {name}: {note}", flush=True)
         result = train_target(cfg, Path(args.runs) / f"{recipe['dataset']}-{name}")
-        card = json.loads(result.checkpoint.with_suffix(".json").read_text())
-        if note:
-            card["epochs_note"] = note
-        if select_device(args.device).type == "cuda":
-            card["gpu"] = torch.cuda.get_device_name()
-        atomic_write_json(result.checkpoint.with_suffix(".json"), card)
+        card = stamp_card(result.checkpoint, select_device(args.device), epochs_note=note)
         if not args.smoke:
-            dest = zoo / recipe["dataset"]
-            dest.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(result.checkpoint, dest / f"{name}.safetensors")
-            atomic_write_json(dest / f"{name}.json", dict(card, weights_file=f"{name}.safetensors"))
+            to_zoo(result.checkpoint, card, recipe["dataset"], name)
         print(f"== zoo {recipe['dataset']}/{name}: test accuracy {result.card['test_accuracy']:.4f}", flush=True)
 
 

@@ -53,5 +53,6 @@ def test_budgeted_zoo_training_writes_its_epochs_note(tmp_path):
     card = json.loads((tmp_path / "mnist-m2" / "model.json").read_text())
     # a budget that fits every epoch keeps the recipe's (here --epochs 2), and the card says why
     assert card["epochs"] == 2 and len(card["history"]) == 2
-    assert card["epochs_note"].startswith("epochs = 2: the most that fit 1000000 s") and "at most 2" in card["epochs_note"]
+    note = card["epochs_note"]
+    assert note.startswith("epochs = 2: the most that fit 1000000 s") and "at most 2" in note
     assert _digest(ZOO / "mnist" / "m2.safetensors") == shipped

@@ -6,18 +6,19 @@ card states what ran and why (``epochs_note``).
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 from advshield.data import load_dataset
 from advshield.device import select_device
+from advshield.io import atomic_write_json
 from advshield.models import create_model
-from advshield.training.adversarial import adversarial_loss
-from advshield.training.augment import random_crop_flip
 from advshield.training.config import TrainConfig
+from advshield.training.trainer import step_loss
 
 
 def _sync(device: torch.device) -> None:
@@ -33,7 +34,7 @@ def seconds_per_epoch(cfg: TrainConfig, steps: int = 12, warmup: int = 4) -> flo
     model = create_model(cfg.model, **cfg.model_params).to(device).train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     gen, attack_gen = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(0)
-    augment, adv = cfg.augmentation(), cfg.adversarial
+    adv = cfg.adversarial
     timed = 0
     for i, (x, y) in enumerate(data.batches(cfg.batch_size, shuffle=True, device=device)):
         if i == warmup:
@@ -41,12 +42,7 @@ def seconds_per_epoch(cfg: TrainConfig, steps: int = 12, warmup: int = 4) -> flo
             t0 = time.perf_counter()
         if i == warmup + steps:
             break
-        if augment != "none":
-            x = random_crop_flip(x, gen, padding=4 if augment == "crop-flip" else 2, flip=augment == "crop-flip")
-        if adv is not None:
-            loss, _ = adversarial_loss(adv, model, x, y, adv.eps, attack_gen)
-        else:
-            loss = F.cross_entropy(model(x), y)
+        loss, _ = step_loss(cfg, model, x, y, gen, attack_gen, epoch=math.inf)  # at the full eps
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -72,3 +68,14 @@ def fit_budget(cfg: TrainConfig, budget_s: float) -> tuple[TrainConfig, str]:
     note = (f"epochs = {epochs}: the most that fit {budget_s:.0f} s at {per_epoch:.1f} s per epoch "
             f"(timed on {select_device(cfg.device)}), at most {cfg.epochs}")
     return cfg.model_copy(update={"epochs": epochs}), note
+
+
+def stamp_card(checkpoint: Path, device: torch.device, **extra) -> dict:
+    """Add to ``checkpoint``'s card what made it beyond its recipe: ``extra`` (e.g. ``epochs_note``; None is
+    left out) and, on CUDA, the GPU's name. Returns the card."""
+    card_file = checkpoint.with_suffix(".json")
+    card = dict(json.loads(card_file.read_text()), **{k: v for k, v in extra.items() if v is not None})
+    if device.type == "cuda":
+        card["gpu"] = torch.cuda.get_device_name(device)
+    atomic_write_json(card_file, card)
+    return card

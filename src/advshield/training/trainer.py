@@ -71,6 +71,20 @@ class TornCheckpoint(CheckpointError):
     (both are written atomically, the weights first), or a damaged file. Resuming starts the run again."""
 
 
+def step_loss(cfg: TrainConfig, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+              attack_gen: torch.Generator, epoch: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch's loss and logits: the recipe's augmentation, then the cross-entropy on the clean or
+    (adversarial training, at ``epoch``'s eps) the adversarial images, whose logits train accuracy counts."""
+    augment = cfg.augmentation()
+    if augment != "none":
+        x = random_crop_flip(x, gen, padding=4 if augment == "crop-flip" else 2, flip=augment == "crop-flip")
+    if cfg.adversarial is not None:
+        return adversarial_loss(cfg.adversarial, model, x, y, cfg.adversarial.eps_at(epoch), attack_gen,
+                                cfg.label_smoothing)
+    logits = model(x)
+    return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing), logits
+
+
 def resume_state(last: Path, recipe: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  device: torch.device) -> dict:
     """Load weights and optimizer state from ``last`` after checking its recipe; returns its card."""
@@ -162,7 +176,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
     if start_epoch:
         log(f"resuming {cfg.model} on {cfg.dataset.value} after epoch {start_epoch}/{cfg.epochs}")
 
-    augment, adv = cfg.augmentation(), cfg.adversarial
+    adv = cfg.adversarial
     for epoch in range(start_epoch, cfg.epochs):
         if _stalled(history, adv.patience if adv else None):
             log(f"early stop: no better validation robust accuracy in {adv.patience} epochs")
@@ -178,14 +192,7 @@ def train_target(cfg: TrainConfig, out: str | Path, resume: bool = True,
             progress_now = (epoch * steps_per_epoch + step) / total_steps
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * lr_factor(cfg.schedule, progress_now, cfg.warmup_epochs / cfg.epochs)
-            if augment != "none":
-                x = random_crop_flip(x, gen, padding=4 if augment == "crop-flip" else 2, flip=augment == "crop-flip")
-            if adv is not None:  # logits (and train accuracy) are those of the adversarial examples
-                eps = adv.eps_at(epoch + step / steps_per_epoch)
-                loss, logits = adversarial_loss(adv, model, x, y, eps, attack_gen, cfg.label_smoothing)
-            else:
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss, logits = step_loss(cfg, model, x, y, gen, attack_gen, epoch + step / steps_per_epoch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
