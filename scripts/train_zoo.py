@@ -11,7 +11,8 @@ training steps first and fixes the epochs that fit the budget (at most the recip
 trained on a GPU with this script (their cards name it), all at once in one call:
 ``--only model-a,model-b,model-c,alexnet-mnist --budget-s 30`` (model-d: ``--only model-d`` on the CPU),
 ``--only densenet --budget-s 140`` (then ``scripts/train_preset_restorers.py cru-net-cifar10 --targets
-densenet``; the same for mobilenetv2) and ``--only <name> --budget-s 230`` for densenet-201, densenet-201-conv, densenet-201-prelu and senet-154.
+densenet``; the same for mobilenetv2) and ``--only <name> --budget-s 230`` for densenet-201,
+densenet-201-conv, densenet-201-prelu and senet-154.
 """
 
 from __future__ import annotations
