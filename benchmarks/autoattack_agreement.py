@@ -355,6 +355,18 @@ def save(res: dict, out: Path) -> None:
     atomic_write(out.with_suffix(".md"), render(res))
 
 
+def merge(res: dict, part: dict) -> None:
+    """Fold one part's runs, rows and speed sections into ``res``; a part's row at another n replaces the row."""
+    res.setdefault("header", {}).setdefault("runs", []).extend(part.get("header", {}).get("runs", []))
+    for name, entry in part.get("pipelines", {}).items():
+        mine = res.setdefault("pipelines", {}).get(name)
+        if mine is None or mine["n"] != entry["n"]:
+            res["pipelines"][name] = mine = {k: v for k, v in entry.items() if k != "libraries"} | {"libraries": {}}
+        mine["libraries"].update(entry["libraries"])
+        mine["notes"] = {**mine.get("notes", {}), **entry.get("notes", {})}
+    res.setdefault("speeds", {}).update(part.get("speeds", {}))
+
+
 # --------------------------------------------------------------------------------------------------- main
 def speed(ctx, args, cache, res, out, pipeline: str):
     """Time to verdict: each library's standard ensemble on the same images, interleaved rounds, one process."""
@@ -402,13 +414,17 @@ def main() -> None:
                          "torchattacks-reference (its members at the reference's 100 iterations), art")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json and exit")
+    ap.add_argument("--merge", nargs="+", default=[], metavar="PART.json",
+                    help="fold results written elsewhere (e.g. one process per library) into OUT and exit")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     out, cache = Path(args.out), Path(args.cache)
     res = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
-    if args.render_only:
-        atomic_write(out.with_suffix(".md"), render(res))
+    if args.render_only or args.merge:
+        for part in args.merge:
+            merge(res, json.loads(Path(part).read_text()))
+        save(res, out) if args.merge else atomic_write(out.with_suffix(".md"), render(res))
         return
     ctx = RunContext.create(args.device, data_root=args.data_root)
     res.setdefault("header", {}).setdefault("runs", [])

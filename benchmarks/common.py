@@ -9,12 +9,13 @@ from pathlib import Path
 
 
 def git_commit() -> str | None:
-    """The commit the benchmark ran on (None outside a git checkout)."""
+    """The commit the benchmark ran on: git's, else ``ADVSHIELD_COMMIT`` (a copy of the tree without .git, as
+    on a lent GPU machine), else None."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return None
+        return os.environ.get("ADVSHIELD_COMMIT")
 
 
 def atomic_write(path: Path, text: str) -> None:
