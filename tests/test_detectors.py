@@ -155,3 +155,13 @@ def test_detect_cli_writes_a_card_with_fpr_beside_detection(tmp_path):
     assert_one_line_error(run_cli("detect", "--target", "a-net", "--detector", "nope", "--n", "10",
                                   "--n-train", "10", "--n-calibration", "10", "--epochs", "1",
                                   "--out", str(tmp_path / "x")), "unknown detector")
+
+
+def test_cmag_builds_on_the_classifiers_device():
+    # A classifier already on another device (here "meta": no memory, no CPU) must not meet a CPU probe tensor:
+    # on a GPU, loading a CMAG checkpoint for a classifier on cuda failed with a device mismatch.
+    from advshield.detectors.factory import make_detector
+    from advshield.models import create_model
+
+    det = make_detector("cmag-ssim", create_model("a-net").to("meta"), (1, 28, 28))
+    assert type(det).__name__ == "CMAGDetector"

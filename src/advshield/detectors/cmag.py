@@ -110,7 +110,8 @@ class CMAG(nn.Module):
             raise ValueError("name the classifier's feature layer (its last convolutional stage)")
         c, h, _ = classifier.input_shape
         with torch.no_grad():
-            fm = classifier.features(torch.zeros(1, c, h, h), [self.layer])[self.layer]
+            probe = torch.zeros(1, c, h, h, device=next(classifier.parameters()).device)  # the classifier's device
+            fm = classifier.features(probe, [self.layer])[self.layer]
         self.temperature, self.combine = temperature, combine
         self.fmr = _up_decoder(fm.shape[1], c, h, width)
         self.lr = LogitReconstructor(classifier.num_classes, tuple(classifier.input_shape), width)
