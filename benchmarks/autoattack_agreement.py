@@ -322,19 +322,24 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fmt_s(seconds: float) -> str:
+    """Seconds with three significant digits below 10 s (GPU rounds of a few milliseconds stay readable)."""
+    return f"{seconds:.1f}" if seconds >= 10 else f"{seconds:.3g}"
+
+
 def render_speed(sp: dict) -> list[str]:
     libs = sp.get("libraries", ["advshield", "torchattacks"])
     secs = {lib: sp[lib]["seconds"] for lib in libs}
     if not all(secs.values()):
         return []
     med = {lib: statistics.median(v) for lib, v in secs.items()}
-    lines = ["", f"## Speed: standard ensemble through `{sp['pipeline']}`, {sp['n']} MNIST test images", "",
+    lines = ["", f"## Speed: standard ensemble through `{sp['pipeline']}`, {sp['n']} MNIST test images, {sp['device']}", "",
              f"Time to verdict: each library's AutoAttack standard on the same images, interleaved rounds in one "
-             f"process on {sp['device']} (order: {' '.join(sp['order'])}); batch {sp['batch_size']}"
+             f"process on {sp['device']}" + (f" ({sp['gpu']})" if sp.get("gpu") else "") + f" (order: {' '.join(sp['order'])}); batch {sp['batch_size']}"
              + (f", {sp['threads']} torch thread(s)" if sp.get("threads") else "") + ".", "",
              "| library | wall s per round | min s | median s | robust accuracy per round |", "|---|---|---|---|---|"]
     for lib in libs:
-        lines.append(f"| {lib} | {', '.join(f'{s:.1f}' for s in secs[lib])} | {min(secs[lib]):.1f} | {med[lib]:.1f} | "
+        lines.append(f"| {lib} | {', '.join(fmt_s(s) for s in secs[lib])} | {fmt_s(min(secs[lib]))} | {fmt_s(med[lib])} | "
                      f"{', '.join(fmt_pct(a) for a in sp[lib]['robust_accuracy'])} |")
     cut = (f" Cut off after {len(sp['order'])} of {len(libs) * sp.get('rounds', 2)} runs: fewer rounds than "
            f"planned." if sp.get("partial") else "")
@@ -357,7 +362,10 @@ def save(res: dict, out: Path) -> None:
 
 def merge(res: dict, part: dict) -> None:
     """Fold one part's runs, rows and speed sections into ``res``; a part's row at another n replaces the row."""
-    res.setdefault("header", {}).setdefault("runs", []).extend(part.get("header", {}).get("runs", []))
+    runs = res.setdefault("header", {}).setdefault("runs", [])
+    for run in part.get("header", {}).get("runs", []):
+        if run not in runs:  # merging a part twice adds nothing
+            runs.append(run)
     for name, entry in part.get("pipelines", {}).items():
         mine = res.setdefault("pipelines", {}).get(name)
         if mine is None or mine["n"] != entry["n"]:
@@ -374,7 +382,7 @@ def speed(ctx, args, cache, res, out, pipeline: str):
     libs = [lib for lib in args.speed_libraries.split(",") if lib]
     sp = {"pipeline": pipeline, "n": len(x), "device": str(ctx.device), "batch_size": args.batch_size,
           "threads": torch.get_num_threads(), "rounds": args.speed_rounds, "order": [], "libraries": libs,
-          "commit": git_commit(), "load_average": os.getloadavg()[0],
+          "commit": git_commit(), "load_average": os.getloadavg()[0], "gpu": host_info(ctx.device).get("gpu"),
           **{lib: {"seconds": [], "robust_accuracy": []} for lib in libs}}
     speeds, key = res.setdefault("speeds", {}), f"{pipeline}@{len(x)}:{','.join(libs)}"
     for _ in range(args.speed_rounds):
