@@ -2,6 +2,7 @@
 
     python scripts/make_golden_cards.py OUT_FOLDER            # tiny presets of each kind
     python scripts/make_golden_cards.py OUT_FOLDER --builtin  # every built-in MNIST preset on a fixed subset
+    python scripts/make_golden_cards.py OUT_FOLDER --builtin dir-mnist  # only the named built-in presets
 
 Run it with the code whose numbers are the reference (e.g. a checkout of an earlier commit first on
 PYTHONPATH); it keeps only the numbers of each reproduction kind (restoration rows, detection metrics,
@@ -80,4 +81,7 @@ def main_builtin(out: Path, names: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    (main_builtin if "--builtin" in sys.argv else main)(Path(sys.argv[1]))
+    if "--builtin" in sys.argv:
+        main_builtin(Path(sys.argv[1]), sys.argv[sys.argv.index("--builtin") + 1:] or None)
+    else:
+        main(Path(sys.argv[1]))
