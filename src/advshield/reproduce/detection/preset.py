@@ -1,4 +1,4 @@
-"""Detection reproduction presets (``kind: detection``): CMAG Tables 3-7 and Figs. 3-6, validated with pydantic."""
+"""Detection reproduction presets (``kind: detection``): CMAG Tables 3-7 and Figs. 3-8, validated with pydantic."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ class DetectionAttack(BaseModel):
     label: str | None = None  # the paper's column name, e.g. "lambda 0.1"
 
 
+class GradientBudget(BaseModel):
+    """CMAG Figs. 7-8 (Sec. 5 (4)): two autoencoders trained alike but for the loss (SSIM, l2), FGSM gradients."""
+
+    model_config = _STRICT
+
+    n_train: int = Field(ge=1)  # clean training images each autoencoder learns from (the first ones)
+    epochs: int = Field(ge=1)
+    n_test: int = Field(ge=1)  # test images the foreground shares are averaged over
+    n_figure: int = Field(8, ge=1)  # columns of each figure
+    threshold: float = Field(0.1, ge=0, lt=1)  # the digit = legitimate pixels above this value
+    radius: int = Field(2, ge=0)  # and the digit grown by this many pixels (the second share)
+    batch_size: int = Field(32, ge=1)  # magnet-error trains with 128; 32 converges in a few epochs on CPU
+    lr: float = Field(3e-3, gt=0)  # Adam, as magnet-error's autoencoder
+
+
 class DetectionBudget(BaseModel):
     model_config = _STRICT
 
@@ -45,6 +60,7 @@ class DetectionBudget(BaseModel):
     n_adaptive_gan: int = Field(0, ge=0)  # Defense-GAN's joint attack runs a latent search per step: fewer images
     ablation: bool = False  # also train CMAG with the weighted-average merge (Fig. 4)
     attack_params: dict[str, dict] = Field(default_factory=dict)  # per column label, merged over its params
+    gradients: GradientBudget | None = None  # CMAG Figs. 7-8; None: not drawn
 
 
 class PaperDetection(BaseModel):

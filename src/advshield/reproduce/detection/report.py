@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
+from advshield.reproduce.detection.gradients import gradient_section
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionPreset
 
 
@@ -140,6 +141,8 @@ def write_detection_report(preset: DetectionPreset, s: dict, path: Path) -> Path
     lines += ["## Detection (Tables 3-5)", "", *_detection_tables(preset, s)]
     lines += ["## Reconstructions (Tables 6-7)", "", *_reconstruction_tables(preset, s)]
     lines += _adaptive(s) + _ablation(preset, s)
+    if s.get("gradients"):
+        lines += gradient_section(s["gradients"])
     if s.get("figures"):
         lines += ["## Figures", ""] + [f"![{k}]({v})" for k, v in s["figures"].items()] + [""]
     if preset.notes:

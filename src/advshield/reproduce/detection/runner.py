@@ -1,5 +1,6 @@
 """``advshield reproduce cmag-*``: every detector of a detection preset against the paper's intensities,
-then Tables 3-7, the image grids (Figs. 2, 3, 5-6), the attention ablation (Fig. 4) and a report.
+then Tables 3-7, the image grids (Figs. 2, 3, 5-6), the attention ablation (Fig. 4), the autoencoder gradients
+(Figs. 7-8, where the budget has ``gradients``) and a report.
 Each detector's fitting, scoring and crafting report to ``ctx.progress`` (see :func:`detection_experiment`)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
 from advshield.report import write_detection_html
 from advshield.report.detection import robust_groups
+from advshield.reproduce.detection.gradients import preset_gradients
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection.report import write_detection_report
 from advshield.reproduce.core import run_header
@@ -122,10 +124,16 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     if ctx.progress is not None:
         ctx.progress("figures and report", 0, 1)
     figures = _figures(preset, runs, ablation, out)
+    gradients = None
+    if budget.gradients is not None:  # Figs. 7-8: after the detectors, so their numbers do not move
+        t0 = time.perf_counter()
+        log("== Figs. 7-8: FGSM gradients of autoencoders trained with SSIM and with l2 loss")
+        gradients = preset_gradients(budget.gradients, preset.dataset.value, out, ctx)
+        phases["Figs. 7-8 gradients"] = round(time.perf_counter() - t0, 1)
     summary = {
         **run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
         "detectors": {k: r.summary for k, r in runs.items()},
-        "ablation": ablation.summary if ablation else None, "figures": figures,
+        "ablation": ablation.summary if ablation else None, "figures": figures, "gradients": gradients,
     }
     atomic_write_json(out / "reproduction.json", summary)
     write_detection_report(preset, summary, out / "report.md")
@@ -138,6 +146,7 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
                          summary=[f"Regenerate with {command or 'advshield reproduce ' + preset.name}; paper "
                                   f"{preset.paper}; target {preset.target} on {preset.dataset.value}, "
                                   f"{budget.n_test} test images"],
-                         figures=[str(bars.relative_to(out))] + list(figures.values()))
+                         figures=[str(bars.relative_to(out))] + list(figures.values())
+                         + list((gradients or {}).get("figures", {}).values()))
     log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
     return summary
