@@ -2,13 +2,14 @@
 
     python scripts/make_golden_cards.py OUT_FOLDER            # tiny presets of each kind
     python scripts/make_golden_cards.py OUT_FOLDER --builtin  # every built-in MNIST preset on a fixed subset
-    python scripts/make_golden_cards.py OUT_FOLDER --builtin dir-mnist  # only the named built-in presets
+    python scripts/make_golden_cards.py OUT_FOLDER --builtin dir-mnist  # only the named built-in presets (folder first)
 
 Run it with the code whose numbers are the reference (e.g. a checkout of an earlier commit first on
 PYTHONPATH); it keeps only the numbers of each reproduction kind (restoration rows, detection metrics,
 propagation distances), so the cards hold no host paths or timings.
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -80,8 +81,24 @@ def main_builtin(out: Path, names: list[str] | None = None) -> None:
             (out / f"builtin-{name}.json").write_text(json.dumps(numbers(summary), indent=1, sort_keys=True) + "\n")
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """``OUT_FOLDER [--builtin [NAME ...]]``; a missing folder or an unknown preset name fails in one line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, nargs="?", help="folder the cards are written to (first)")
+    parser.add_argument("--builtin", nargs="*", metavar="NAME", default=None,
+                        help=f"built-in presets instead of the tiny ones (all when no name is given): {', '.join(BUILTIN)}")
+    args = parser.parse_args(argv)
+    if args.out is None:  # "--builtin NAME OUT" lets --builtin swallow the folder
+        parser.error("give the output folder first: make_golden_cards.py OUT_FOLDER [--builtin [NAME ...]]")
+    unknown = [n for n in args.builtin or [] if n not in BUILTIN]
+    if unknown:
+        parser.error(f"unknown built-in preset(s) {', '.join(unknown)}; choose from {', '.join(BUILTIN)}")
+    return args
+
+
 if __name__ == "__main__":
-    if "--builtin" in sys.argv:
-        main_builtin(Path(sys.argv[1]), sys.argv[sys.argv.index("--builtin") + 1:] or None)
+    args = parse_args()
+    if args.builtin is None:
+        main(args.out)
     else:
-        main(Path(sys.argv[1]))
+        main_builtin(args.out, args.builtin or None)

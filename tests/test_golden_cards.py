@@ -77,3 +77,31 @@ def test_builtin_presets_on_a_subset_reproduce_the_golden_numbers(name, tmp_path
     assert set(new) == set(old), set(new) ^ set(old)
     problems = _close(name, new, old, 30)
     assert not problems, problems
+
+
+def test_script_cli_takes_the_folder_then_optional_builtin_names(capsys):
+    parse = _script().parse_args
+    assert parse(["out"]).builtin is None  # tiny presets
+    assert parse(["out", "--builtin"]).builtin == []  # every built-in preset
+    args = parse(["out", "--builtin", "dir-mnist", "cmag-mnist"])
+    assert (args.out, args.builtin) == (Path("out"), ["dir-mnist", "cmag-mnist"])
+    for argv, says in ((["--builtin", "dir-mnist", "out"], "output folder first"),
+                       (["out", "--builtin", "no-such-preset"], "unknown built-in preset(s) no-such-preset")):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        assert says in capsys.readouterr().err
+
+
+def test_script_builtin_regenerates_only_the_named_presets(tmp_path, monkeypatch):
+    script = _script()
+    ran = []
+
+    def fake_cli(*args):  # stands in for `advshield reproduce PRESET.yaml --out FOLDER`
+        folder = Path(args[args.index("--out") + 1])
+        ran.append(Path(args[1]).stem)
+        folder.mkdir(parents=True)
+        (folder / "reproduction.json").write_text(json.dumps({"evaluations": []}))
+
+    monkeypatch.setattr(script, "_cli", fake_cli)
+    script.main_builtin(tmp_path, ["dkn-mnist"])
+    assert ran == ["dkn-mnist"] and [p.name for p in tmp_path.iterdir()] == ["builtin-dkn-mnist.json"]
