@@ -2,6 +2,7 @@
 
     python benchmarks/side_by_side.py --data-root <data> --threads 1 [--rounds 3] [--targets a-net,cru-net-a,resnet20]
         [--attacks FGSM,PGD-40,APGD-100,CW-L2,DeepFool,Square] [--scale 1.0] [--out docs/benchmarks/side-by-side]
+        [--device cuda --libraries advshield,torchattacks,art --out docs/benchmarks/side-by-side-gpu]
 
 Every library attacks the same frozen model (all parameters ``requires_grad=False``), the same first-n test
 images and the same parameters, in interleaved rounds in one process: round r runs every (library, mode) of a
@@ -29,6 +30,10 @@ Results go to OUT.json after every cell; a rerun skips cells already there at th
 commit touching src/ (``--force`` recomputes). ``--profile a-net/CW-L2:foolbox,...`` counts each run's classifier
 calls, rows and backward passes and lists its top operators (``torch.profiler``) for the "where the time goes"
 table. ``--render-only`` rewrites OUT.md from OUT.json (hand-written ``findings`` in the JSON are kept).
+
+``--device cuda`` runs every library on the GPU (images, model and ART's estimator there; the clock stops after
+``torch.cuda.synchronize()``); ``--libraries`` limits the peers, and a peer that is not installed is left out and
+named in the report rather than failing the run (foolbox is not on every GPU image).
 """
 
 from __future__ import annotations
@@ -85,10 +90,10 @@ MIN_NORM = ("CW-L2", "DeepFool")  # judged against the L2 eps
 
 # ------------------------------------------------------------------------------------------------ targets
 def build(name: str, ctx: RunContext, n: int):
-    """(pipeline, peers' surface, x, y, eps dict) with every parameter frozen."""
+    """(pipeline, peers' surface, x, y, eps dict) with every parameter frozen; images on the run's device."""
     dataset, classifier, defense_spec, _, linf, l2, step = TARGETS[name]
     target = ctx.load_target(classifier, dataset)
-    x, y = ctx.load_data(dataset, "test", n, target=target).tensors()
+    x, y = (t.to(ctx.device) for t in ctx.load_data(dataset, "test", n, target=target).tensors())
     defense = ctx.load_defense(defense_spec)[0] if defense_spec else None
     pipe = Pipeline(target.model, defense).to(ctx.device).eval()
     for p in pipe.parameters():
@@ -128,18 +133,40 @@ def art_run(make):
         from art.estimators.classification import PyTorchClassifier
 
         clf = PyTorchClassifier(surface, torch.nn.CrossEntropyLoss(), tuple(x.shape[1:]), 10, clip_values=(0.0, 1.0),
-                                device_type="cpu")
+                                device_type="gpu" if x.is_cuda else "cpu")
         np.random.seed(0)
         torch.manual_seed(0)
-        return torch.from_numpy(make(clf, len(x)).generate(x=x.numpy(), y=y.numpy())).float()
+        return torch.from_numpy(make(clf, len(x)).generate(x=x.cpu().numpy(), y=y.cpu().numpy())).float()
     return run
 
 
-def runs_for(attack: str, eps: dict) -> dict:
-    """(library, mode) -> (runner, parameters note); mode: equal, verdict, both (same run), builtin (exit built in)."""
-    import foolbox as fb
-    import torchattacks as ta
-    from art.attacks import evasion as ae
+def installed(lib: str) -> bool:
+    """Whether a peer library can be imported here (ART's package is ``art``)."""
+    try:
+        __import__(lib)
+    except ImportError:
+        return False
+    return True
+
+
+def runs_for(attack: str, eps: dict, libraries: tuple[str, ...] = ()) -> dict:
+    """(library, mode) -> runner; mode: equal, verdict, both (same run), builtin (exit built in). ``libraries``
+    (default: every installed one) limits the result."""
+    libraries = tuple(lib for lib in libraries or LIBRARIES if lib == "advshield" or installed(lib))
+    return {k: v for k, v in _runs_for(attack, eps, libraries).items() if k[0] in libraries}
+
+
+class _Missing:
+    """Stands in for a peer module that is not installed: its runners are built, then dropped by ``runs_for``."""
+
+    def __getattr__(self, name):
+        return self
+
+
+def _runs_for(attack: str, eps: dict, libraries: tuple[str, ...]) -> dict:
+    fb = __import__("foolbox") if "foolbox" in libraries else _Missing()
+    ta = __import__("torchattacks") if "torchattacks" in libraries else _Missing()
+    ae = __import__("art.attacks.evasion", fromlist=["evasion"]) if "art" in libraries else _Missing()
 
     e, step = eps["linf"], eps["pgd_step"]
     if attack == "FGSM":
@@ -219,6 +246,7 @@ def params_of(attack: str, eps: dict) -> dict:
 @torch.no_grad()
 def judge(pipe, x, y, adv, attack: str, eps: dict) -> dict:
     """Robust accuracy by one rule for every library (see the module docstring)."""
+    adv = adv.to(x.device)
     d = (adv - x).flatten(1)
     out_of_range = (adv.flatten(1).amin(1) < -1e-6) | (adv.flatten(1).amax(1) > 1 + 1e-6)
     if attack in MIN_NORM:
@@ -251,29 +279,40 @@ def src_state() -> dict:
             "src_dirty": bool(dirty)}
 
 
-def host_info() -> dict:
+def host_info(device: torch.device | None = None) -> dict:
     info = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "device": str(device or "cpu")}
+    if device is not None and device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
     for mod in ("torchattacks", "foolbox", "art"):
-        info[mod] = __import__(mod).__version__
+        info[mod] = __import__(mod).__version__ if installed(mod) else "not installed"
     return info
 
 
+def sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so the clock measures it (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 # ------------------------------------------------------------------------------------------------ measuring
-def measure_cell(ctx, target: str, attack: str, n: int, rounds: int) -> dict:
+def measure_cell(ctx, target: str, attack: str, n: int, rounds: int, libraries: tuple[str, ...] = ()) -> dict:
     pipe, surface, x, y, eps = build(target, ctx, n)
-    runs = runs_for(attack, eps)
+    runs = runs_for(attack, eps, libraries)
     keys = [k for k in runs if (target, attack, k[0]) not in LEFT_OUT]
     cell = {"target": target, "attack": attack, "n": len(x), "params": params_of(attack, eps), **src_state(),
-            "advshield_call": "run_attack" if craft_images is None else "craft_images",
+            "advshield_call": "run_attack" if craft_images is None else "craft_images", "device": str(ctx.device),
+            "libraries": sorted({k[0] for k in keys}),
             "load_before": list(os.getloadavg()), "order": [], "runs": {},
             "left_out": {lib: why for (t, a, lib), why in LEFT_OUT.items() if (t, a) == (target, attack)}}
     for key in keys:
         cell["runs"][":".join(key)] = {"seconds": [], "robust_accuracy": [], "checks": None}
     for r in range(rounds):
         for key in keys[r % len(keys):] + keys[:r % len(keys)]:  # every run once per round, order rotated
+            sync(ctx.device)
             t0 = time.perf_counter()
             adv = runs[key](pipe, surface, x, y)
+            sync(ctx.device)
             sec = time.perf_counter() - t0
             verdict = judge(pipe, x, y, adv, attack, eps)
             entry = cell["runs"][":".join(key)]
@@ -344,7 +383,7 @@ def profile_cell(ctx, target: str, attack: str, n: int, peers: list[str]) -> dic
     counter = Counter(pipe.classifier)
     pipe.classifier = counter
     surface = pipe.surface("adaptive", None, 1).eval()
-    runs = runs_for(attack, eps)
+    runs = runs_for(attack, eps, ("advshield", *peers))
     out = {"target": target, "attack": attack, "n": len(x), **src_state(), "load": list(os.getloadavg()), "runs": {}}
     for key, run in runs.items():
         if (target, attack, key[0]) in LEFT_OUT or key[0] not in ("advshield", *peers):
@@ -431,7 +470,9 @@ def render_cell(cell: dict) -> list[str]:
         ve, ve_note = run_of(cell, lib, "verdict")
         head = f"| {cell['attack']} | {cell['n']} | {lib} |"
         if ve is None:
-            why = LACKS.get(cell["attack"], {}).get(lib) or cell.get("left_out", {}).get(lib, "not run")
+            why = (LACKS.get(cell["attack"], {}).get(lib) or cell.get("left_out", {}).get(lib)
+                   or ("not installed / not selected on this host" if lib not in cell.get("libraries", LIBRARIES)
+                       else "not run"))
             lines.append(f"{head} - | - | - | - | - | - | {why} |")
             continue
         if eq_note == "built-in exit":
@@ -495,9 +536,10 @@ def render(res: dict) -> str:
              *[f"- Command: `{i['command']}` (started {i['started']}, commit {i['commit']}, load average "
                f"{i['load_average_start'][0]:.1f}" + (f" -> {i['load_average_end'][0]:.1f}" if "load_average_end" in i
                                                        else "") + ")" for i in res["invocations"]],
-             f"- Host: {h['cpu']}, {h['cpus']} CPUs, {h['torch_threads']} torch thread, one process; torch "
+             f"- Host: {h['cpu']}, {h['cpus']} CPUs, {h['torch_threads']} torch thread, one process"
+             + (f", every library on {h['gpu']} ({h['device']})" if h.get("gpu") else "") + f"; torch "
              f"{h['torch']}, torchattacks {h['torchattacks']}, foolbox {h['foolbox']}, ART {h['art']}, Python "
-             f"{h['python']}. The machine was shared with another benchmark (load averages per cell below).",
+             f"{h['python']}. Load averages per cell below (above the torch threads: other jobs shared the machine).",
              f"- advshield sources: {', '.join(commits(res))} (the last commit touching `src/` when each command "
              "started and imported advshield; per cell, the JSON also records HEAD and the working tree's `src/` "
              "state).",
@@ -559,6 +601,9 @@ def main() -> None:
     ap.add_argument("--out", default="docs/benchmarks/side-by-side", help="writes OUT.json and OUT.md")
     ap.add_argument("--force", action="store_true", help="recompute cells already in OUT.json")
     ap.add_argument("--render-only", action="store_true", help="rewrite OUT.md from OUT.json and exit")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (every library runs there)")
+    ap.add_argument("--libraries", default=",".join(LIBRARIES),
+                    help="libraries to time; advshield always runs, a peer not installed is left out")
     ap.add_argument("--profile", default="", help="comma-separated target/attack cells to count and profile "
                     "(one run each, at the plan's n), optionally with the peers to include: a-net/DeepFool:foolbox")
     args = ap.parse_args()
@@ -571,11 +616,13 @@ def main() -> None:
     command = "python benchmarks/side_by_side.py " + " ".join(
         "<data>" if a == args.data_root else a for a in sys.argv[1:])
     res.setdefault("cells", {})
-    res["meta"] = {"host": host_info(), "plan": PLAN, "rounds": args.rounds, "scale": args.scale}
+    ctx = RunContext.create(args.device, data_root=args.data_root)
+    libraries = tuple(dict.fromkeys(["advshield", *args.libraries.split(",")]))
+    res["meta"] = {"host": host_info(ctx.device), "plan": PLAN, "rounds": args.rounds, "scale": args.scale,
+                   "libraries": [lib for lib in libraries if lib == "advshield" or installed(lib)]}
     res.setdefault("invocations", []).append({
         "command": command, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **src_state(),
         "load_average_start": list(os.getloadavg())})
-    ctx = RunContext.create("cpu", data_root=args.data_root)
     (profile_all if args.profile else measure_all)(ctx, args, res, out)
     res["invocations"][-1]["load_average_end"] = list(os.getloadavg())
     save(res, out)
@@ -606,7 +653,7 @@ def measure_all(ctx, args, res: dict, out: Path) -> None:
                 print(f"{key}: done at n={n}, skipped", flush=True)
                 continue
             print(f"{key}: n={n}", flush=True)
-            res["cells"][key] = measure_cell(ctx, target, attack, n, args.rounds)
+            res["cells"][key] = measure_cell(ctx, target, attack, n, args.rounds, tuple(res["meta"]["libraries"]))
             save(res, out)
 
 

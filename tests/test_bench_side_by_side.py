@@ -1,0 +1,37 @@
+"""benchmarks/side_by_side.py: libraries can be chosen, a missing peer is left out (not a crash), and every
+cell records the device and the libraries it timed."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import side_by_side as sbs  # noqa: E402
+
+EPS = {"linf": 0.3, "l2": 1.5, "pgd_step": 0.01}
+
+
+@pytest.mark.parametrize("attack", sbs.ATTACKS)
+def test_runs_are_limited_to_the_chosen_libraries(attack):
+    runs = sbs.runs_for(attack, EPS, ("advshield", "torchattacks"))
+    assert {lib for lib, _ in runs} <= {"advshield", "torchattacks"}
+    assert any(lib == "advshield" for lib, _ in runs)
+
+
+def test_a_peer_that_is_not_installed_is_left_out(monkeypatch):
+    monkeypatch.setattr(sbs, "installed", lambda lib: lib != "foolbox")
+    runs = sbs.runs_for("PGD-40", EPS)
+    assert {lib for lib, _ in runs} == {"advshield", "torchattacks", "art"}
+    assert sbs.host_info()["foolbox"] == "not installed"
+
+
+def test_a_cell_times_only_its_libraries_and_says_why_the_others_are_missing():
+    ctx = sbs.RunContext.create("cpu")  # MNIST falls back to the embedded sample without a data root
+    cell = sbs.measure_cell(ctx, "a-net", "FGSM", 8, 1, ("advshield", "torchattacks"))
+    assert set(cell["runs"]) == {"advshield:both", "torchattacks:both"} and cell["device"] == "cpu"
+    ours, theirs = cell["runs"]["advshield:both"], cell["runs"]["torchattacks:both"]
+    assert ours["robust_accuracy"] == theirs["robust_accuracy"]  # FGSM is deterministic: the same images
+    rows = "\n".join(sbs.render_cell(cell))
+    assert "| FGSM | 8 | foolbox | - |" in rows and "not installed / not selected on this host" in rows
+
