@@ -1,0 +1,51 @@
+"""benchmarks/gpu_options.py: options wrap the pipeline without hiding its defense's attributes, global flags
+come back, and an option that leaves more robust images than strict float32 is marked weaker."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from advshield.attacks import Pipeline
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import gpu_options as go  # noqa: E402
+
+
+class _Defense(torch.nn.Module):
+    randomized = True
+
+    def forward(self, x):
+        return x.clamp(0, 1)
+
+
+def test_wrapped_parts_keep_their_attributes_and_return_float32():
+    pipe = Pipeline(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3)),
+                       _Defense())
+    pipe(torch.rand(2, 1, 5, 5))  # materialise the lazy layer
+    for option in ("bf16", "channels-last"):
+        wrapped = go.wrap(Pipeline(pipe.classifier, _Defense()), option)
+        assert wrapped.randomized and wrapped.defense.randomized
+        out = wrapped(torch.rand(2, 1, 5, 5))
+        assert out.dtype == torch.float32 and out.shape == (2, 3)
+
+
+def test_flags_are_restored_after_each_option():
+    before = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    with go.flags("no-tf32"):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    with go.flags("cudnn-benchmark"):
+        assert torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.benchmark) == before
+
+
+def test_an_option_that_weakens_the_attack_is_marked():
+    def run(acc, sec):
+        return {"seconds": [sec], "robust_accuracy": [acc], "error": None, "median": sec, "min": sec}
+
+    cell = {"n": 100, "runs": {"default": run(0.10, 2.0), "no-tf32": run(0.10, 2.2), "bf16": run(0.12, 1.0),
+                               "fp16": run(0.11, 1.0), "cuda-graphs": {**run(0, 0), "error": "RuntimeError: x"}}}
+    assert "weaker" in go.verdict(cell, "bf16") and "2.00x" in go.verdict(cell, "bf16")
+    assert "weaker" not in go.verdict(cell, "fp16")  # one image: within the allowance
+    assert go.verdict(cell, "cuda-graphs").startswith("failed")
