@@ -9,7 +9,9 @@ images: the first ``n`` test images) once per mode, in one process, one after th
 * ``grouped``: once few points are left, APGD-T's and FAB-T's target runs share one batch of at most the
   ensemble's batch rows (``parallel_targets=True``, ``max_rows``);
 * ``sequential``: the targets one after the other, each on the points still robust (the reference's schedule);
-* ``default``: the engine's own choice (FAB-T grouped; APGD-T grouped on accelerators only).
+* ``default``: the engine's own choice (FAB-T grouped; APGD-T grouped on accelerators only);
+* ``screen``: ``default`` with ``screen=--screen`` (every member at that fraction of its budget first, then the
+  full members on the points still robust; the screening members are listed as ``<name>@screen``).
 
 Per member: wall seconds, the images it was given (the points every earlier member left robust), the images
 the classifier behind the pipeline was run on (forward passes, with or without gradients) and the number of
@@ -51,7 +53,7 @@ class Profile:
         def run(attack, surface, x, *args, **kwargs):
             images, calls, t0 = self.images, self.calls, time.perf_counter()
             out = perturb(attack, surface, x, *args, **kwargs)
-            m = self.members.setdefault(name, {"seconds": 0.0, "images_in": 0, "model_images": 0, "model_calls": 0})
+            m = self.members.setdefault(getattr(attack, "name", name), {"seconds": 0.0, "images_in": 0, "model_images": 0, "model_calls": 0})
             m["seconds"] += time.perf_counter() - t0
             m["images_in"] += len(x)
             m["model_images"] += self.images - images
@@ -81,7 +83,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--modes", default="grouped,sequential", help="of: grouped, sequential, default")
+    ap.add_argument("--modes", default="grouped,sequential", help="of: grouped, sequential, default, screen")
+    ap.add_argument("--screen", type=float, default=0.1, help="budget fraction of the screening pass (mode screen)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache", default="runs/bench-aa")
@@ -101,7 +104,8 @@ def main() -> None:
         prof.members = {}
         for cls, perturb in originals.items():
             cls.perturb = prof.timed(cls.name, perturb)
-        attack = AutoAttack(eps) if mode == "default" else Scheduled(eps, parallel=mode == "grouped")
+        attack = (AutoAttack(eps) if mode == "default" else AutoAttack(eps, screen=args.screen) if mode == "screen"
+                  else Scheduled(eps, parallel=mode == "grouped"))
         t0 = time.perf_counter()
         r = run_attack(attack, pipe, x, y, threat="adaptive", eot_samples=1, batch_size=args.batch_size,
                        device=args.device)

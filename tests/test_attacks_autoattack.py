@@ -329,3 +329,44 @@ def test_rand_version_attacks_with_eot_over_20_draws(batch):
                    eot_samples=1)
     assert jitter.largest >= 20 * 8  # the surface was rebuilt with 20 EOT draws per image
     assert list(member_robust_accuracy(r)) == ["clean", "apgd-ce", "apgd-dlr"]
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.08])
+def test_screening_pass_is_never_weaker_and_full_members_see_only_its_survivors(tiny, eps, monkeypatch):
+    """screen=0.1 runs every member at a tenth of its budget first, then the full members on the points the
+    screen left robust: the robust accuracy is at most the plain ensemble's (+ one image for the members'
+    random starts), the screening members come first in the record, and the full APGD-CE is handed exactly the
+    screen's survivors (whether that saves time depends on how late points fall: benchmarks, not here)."""
+    model, x, y = tiny
+    given: dict[str, int] = {}
+    perturb = APGD.perturb
+
+    def recording(self, surface, xb, *args, **kwargs):
+        given[self.name] = given.get(self.name, 0) + len(xb)
+        return perturb(self, surface, xb, *args, **kwargs)
+
+    monkeypatch.setattr(APGD, "perturb", recording)
+    plain = robust(AutoAttack(eps, version="fast"), model, x[:100], y[:100], batch_size=100)
+    given.clear()
+    r = run_attack(AutoAttack(eps, version="fast", screen=0.1), model, x[:100], y[:100], batch_size=100)
+    screened = float(r.summary()["adv_accuracy"])
+    assert 0.02 < plain < 0.9  # some points robust, some not: the comparison can fail
+    assert screened <= plain + 0.01
+    assert r.info["members"] == ["apgd-ce@screen", "apgd-t@screen", "apgd-ce", "apgd-t"]
+    after = member_robust_accuracy(r)
+    assert after["apgd-ce@screen"] >= after["apgd-t@screen"] >= after["apgd-t"] == pytest.approx(screened)
+    assert given["apgd-ce@screen"] == round(100 * after["clean"])
+    assert given["apgd-ce"] == round(100 * after["apgd-t@screen"]) < given["apgd-ce@screen"]
+
+
+def test_screen_fraction_is_validated_and_scales_steps_and_queries():
+    from advshield.attacks.autoattack import VERSIONS, screened
+
+    assert screened(VERSIONS["standard"], 0.1) == [
+        ("apgd-ce", {"steps": 10}), ("apgd-t", {"steps": 10, "n_target_classes": 9}),
+        ("fab-t", {"steps": 10, "n_target_classes": 9}), ("square", {"n_queries": 500})]
+    assert [m.name for m in AutoAttack(0.1, screen=0.001).members()][:2] == ["apgd-ce@screen", "apgd-t@screen"]
+    assert AutoAttack(0.1, screen=0.001).members()[0].steps == 1
+    for bad in (-0.1, 1.0):
+        with pytest.raises(InputError, match="screen must be"):
+            AutoAttack(0.1, screen=bad)
