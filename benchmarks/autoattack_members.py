@@ -9,9 +9,10 @@ images: the first ``n`` test images) once per mode, in one process, one after th
 * ``grouped``: once few points are left, APGD-T's and FAB-T's target runs share one batch of at most the
   ensemble's batch rows (``parallel_targets=True``, ``max_rows``);
 * ``sequential``: the targets one after the other, each on the points still robust (the reference's schedule);
-* ``default``: the engine's own choice (FAB-T grouped; APGD-T grouped on accelerators only);
-* ``screen``: ``default`` with ``screen=--screen`` (every member at that fraction of its budget first, then the
-  full members on the points still robust; the screening members are listed as ``<name>@screen``).
+* ``default``: the engine's own choice (FAB-T grouped; APGD-T grouped on accelerators only).
+
+(Commit 76fc22b also had a mode ``screen``: every member at a tenth of its budget first; measured slower through
+the CRU-Net, docs/benchmarks/autoattack-members-cru-net-a-screen.json, and reverted.)
 
 Per member: wall seconds, the images it was given (the points every earlier member left robust), the images
 the classifier behind the pipeline was run on (forward passes, with or without gradients) and the number of
@@ -83,8 +84,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--modes", default="grouped,sequential", help="of: grouped, sequential, default, screen")
-    ap.add_argument("--screen", type=float, default=0.1, help="budget fraction of the screening pass (mode screen)")
+    ap.add_argument("--modes", default="grouped,sequential", help="of: grouped, sequential, default")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--cache", default="runs/bench-aa")
@@ -104,8 +104,7 @@ def main() -> None:
         prof.members = {}
         for cls, perturb in originals.items():
             cls.perturb = prof.timed(cls.name, perturb)
-        attack = (AutoAttack(eps) if mode == "default" else AutoAttack(eps, screen=args.screen) if mode == "screen"
-                  else Scheduled(eps, parallel=mode == "grouped"))
+        attack = AutoAttack(eps) if mode == "default" else Scheduled(eps, parallel=mode == "grouped")
         t0 = time.perf_counter()
         r = run_attack(attack, pipe, x, y, threat="adaptive", eot_samples=1, batch_size=args.batch_size,
                        device=args.device)

@@ -24,13 +24,6 @@ VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "rand": [("apgd-ce", {"steps": 100}), ("apgd-dlr", {"steps": 100})],
 }
 RAND_EOT_SAMPLES = 20
-BUDGETS = ("steps", "n_queries")  # the members' iteration / query budgets a screening pass scales
-
-
-def screened(members: list[tuple[str, dict[str, Any]]], fraction: float) -> list[tuple[str, dict[str, Any]]]:
-    """The members at ``fraction`` of their budgets (at least one step or query each)."""
-    return [(name, {k: max(1, round(v * fraction)) if k in BUDGETS else v for k, v in kw.items()})
-            for name, kw in members]
 
 
 @register_attack("autoattack", norm="linf", family="autoattack")
@@ -47,41 +40,22 @@ class AutoAttack(Attack):
     over 20 draws: on an adaptive surface of a randomised defense with fewer EOT samples, the
     surface is rebuilt with eot_samples = 20, which averages the logits of 20 draws in one batch;
     on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR).
-    ``screen`` (0 < screen < 1; default 0: off) first runs every member at that fraction of its budget
-    (e.g. 0.1: APGD 10 steps, Square 500 queries), then the full version on the points the screening pass
-    left robust: points the cheap members break need no full-budget run, and every point still robust
-    after the screen meets every full member, so the result is the full version's worst case taken over
-    more attacks (never weaker up to the members' random starts), usually at a fraction of the cost when
-    most points fall early. Screening members are named with a ``@screen`` suffix.
     ``AttackResult.info`` gets ``members`` (their names) and ``broken_by`` (per sample: the index
     of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
     members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
-    Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard',
-    screen = 0.
+    Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
     """
 
     name, randomized, supports_targeted = "autoattack", True, False
 
-    def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard",
-                 screen: float = 0.0) -> None:
+    def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         if version not in VERSIONS:
             raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        if not 0.0 <= screen < 1.0:
-            raise InputError(f"screen must be a budget fraction in [0, 1) (0: off), got {screen}")
-        self.version, self.screen = version, float(screen)
+        self.version = version
 
     def members(self) -> list[Attack]:
-        plan = [(n, kw, "") for n, kw in VERSIONS[self.version]]
-        if self.screen > 0:
-            plan = [(n, kw, "@screen") for n, kw in screened(VERSIONS[self.version], self.screen)] + plan
-        members = []
-        for name, kw, suffix in plan:
-            member = ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw)
-            if suffix:
-                member.name = member.name + suffix  # an instance attribute: the class keeps its registered name
-            members.append(member)
-        return members
+        return [ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw) for name, kw in VERSIONS[self.version]]
 
     def _surface(self, surface):
         if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None
