@@ -58,3 +58,22 @@ def test_train_defense_from_a_yaml_config(tmp_path):
     config.write_text("defense: unet\natacks: []\n")
     r = run_cli("train-defense", "--config", str(config), "--out", str(tmp_path / "run2"))
     assert r.returncode != 0 and "atacks" in r.stderr
+
+
+def test_attack_takes_the_defense_parameters(tmp_path):
+    """--defense-param reaches the preprocessing defense: behind a 1-bit and an 8-bit squeezer the same oblivious
+    set (crafted on the classifier alone, stored once) scores differently, an adaptive set is crafted per defense,
+    and a parameter without a defense fails in one line."""
+    out = {}
+    for threat in ("white-box", "adaptive"):
+        for bits in (1, 8):
+            res = runner.invoke(app, ["attack", "--model", "a-net", "--attack", "fgsm", "--eps", "0.15", "--images",
+                                      "40", "--threat", threat, "--no-health", "--defense", "squeeze",
+                                      "--defense-param", f"bits={bits}", "--defense-param", "size=2",
+                                      "--out", str(tmp_path / "store"), "--json"])
+            assert res.exit_code == 0, res.output
+            out[threat, bits] = json.loads(res.stdout)
+    assert out["white-box", 8]["cached"] and out["white-box", 1]["adv_accuracy"] != out["white-box", 8]["adv_accuracy"]
+    assert out["adaptive", 1]["path"] != out["adaptive", 8]["path"] and not out["adaptive", 8]["cached"]
+    assert_one_line_error(run_cli("attack", "--model", "a-net", "--attack", "fgsm", "--defense-param", "bits=2"),
+                          "--defense-param needs --defense")

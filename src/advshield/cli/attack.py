@@ -29,6 +29,8 @@ def attack_cmd(
                                           f"(zoo name or .safetensors), one of {names_help('defenses', kind='preprocessing')} "
                                           "or your own package.module:factory (with --defense-weights)."),
     defense_weights: Optional[Path] = DefenseWeightsOpt,
+    defense_param: list[str] = typer.Option([], "--defense-param", help="NAME=VALUE for a preprocessing defense, "
+                                            "e.g. --defense squeeze --defense-param bits=2 --defense-param size=3."),
     dataset: Optional[str] = typer.Option(None, help="Default: the checkpoint card's dataset."),
     split: str = typer.Option("test"),
     n: Optional[int] = images_option(None, "Attack the first N images of the split (default: all)"),
@@ -43,10 +45,14 @@ def attack_cmd(
 ) -> None:
     """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
     from advshield.attacks import Pipeline
+    from advshield.errors import AdvShieldError
     from advshield.experiment import AttackSetting, RunContext, Threat, acquire_set, on_victim
     from advshield.experiment.health import setting_health
 
     params = parse_params(param)
+    defense_params = parse_params(defense_param, "--defense-param")
+    if defense_params and not defense:
+        raise AdvShieldError("--defense-param needs --defense")
     if eps is not None:
         params["eps"] = eps
     setting = AttackSetting(attack, params, Threat.parse(threat), n)
@@ -57,7 +63,8 @@ def attack_cmd(
     sub = ctx.load_target(setting.threat.substitute, ds_name) if setting.threat.transfers else None
     note_embedded(ds_name, data_root)
     data = ctx.load_data(ds_name, split, n, target=victim)
-    defense_obj, defense_id, _ = (ctx.load_defense(defense, weights=defense_weights, probe=data.tensors(slice(0, 8))[0])
+    defense_obj, defense_id, _ = (ctx.load_defense(defense, defense_params, weights=defense_weights,
+                                                   probe=data.tensors(slice(0, 8))[0])
                                   if defense else (None, None, None))
     pipeline = Pipeline(victim.model, defense_obj)
     with progress_bar(f"{attack} on {victim.architecture}", len(data), quiet=as_json) as update:
