@@ -33,13 +33,14 @@ PROPAGATION = ["--model", "a-net", "--attacks", "fgsm,bim", "--attack-param", "f
 
 # Every built-in MNIST preset on a fixed subset (its fast variant with a small budget; `extends` keeps its
 # attacks, parameters, restorers and baselines). CIFAR-10 presets need the offline copy: they are not here.
+# adaptive_ensemble False: the cards predate the presets' AutoAttack setting (tested in test_reproduce.py).
 BUILTIN = {
     "cru-net-mnist": {"n_train": 840, "n_val": 70, "epochs": 4, "batch_size": 32, "n_test": 40, "n_adaptive": 5,
-                      "zoo_restorer": True},
+                      "zoo_restorer": True, "adaptive_ensemble": False},
     "cru-net-mnist-guided": {"n_train": 840, "n_val": 70, "epochs": 4, "batch_size": 32, "n_test": 40,
-                             "n_adaptive": 5, "zoo_restorer": True},
-    "dir-mnist": {"n_train": 140, "n_val": 20, "epochs": 1, "n_test": 30, "n_adaptive": 5},
-    "dkn-mnist": {"n_train": 100, "n_val": 20, "epochs": 1, "n_test": 30, "n_adaptive": 5},
+                             "n_adaptive": 5, "zoo_restorer": True, "adaptive_ensemble": False},
+    "dir-mnist": {"n_train": 140, "n_val": 20, "epochs": 1, "n_test": 30, "n_adaptive": 5, "adaptive_ensemble": False},
+    "dkn-mnist": {"n_train": 100, "n_val": 20, "epochs": 1, "n_test": 30, "n_adaptive": 5, "adaptive_ensemble": False},
     "cmag-mnist": {"n_train": 300, "n_calibration": 100, "epochs": 1, "magnet_epochs": 2, "gan_epochs": 1,
                    "gan_steps": 5, "gan_restarts": 1, "gan_search_lr": 100.0, "gan_lr": 0.0005, "max_rule_n": 50,
                    "n_test": 30, "n_adaptive": 0, "n_adaptive_gan": 0},

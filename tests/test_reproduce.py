@@ -120,6 +120,36 @@ def test_adaptive_params_strengthen_only_the_adaptive_attack(tmp_path):
     assert (str(adaptive.threat), adaptive.params) == ("adaptive", {"eps": 0.2})
 
 
+def test_adaptive_ensemble_is_the_last_adaptive_setting_and_never_trained_on(tmp_path):
+    import copy
+
+    from advshield.experiment import RunContext
+    from advshield.reproduce.restoration.recipes import settings_for, training_config
+
+    data = copy.deepcopy(TINY)
+    data["adaptive_ensemble"] = {"label": "AutoAttack", "params": {"eps": 0.3, "version": "fast"}}
+    preset = load_preset(_write(tmp_path, data))
+    threats = preset.evaluations[0].threats
+    adaptive = settings_for(preset, threats, True, preset.fast)
+    assert [(s.attack, s.params) for s in adaptive] == [("fgsm", {"eps": 0.3}),
+                                                         ("autoattack", {"eps": 0.3, "version": "fast"})]
+    assert "autoattack" not in {s.attack for s in settings_for(preset, threats, False)}
+    assert [s.attack for s in settings_for(preset, threats, True, preset.fast.model_copy(
+        update={"adaptive_ensemble": False}))] == ["fgsm"]
+    cfg = training_config(preset, "a-net", preset.fast, RunContext(requested_device="cpu"))
+    assert {m.name for m in cfg.attacks} == {"fgsm", "deepfool", "clean"}
+
+
+@pytest.mark.parametrize("ensemble, fragment", [
+    ({"params": {"eps": 0.3, "version": "strongest"}}, "version must be one of"),
+    ({"params": {"eps": 0.3}, "adaptive_params": {"eps": 0.2}}, "params, label and max_test only"),
+])
+def test_bad_adaptive_ensemble_names_the_problem(tmp_path, ensemble, fragment):
+    with pytest.raises(AdvShieldError, match="invalid preset") as exc:
+        load_preset(_write(tmp_path, dict(TINY, adaptive_ensemble=ensemble)))
+    assert fragment in str(exc.value)
+
+
 def test_one_training_attack_at_several_budgets(tmp_path):
     import copy
 
@@ -147,7 +177,9 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     # A shipped variant of the restorer (here the zoo's full-size one) evaluated beside the one trained in the run.
     variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo width 32",
                "threats": ["white-box"]}
-    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=TINY["evaluations"] + [variant])))
+    ensemble = {"label": "AutoAttack", "params": {"eps": 0.3, "version": "fast"}}
+    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=TINY["evaluations"] + [variant],
+                                               adaptive_ensemble=ensemble)))
     summary = reproduce(preset, tmp_path / "out", _ctx(tmp_path, lambda s: None))
     report = (tmp_path / "out" / "report.md").read_text()
     assert "(0.9935)" in report and "a note for the report" in report and "## Adaptive attacks" in report
@@ -162,7 +194,14 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert [(r["threat"], r["attack"]) for r in rows] == [
         ("white-box", "fgsm"), ("white-box", "deepfool"), ("transfer:b-net", "fgsm"), ("transfer:b-net", "deepfool")]
     assert rows[0]["n"] == 40 and rows[1]["n"] == 20  # max_test caps DeepFool
-    assert [r["threat"] for r in ev["adaptive"]["rows"]] == ["white-box", "adaptive"]
+    # The ensemble: paired oblivious row and adaptive row on the adaptive images, inside the worst case.
+    assert [(r["threat"], r["attack"]) for r in ev["adaptive"]["rows"]] == [
+        ("white-box", "fgsm"), ("white-box", "autoattack"), ("adaptive", "fgsm"), ("adaptive", "autoattack")]
+    worst = ev["adaptive"]["verdict"]["adaptive_worst_case"]
+    assert worst["attacks"] == ["fgsm", "autoattack"]
+    ensemble_row = next(r for r in ev["adaptive"]["rows"] if r["threat"] == "adaptive" and r["attack"] == "autoattack")
+    assert worst["accuracy"] <= ensemble_row["restored_accuracy"]
+    assert "| AutoAttack |" in report and "AutoAttack = `autoattack`" in report
     assert (tmp_path / "out" / "defenses" / "a-net" / "model.safetensors").exists()
     for f in ev["oblivious"]["figures"]:
         assert (tmp_path / "out" / ev["folder"] / f).exists()

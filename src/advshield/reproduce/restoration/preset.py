@@ -18,6 +18,9 @@ Metric = Literal["clean_accuracy", "adv_accuracy", "restored_accuracy", "success
                  "psnr_paper_convention"]
 
 
+ENSEMBLE = "autoattack"  # the registered name of a preset's adaptive_ensemble
+
+
 class PresetAttack(BaseModel):
     model_config = _STRICT
 
@@ -57,6 +60,7 @@ class Budget(BaseModel):
     grad_clip: float | None = Field(None, gt=0)  # overrides training.grad_clip for this variant
     ablation_n_train: int | None = Field(None, ge=1)  # the loss ablation's restorers (default: n_train)
     ablation_epochs: int | None = Field(None, ge=1)  # (default: epochs)
+    adaptive_ensemble: bool = True  # run the preset's adaptive_ensemble in this variant (False: say why in notes)
 
 
 class Baseline(BaseModel):
@@ -180,6 +184,10 @@ class Preset(BaseModel):
     train_attacks: dict[str, PresetAttack] = Field(default_factory=dict)  # the training pairs, when they differ
     baselines: list[Baseline] = Field(default_factory=list)
     adaptive_attacks: list[str] = Field(default_factory=list)
+    # The AutoAttack ensemble (Croce & Hein 2020) as one more adaptive setting of the restorer's evaluations, so
+    # the adaptive worst case includes the field's standard attacker (issue 25); never trained on, not run
+    # obliviously on the whole test split, not run through the baselines. Params of the registered `autoattack`.
+    adaptive_ensemble: PresetAttack | None = None
     training: Training = Field(default_factory=Training)
     evaluations: list[Evaluation] = Field(min_length=1)
     full: Budget
@@ -207,6 +215,29 @@ class Preset(BaseModel):
                 raise ValueError(f"attack {name}: {exc}") from None
         return v
 
+    @field_validator("adaptive_ensemble")
+    @classmethod
+    def _ensemble(cls, v: PresetAttack | None) -> PresetAttack | None:
+        from advshield.attacks import create_attack
+
+        if v is not None:
+            if v.adaptive_params or v.attack or v.on_the_fly:
+                raise ValueError("adaptive_ensemble takes params, label and max_test only")
+            try:
+                create_attack(ENSEMBLE, **v.params)
+            except (AdvShieldError, TypeError) as exc:
+                raise ValueError(f"adaptive_ensemble: {exc}") from None
+        return v
+
+    def attack_spec(self, name: str) -> PresetAttack:
+        """An evaluated attack's entry: one of ``attacks`` or the adaptive ensemble."""
+        return self.adaptive_ensemble if name == ENSEMBLE and self.adaptive_ensemble else self.attacks[name]
+
+    def adaptive_names(self, budget: Budget | None = None) -> list[str]:
+        """The adaptive settings' attacks: ``adaptive_attacks``, then the ensemble where the variant runs it."""
+        ensemble = self.adaptive_ensemble is not None and (budget is None or budget.adaptive_ensemble)
+        return list(self.adaptive_attacks) + ([ENSEMBLE] if ensemble else [])
+
     @model_validator(mode="after")
     def _consistent(self) -> "Preset":
         if "clean" in self.attacks:
@@ -214,6 +245,8 @@ class Preset(BaseModel):
         named = [k for k, a in self.attacks.items() if a.attack]
         if named:
             raise ValueError(f"attacks {named}: 'attack' (one attack under several labels) is for train_attacks only")
+        if ENSEMBLE in self.attacks and self.adaptive_ensemble:
+            raise ValueError(f"{ENSEMBLE!r} is both an attack and the adaptive_ensemble: keep one")
         unknown = set(self.adaptive_attacks) - set(self.attacks)
         if unknown:
             raise ValueError(f"adaptive_attacks {sorted(unknown)} are not in attacks")

@@ -23,14 +23,16 @@ def training_config(preset: Preset, target: str, budget: Budget, ctx: RunContext
                               seed=ctx.seed, device=ctx.requested_device, data_root=ctx.data_root)
 
 
-def settings_for(preset: Preset, threats: list[str], adaptive: bool) -> list[AttackSetting]:
-    """The evaluation settings of ``threats``: the adaptive ones (with ``adaptive_params`` merged) or the others."""
+def settings_for(preset: Preset, threats: list[str], adaptive: bool,
+                 budget: Budget | None = None) -> list[AttackSetting]:
+    """The evaluation settings of ``threats``: the adaptive ones (with ``adaptive_params`` merged; the preset's
+    ensemble last, unless ``budget`` leaves it out) or the others."""
     out = []
     for threat in map(Threat.parse, threats):
         if threat.adaptive != adaptive:
             continue
-        for attack in preset.adaptive_attacks if adaptive else preset.attacks:
-            a = preset.attacks[attack]
+        for attack in preset.adaptive_names(budget) if adaptive else preset.attacks:
+            a = preset.attack_spec(attack)
             params = {**a.params, **a.adaptive_params} if adaptive else a.params
             out.append(AttackSetting(attack, params, threat, a.max_test))
     return out

@@ -7,7 +7,7 @@ from pathlib import Path
 from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
 from advshield.reproduce.restoration.ablation import ablation_lines
-from advshield.reproduce.restoration.preset import Preset
+from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
 
 _PAPER_METRIC = {"clean_accuracy": "clean_accuracy", "adv_accuracy": "adv_accuracy",
                  "restored_accuracy": "restored_accuracy", "success_rate": "success_rate",
@@ -93,7 +93,7 @@ def _block(preset: Preset, rows: list[dict], ev: dict, threat: str) -> list[str]
              + (f"; paper values in parentheses from {', '.join(tables)}" if tables else "") + ":", "",
              "| attack | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
-        name = preset.attacks[r["attack"]].label or r["attack"]
+        name = preset.attack_spec(r["attack"]).label or r["attack"]
         lines.append(f"| {name} | " + " | ".join(_cell(r.get(k), paper.get(k), r["attack"], f) for _, k, f in cols)
                      + " |")
     return lines + [""]
@@ -103,17 +103,19 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
     rows = card["rows"]
     stronger = "; ".join(f"{preset.attacks[a].label or a} {preset.attacks[a].adaptive_params}" for a in
                          preset.adaptive_attacks if preset.attacks[a].adaptive_params)
+    ran = {r["attack"] for r in rows if r["threat"] == ThreatModel.ADAPTIVE.value}
+    names = [a for a in preset.adaptive_names() if a in ran]  # the ensemble only where the variant ran it
     lines = [f"**{ev['target']}**, {_restorer_name(ev)}, {card['n']} test images, same images in both columns"
              + (f" (the adaptive attacks run with these parameters changed: {stronger})" if stronger else "") + ":", "",
              "| attack | no defense (oblivious) | restored, oblivious | restored, adaptive (95 % CI) | success rate "
              "oblivious (papers') | success rate adaptive (papers') | adaptive mean L2 | adaptive mean L-inf |",
              "|---|---|---|---|---|---|---|---|"]
-    for a in preset.adaptive_attacks:
+    for a in names:
         ob = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.WHITE_BOX.value)
         ad = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.ADAPTIVE.value)
         ci = ad.get("restored_accuracy_ci95")
         interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-        lines.append(f"| {preset.attacks[a].label or a} | {ob['adv_accuracy']:.4f} | {ob['restored_accuracy']:.4f} | "
+        lines.append(f"| {preset.attack_spec(a).label or a} | {ob['adv_accuracy']:.4f} | {ob['restored_accuracy']:.4f} | "
                      f"{ad['restored_accuracy']:.4f}{interval} | {ob['success_rate']:.4f} | {ad['success_rate']:.4f} | "
                      f"{ad['mean_l2']:.3f} | {ad['mean_linf']:.3f} |")
     worst = (card.get("verdict") or {}).get("adaptive_worst_case")
@@ -191,6 +193,11 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
         lines.append(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}; proportion {a.proportion}"
                      + (", regenerated every epoch" if a.on_the_fly else "")
                      + (f"; evaluated on at most {a.max_test} test images" if a.max_test else ""))
+    if preset.adaptive_ensemble:
+        ens = preset.adaptive_ensemble
+        lines.append(f"  - {ens.label or ENSEMBLE} = `{ENSEMBLE}` {ens.params or '(defaults)'}: adaptive only, on the "
+                     "adaptive images of the restorer's evaluations (the baselines keep the attacks above)"
+                     + ("" if b.get("adaptive_ensemble", True) else "; **not run in this variant**"))
     lines += ["", "Phases (seconds): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()), "",
               "## Restorers", "", "| target | source | parameters | pairs | train time | best epoch | val loss | "
               "val restored acc. |", "|---|---|---|---|---|---|---|---|"]
