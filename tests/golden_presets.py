@@ -14,7 +14,7 @@ RESTORATION = {
     "evaluations": [{"target": "a-net", "defense_of": "a-net", "threats": ["white-box", "transfer:b-net", "adaptive"]},
                     {"target": "b-net", "defense_of": "a-net", "threats": ["white-box"]}],
     "baselines": [{"defense": "bit-depth", "params": {"bits": 1}, "label": "squeeze", "setting": "1 bit"}],
-    "full": {"n_train": 1000, "n_val": 100, "epochs": 2, "n_test": None, "n_adaptive": 100},
+    "full": {"n_train": 1000, "n_val": 100, "epochs": 2, "n_test": None, "n_adaptive": 500},
     "fast": {"n_train": 150, "n_val": 30, "epochs": 1, "n_test": 40, "n_adaptive": 20, "n_checks": 0},
 }
 

@@ -23,7 +23,7 @@ TINY = {
     "adaptive_attacks": ["fgsm"],
     "training": {"batch_size": 32, "clean_proportion": 0.5},
     "evaluations": [{"target": "a-net", "defense_of": "a-net", "threats": ["white-box", "transfer:b-net", "adaptive"]}],
-    "full": {"n_train": 1000, "n_val": 100, "epochs": 2, "n_test": None, "n_adaptive": 100},
+    "full": {"n_train": 1000, "n_val": 100, "epochs": 2, "n_test": None, "n_adaptive": 500},
     "fast": {"n_train": 150, "n_val": 30, "epochs": 1, "n_test": 40, "n_adaptive": 20, "n_checks": 10},
     "paper_results": [{"table": "Table 2", "target": "a-net", "threat": "white-box", "metric": "restored_accuracy",
                        "values": {"fgsm": 0.9935}}],
@@ -290,3 +290,22 @@ def test_report_gathers_every_cards_red_flags_at_the_top():
     quiet = {"evaluations": [dict(summary["evaluations"][0], oblivious={"rows": [], "red_flags": []}, baselines={})]}
     assert "None fired." in red_flag_lines(quiet)
 
+
+
+def test_full_adaptive_sample_below_500_needs_a_reason_which_the_report_prints(tmp_path):
+    """Issue 25: adaptive numbers on MNIST and CIFAR-10 use >= 500 test images unless the preset says why not."""
+    import copy
+
+    from advshield.reproduce.sample_size import adaptive_reason_text
+
+    data = copy.deepcopy(TINY)
+    data["full"]["n_adaptive"] = 200
+    with pytest.raises(AdvShieldError, match="full.n_adaptive = 200: adaptive numbers on mnist use at least 500"):
+        load_preset(_write(tmp_path, data))
+    data["full"]["n_adaptive_reason"] = "the restorer is slow"
+    assert load_preset(_write(tmp_path, data)).full.n_adaptive == 200
+    assert adaptive_reason_text(data["full"]) == "; fewer than 500 adaptive images because the restorer is slow"
+    data["full"].update(n_adaptive=500, n_adaptive_reason=None)
+    load_preset(_write(tmp_path, data))
+    data["full"]["n_adaptive"] = 0  # no adaptive numbers at all: nothing to justify
+    load_preset(_write(tmp_path, data))

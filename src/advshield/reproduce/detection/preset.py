@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advshield.data.core import DatasetName
 from advshield.experiment import AttackSetting
 from advshield.reproduce.names import check_name
+from advshield.reproduce.sample_size import check_adaptive_sample
 
 _STRICT = ConfigDict(extra="forbid")
 DETECTOR_LABELS = {"magnet-error": "MagNet", "magnet-divergence": "MagNet (divergence)", "defense-gan": "Defense-GAN",
@@ -58,6 +59,7 @@ class DetectionBudget(BaseModel):
     adaptive_eps: float = Field(0.3, gt=0, le=1)  # L-inf budget of the joint attack (the strongest FGSM's)
     adaptive_steps: int = Field(100, ge=1)
     n_adaptive_gan: int = Field(0, ge=0)  # Defense-GAN's joint attack runs a latent search per step: fewer images
+    n_adaptive_reason: str | None = None  # why fewer than 500 adaptive images (required then on MNIST/CIFAR-10, full)
     ablation: bool = False  # also train CMAG with the weighted-average merge (Fig. 4)
     attack_params: dict[str, dict] = Field(default_factory=dict)  # per column label, merged over its params
     gradients: GradientBudget | None = None  # CMAG Figs. 7-8; None: not drawn
@@ -126,6 +128,9 @@ class DetectionPreset(BaseModel):
             unknown = set(labels) - set(self.attacks)
             if unknown:
                 raise ValueError(f"{what}: {sorted(unknown)} are not columns of attacks")
+        check_adaptive_sample(self.dataset.value, {"n_adaptive": self.full.n_adaptive,
+                                                   "n_adaptive_gan": self.full.n_adaptive_gan},
+                              self.full.n_adaptive_reason)
         return self
 
     def settings(self, budget: DetectionBudget) -> list[AttackSetting]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from advshield.io import atomic_write_bytes
 from advshield.reproduce.detection.gradients import gradient_section
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionPreset
+from advshield.reproduce.sample_size import MIN_ADAPTIVE
 
 
 def _fmt(x: float | None, spec: str = ".3f") -> str:
@@ -103,7 +104,9 @@ def _adaptive(s: dict) -> list[str]:
             "not turn into an unflagged misclassification. The oblivious rates above assume an attacker who "
             "ignores the detector.", "",
             *_table(["detector", "images", "eps", "steps", "evasion", "detection that survives",
-                     "robust accuracy at the calibrated FPR"], rows), ""]
+                     "robust accuracy at the calibrated FPR"], rows), "",
+            *([f"Fewer than {MIN_ADAPTIVE} images because {s['budget']['n_adaptive_reason']}.", ""]
+              if s.get("budget", {}).get("n_adaptive_reason") else [])]
 
 
 def _ablation(preset: DetectionPreset, s: dict) -> list[str]:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
 from advshield.reproduce.names import check_name
+from advshield.reproduce.sample_size import check_adaptive_sample
 from advshield.experiment.threat import Threat, ThreatModel
 from advshield.training.defense_config import LossWeights, check_restorer
 
@@ -61,6 +62,7 @@ class Budget(BaseModel):
     ablation_n_train: int | None = Field(None, ge=1)  # the loss ablation's restorers (default: n_train)
     ablation_epochs: int | None = Field(None, ge=1)  # (default: epochs)
     adaptive_ensemble: bool = True  # run the preset's adaptive_ensemble in this variant (False: say why in notes)
+    n_adaptive_reason: str | None = None  # why fewer than 500 adaptive images (required then on MNIST/CIFAR-10, full)
 
 
 class Baseline(BaseModel):
@@ -247,6 +249,9 @@ class Preset(BaseModel):
             raise ValueError(f"attacks {named}: 'attack' (one attack under several labels) is for train_attacks only")
         if ENSEMBLE in self.attacks and self.adaptive_ensemble:
             raise ValueError(f"{ENSEMBLE!r} is both an attack and the adaptive_ensemble: keep one")
+        if self.adaptive_attacks or self.adaptive_ensemble:
+            check_adaptive_sample(self.dataset.value, {"n_adaptive": self.full.n_adaptive},
+                                  self.full.n_adaptive_reason)
         unknown = set(self.adaptive_attacks) - set(self.attacks)
         if unknown:
             raise ValueError(f"adaptive_attacks {sorted(unknown)} are not in attacks")

@@ -8,6 +8,7 @@ from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
 from advshield.reproduce.restoration.ablation import ablation_lines
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
+from advshield.reproduce.sample_size import adaptive_reason_text
 
 _PAPER_METRIC = {"clean_accuracy": "clean_accuracy", "adv_accuracy": "adv_accuracy",
                  "restored_accuracy": "restored_accuracy", "success_rate": "success_rate",
@@ -187,7 +188,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              *red_flag_lines(summary), "## Budgets", "", _restorer_budget(preset, b, summary),
              *_restorers_that_ran(summary),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
-             f"{b['n_adaptive']} (adaptive).",
+             f"{b['n_adaptive']} (adaptive{adaptive_reason_text(b)}).",
              "- Attacks (parameters; share of the training pairs):", ""]
     for name, a in preset.attacks.items():
         lines.append(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}; proportion {a.proportion}"
