@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import statistics
@@ -82,11 +83,15 @@ class ChannelsLast(Wrapper):
 
 
 def wrap(pipe, option: str):
-    """The pipeline's classifier and restorer with ``option`` applied (the pipeline object is changed in place)."""
+    """A copy of the pipeline with ``option`` applied to copies of its classifier and restorer (the run context
+    caches and shares those modules: the untouched originals stay the reference and the other options' start)."""
+    pipe = copy.copy(pipe)
+    pipe._modules = dict(pipe._modules)
     for part in ("classifier", "defense"):
         module = getattr(pipe, part, None)
         if module is None:
             continue
+        module = copy.deepcopy(module)
         if option in ("bf16", "fp16"):
             module = Autocast(module, torch.bfloat16 if option == "bf16" else torch.float16)
         elif option == "channels-last":
@@ -111,12 +116,14 @@ def flags(option: str):
 
 
 def make_attack(name: str, eps: float):
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose from {', '.join(ATTACKS)}")
     return APGD(eps, steps=100, early_stop=True) if name == "APGD-100" else AutoAttack(eps, version="standard")
 
 
 def measure(ctx, target: str, attack: str, options: list[str], n: int, rounds: int) -> dict:
     reference, _, x, y, eps = build(target, ctx, n)  # judged on this untouched float32 pipeline
-    pipes = {o: wrap(build(target, ctx, n)[0], o) for o in options}
+    pipes = {o: wrap(reference, o) for o in options}
     cell = {"target": target, "attack": attack, "n": len(x), "eps": eps["linf"], "runs": {o: {
         "seconds": [], "robust_accuracy": [], "error": None} for o in options}}
     for r in range(rounds):
@@ -193,10 +200,14 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ctx = RunContext.create(args.device, data_root=args.data_root)
+    if ctx.device.type == "cuda":
+        torch.cuda.set_device(ctx.device)  # cuda:N: every allocation and library default on that card
     wanted = args.options.split(",")
-    unknown = sorted(set(wanted) - set(OPTIONS))
-    if unknown:
-        ap.error(f"unknown option(s) {', '.join(unknown)}; choose from {', '.join(OPTIONS)}")
+    for what, given, known in (("option", wanted, OPTIONS), ("attack", args.attacks.split(","), ATTACKS),
+                               ("target", args.targets.split(","), tuple(TARGETS))):
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            sys.exit(f"error: unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     options = [o for o in wanted if ctx.device.type == "cuda" or o not in CUDA_ONLY]
     res = {"command": "python benchmarks/gpu_options.py " + " ".join(
                "<data>" if a == args.data_root else a for a in sys.argv[1:]),

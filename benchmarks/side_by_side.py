@@ -70,6 +70,7 @@ TARGETS = {
     "resnet20": ("cifar10", "resnet20", None, "zoo ResNet-20 (CIFAR-10), undefended", 8 / 255, 0.5, 2 / 255),
 }
 ATTACKS = ("FGSM", "PGD-40", "APGD-100", "CW-L2", "DeepFool", "Square")
+LIBRARIES = ("advshield", "torchattacks", "foolbox", "art")
 # n per (target, attack); None: the row is skipped for the time budget (the doc says so). Chosen before the run
 # from a timing probe (one torch thread, loaded 2-core CPU) so that everything fits in about 50 minutes.
 PLAN = {
@@ -332,12 +333,15 @@ def cell_key(target: str, attack: str) -> str:
     return f"{target}/{attack}"
 
 
-def up_to_date(old: dict | None, n: int, target: str, attack: str, rounds: int) -> bool:
+def up_to_date(old: dict | None, n: int, target: str, attack: str, rounds: int,
+               libraries: tuple[str, ...] = LIBRARIES) -> bool:
+    """Whether a stored cell already measured this: same n, parameters, sources, rounds and (at least) libraries."""
     if old is None:
         return False
     eps = {"linf": TARGETS[target][4], "l2": TARGETS[target][5], "pgd_step": TARGETS[target][6]}
+    timed = set(old.get("libraries") or {k.split(":")[0] for k in old["runs"]})
     return (old["n"] == n and old["params"] == params_of(attack, eps) and old["src_commit"] == src_state()["src_commit"]
-            and len(next(iter(old["runs"].values()))["seconds"]) >= rounds)
+            and len(next(iter(old["runs"].values()))["seconds"]) >= rounds and set(libraries) <= timed)
 
 
 # ------------------------------------------------------------------------------------------------ where the time goes
@@ -368,12 +372,15 @@ class Counter(torch.nn.Module):
         self.backwards, self.backward_rows = self.backwards + 1, self.backward_rows + len(grad)
 
 
-def top_ops(fn, k: int = 6) -> list[list]:
-    """The k operators with the most self CPU time in one call of ``fn``: [name, ms, calls]."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+def top_ops(fn, k: int = 6, cuda: bool = False) -> list[list]:
+    """The k operators with the most self time in one call of ``fn``: [name, ms, calls]; on a GPU the kernels'
+    device time (``cuda``), else CPU time."""
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    with torch.profiler.profile(activities=activities) as prof:
         fn()
-    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:k]
-    return [[e.key, round(e.self_cpu_time_total / 1000, 1), e.count] for e in ops]
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    ops = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)[:k]
+    return [[e.key, round(getattr(e, key) / 1000, 1), e.count] for e in ops]
 
 
 def profile_cell(ctx, target: str, attack: str, n: int, peers: list[str]) -> dict:
@@ -389,14 +396,17 @@ def profile_cell(ctx, target: str, attack: str, n: int, peers: list[str]) -> dic
         if (target, attack, key[0]) in LEFT_OUT or key[0] not in ("advshield", *peers):
             continue
         counter.reset()
+        sync(ctx.device)
         t0 = time.perf_counter()
         run(pipe, surface, x, y)
+        sync(ctx.device)
         sec = time.perf_counter() - t0
         out["runs"][":".join(key)] = {"seconds": round(sec, 3), "classifier_calls": counter.calls,
                                       "rows_forwarded": counter.rows, "backward_passes": counter.backwards,
                                       "rows_backpropagated": counter.backward_rows,
                                       "batch_sizes": [list(s) for s in counter.sizes],
-                                      "top_self_cpu_ms": top_ops(lambda r=run: r(pipe, surface, x, y))}
+                                      "top_self_cpu_ms": top_ops(lambda r=run: r(pipe, surface, x, y),
+                                                                 cuda=ctx.device.type == "cuda")}
         print(f"  profile {target} {attack} {':'.join(key)}: {out['runs'][':'.join(key)]}", flush=True)
     return out
 
@@ -417,7 +427,6 @@ def render_profiles(res: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ report
-LIBRARIES = ("advshield", "torchattacks", "foolbox", "art")
 GOALS = [  # (label, target, attack, peer, required ratio peer / advshield in the verdict mode)
     ("time to verdict, APGD-100 vs torchattacks, A-net", "a-net", "APGD-100", "torchattacks", 1.5),
     ("time to verdict, APGD-100 vs torchattacks, CRU-Net pipeline", "cru-net-a", "APGD-100", "torchattacks", 1.5),
@@ -528,10 +537,10 @@ def commits(res: dict) -> list[str]:
     return sorted({i["src_commit"] + (" (src modified)" if i["src_dirty"] else "") for i in res["invocations"]})
 
 
-def render(res: dict) -> str:
+def render(res: dict, json_name: str = "docs/benchmarks/side-by-side.json") -> str:
     h = res["meta"]["host"]
     lines = ["# Time to a trustworthy verdict, side by side (issue 30)", "",
-             "Written by `benchmarks/side_by_side.py` from `docs/benchmarks/side-by-side.json` (the module docstring "
+             f"Written by `benchmarks/side_by_side.py` from `{json_name}` (the module docstring "
              "says what runs; numbers below are from the JSON).", "",
              *[f"- Command: `{i['command']}` (started {i['started']}, commit {i['commit']}, load average "
                f"{i['load_average_start'][0]:.1f}" + (f" -> {i['load_average_end'][0]:.1f}" if "load_average_end" in i
@@ -586,7 +595,7 @@ def render(res: dict) -> str:
 
 def save(res: dict, out: Path) -> None:
     atomic_write(out.with_suffix(".json"), json.dumps(res, indent=1) + "\n")
-    atomic_write(out.with_suffix(".md"), render(res))
+    atomic_write(out.with_suffix(".md"), render(res, out.with_suffix(".json").as_posix()))
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -611,12 +620,21 @@ def main() -> None:
     out = Path(args.out)
     res = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     if args.render_only:
-        atomic_write(out.with_suffix(".md"), render(res))
+        atomic_write(out.with_suffix(".md"), render(res, out.with_suffix(".json").as_posix()))
         return
+    unknown = sorted(set(args.libraries.split(",")) - set(LIBRARIES))
+    if unknown:
+        sys.exit(f"error: unknown librar(ies) {', '.join(unknown)}; choose from {', '.join(LIBRARIES)}")
     command = "python benchmarks/side_by_side.py " + " ".join(
         "<data>" if a == args.data_root else a for a in sys.argv[1:])
     res.setdefault("cells", {})
     ctx = RunContext.create(args.device, data_root=args.data_root)
+    if ctx.device.type == "cuda":  # cuda:N: ART's estimator and the peers' defaults follow the current device
+        torch.cuda.set_device(ctx.device)
+    measured = {c.get("device", "cpu") for c in res["cells"].values()}
+    if measured - {str(ctx.device)}:
+        sys.exit(f"error: {out.with_suffix('.json')} holds cells measured on {', '.join(sorted(measured))}; write "
+                 f"{ctx.device} runs to another --out")
     libraries = tuple(dict.fromkeys(["advshield", *args.libraries.split(",")]))
     res["meta"] = {"host": host_info(ctx.device), "plan": PLAN, "rounds": args.rounds, "scale": args.scale,
                    "libraries": [lib for lib in libraries if lib == "advshield" or installed(lib)]}
@@ -649,7 +667,8 @@ def measure_all(ctx, args, res: dict, out: Path) -> None:
             n, key = plan_n(target, attack, args.scale), cell_key(target, attack)
             if n is None:
                 continue
-            if not args.force and up_to_date(res["cells"].get(key), n, target, attack, args.rounds):
+            if not args.force and up_to_date(res["cells"].get(key), n, target, attack, args.rounds,
+                                             tuple(res["meta"]["libraries"])):
                 print(f"{key}: done at n={n}, skipped", flush=True)
                 continue
             print(f"{key}: n={n}", flush=True)

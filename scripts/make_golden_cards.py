@@ -89,10 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"built-in presets instead of the tiny ones (all when no name is given): {', '.join(BUILTIN)}")
     args = parser.parse_args(argv)
     if args.out is None:  # "--builtin NAME OUT" lets --builtin swallow the folder
-        parser.error("give the output folder first: make_golden_cards.py OUT_FOLDER [--builtin [NAME ...]]")
+        sys.exit("error: give the output folder first: make_golden_cards.py OUT_FOLDER [--builtin [NAME ...]]")
     unknown = [n for n in args.builtin or [] if n not in BUILTIN]
     if unknown:
-        parser.error(f"unknown built-in preset(s) {', '.join(unknown)}; choose from {', '.join(BUILTIN)}")
+        sys.exit(f"error: unknown built-in preset(s) {', '.join(unknown)}; choose from {', '.join(BUILTIN)}")
     return args
 
 

@@ -49,3 +49,14 @@ def test_an_option_that_weakens_the_attack_is_marked():
     assert "weaker" in go.verdict(cell, "bf16") and "2.00x" in go.verdict(cell, "bf16")
     assert "weaker" not in go.verdict(cell, "fp16")  # one image: within the allowance
     assert go.verdict(cell, "cuda-graphs").startswith("failed")
+
+
+def test_options_leave_the_shared_pipeline_untouched():
+    """The run context shares one classifier and restorer between all options' pipelines: each option works on
+    copies, so channels-last (which converts weights in place) cannot leak into the reference or other options."""
+    conv = torch.nn.Conv2d(3, 4, 3)
+    pipe = Pipeline(torch.nn.Sequential(conv, torch.nn.Flatten()), _Defense())
+    wrapped = go.wrap(pipe, "channels-last")
+    assert pipe.classifier[0] is conv and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert wrapped.classifier.module[0].weight.is_contiguous(memory_format=torch.channels_last)  # the copy only
+    assert wrapped.defense is not pipe.defense

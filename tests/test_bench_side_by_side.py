@@ -35,3 +35,12 @@ def test_a_cell_times_only_its_libraries_and_says_why_the_others_are_missing():
     rows = "\n".join(sbs.render_cell(cell))
     assert "| FGSM | 8 | foolbox | - |" in rows and "not installed / not selected on this host" in rows
 
+
+
+def test_a_stored_cell_is_redone_when_more_libraries_are_asked_for():
+    cell = {"n": 8, "params": sbs.params_of("FGSM", {"linf": 0.3, "l2": 1.5, "pgd_step": 0.01}),
+            "src_commit": sbs.src_state()["src_commit"], "libraries": ["advshield", "torchattacks"],
+            "runs": {"advshield:both": {"seconds": [0.1]}, "torchattacks:both": {"seconds": [0.1]}}}
+    assert sbs.up_to_date(cell, 8, "a-net", "FGSM", 1, ("advshield", "torchattacks"))
+    assert not sbs.up_to_date(cell, 8, "a-net", "FGSM", 1, ("advshield", "torchattacks", "art"))
+    assert not sbs.up_to_date(cell, 9, "a-net", "FGSM", 1, ("advshield",))

@@ -75,5 +75,7 @@ def test_attack_takes_the_defense_parameters(tmp_path):
             out[threat, bits] = json.loads(res.stdout)
     assert out["white-box", 8]["cached"] and out["white-box", 1]["adv_accuracy"] != out["white-box", 8]["adv_accuracy"]
     assert out["adaptive", 1]["path"] != out["adaptive", 8]["path"] and not out["adaptive", 8]["cached"]
-    assert_one_line_error(run_cli("attack", "--model", "a-net", "--attack", "fgsm", "--defense-param", "bits=2"),
-                          "--defense-param needs --defense")
+    assert out["adaptive", 1]["defense"] == "squeeze" and out["adaptive", 1]["defense_params"] == {"bits": 1, "size": 2}
+    for extra in ([], ["--defense", "cru-net-for-a-net"]):  # no defense, or a trained restorer: nothing to set
+        assert_one_line_error(run_cli("attack", "--model", "a-net", "--attack", "fgsm", *extra, "--defense-param",
+                                      "bits=2"), "--defense-param sets a registered preprocessing defense")

@@ -142,7 +142,7 @@ def test_adaptive_ensemble_is_the_last_adaptive_setting_and_never_trained_on(tmp
 
 @pytest.mark.parametrize("ensemble, fragment", [
     ({"params": {"eps": 0.3, "version": "strongest"}}, "version must be one of"),
-    ({"params": {"eps": 0.3}, "adaptive_params": {"eps": 0.2}}, "params, label and max_test only"),
+    ({"params": {"eps": 0.3}, "proportion": 0.5}, "adaptive_ensemble.proportion"),
 ])
 def test_bad_adaptive_ensemble_names_the_problem(tmp_path, ensemble, fragment):
     with pytest.raises(AdvShieldError, match="invalid preset") as exc:
@@ -178,8 +178,9 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo width 32",
                "threats": ["white-box"]}
     ensemble = {"label": "AutoAttack", "params": {"eps": 0.3, "version": "fast"}}
+    fast = dict(TINY["fast"], n_adaptive_reason="a tiny test")
     preset = load_preset(_write(tmp_path, dict(TINY, evaluations=TINY["evaluations"] + [variant],
-                                               adaptive_ensemble=ensemble)))
+                                               adaptive_ensemble=ensemble, fast=fast)))
     summary = reproduce(preset, tmp_path / "out", _ctx(tmp_path, lambda s: None))
     report = (tmp_path / "out" / "report.md").read_text()
     assert "(0.9935)" in report and "a note for the report" in report and "## Adaptive attacks" in report
@@ -201,7 +202,8 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert worst["attacks"] == ["fgsm", "autoattack"]
     ensemble_row = next(r for r in ev["adaptive"]["rows"] if r["threat"] == "adaptive" and r["attack"] == "autoattack")
     assert worst["accuracy"] <= ensemble_row["restored_accuracy"]
-    assert "| AutoAttack |" in report and "AutoAttack = `autoattack`" in report
+    assert "| AutoAttack |" in report and "AutoAttack = `autoattack`" in report and "not run in this" not in report
+    assert "20 (adaptive; fewer than 500 adaptive images because a tiny test)" in report
     assert (tmp_path / "out" / "defenses" / "a-net" / "model.safetensors").exists()
     for f in ev["oblivious"]["figures"]:
         assert (tmp_path / "out" / ev["folder"] / f).exists()
@@ -210,7 +212,10 @@ def test_tiny_reproduction_end_to_end(tmp_path):
 def test_a_preset_of_zoo_variants_only_trains_nothing(tmp_path):
     variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo",
                "threats": ["white-box"]}
-    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=[variant], adaptive_attacks=[])))
+    ensemble = {"label": "AutoAttack", "params": {"eps": 0.3}}  # left out by the variant: said in the report
+    preset = load_preset(_write(tmp_path, dict(TINY, evaluations=[variant], adaptive_attacks=[],
+                                               adaptive_ensemble=ensemble,
+                                               fast=dict(TINY["fast"], adaptive_ensemble=False))))
     logged: list[str] = []
     summary = reproduce(preset, tmp_path / "out", _ctx(tmp_path, logged.append))
     assert list(summary["restorers"]) == ["a-net (zoo)"] and not any("== training" in s for s in logged)
@@ -219,6 +224,7 @@ def test_a_preset_of_zoo_variants_only_trains_nothing(tmp_path):
     assert next(r for r in rows if r["attack"] == "fgsm")["restored_accuracy"] >= 0.9
     report = (tmp_path / "out" / "report.md").read_text()
     assert "- Restorer: none trained by this preset" in report and "the restorers saw" not in report
+    assert "AutoAttack = `autoattack` {'eps': 0.3}" in report and "**not run in this variant**" in report
 
 
 @pytest.mark.slow

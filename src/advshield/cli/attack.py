@@ -45,14 +45,16 @@ def attack_cmd(
 ) -> None:
     """Craft an adversarial set (stored exactly, named by a content hash, resumable) and summarise it."""
     from advshield.attacks import Pipeline
+    from advshield.defenses import DEFENSES, is_restorer
     from advshield.errors import AdvShieldError
     from advshield.experiment import AttackSetting, RunContext, Threat, acquire_set, on_victim
     from advshield.experiment.health import setting_health
 
     params = parse_params(param)
     defense_params = parse_params(defense_param, "--defense-param")
-    if defense_params and not defense:
-        raise AdvShieldError("--defense-param needs --defense")
+    if defense_params and not (defense in DEFENSES and not is_restorer(defense)):
+        raise AdvShieldError("--defense-param sets a registered preprocessing defense's parameters "
+                             f"({names_help('defenses', kind='preprocessing')}); got --defense {defense}")
     if eps is not None:
         params["eps"] = eps
     setting = AttackSetting(attack, params, Threat.parse(threat), n)
@@ -73,7 +75,7 @@ def attack_cmd(
     result = on_victim(stored, setting, pipeline, data, ctx)
     summary = dict(result.summary(), path=str(stored.folder), cached=stored.cached, attack=attack,
                    params=setting.create().params(), model=victim.architecture, dataset=ds_name, split=split,
-                   threat=str(setting.threat))
+                   threat=str(setting.threat), defense=defense, defense_params=defense_params)
     if setting.threat.adaptive and health:
         with progress_bar("health checks", quiet=as_json) as update:
             ctx.progress = lambda what, done, total: update(done, total, what)

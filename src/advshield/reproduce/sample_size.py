@@ -3,8 +3,10 @@ full variant, unless the preset says why not; the reason is printed in the repor
 
 from __future__ import annotations
 
+from advshield.data.core import DatasetName
+
 MIN_ADAPTIVE = 500
-STRICT_DATASETS = ("mnist", "cifar10")
+STRICT_DATASETS = (DatasetName.MNIST.value, DatasetName.CIFAR10.value)
 
 
 def check_adaptive_sample(dataset: str, counts: dict[str, int], reason: str | None) -> None:
@@ -17,7 +19,7 @@ def check_adaptive_sample(dataset: str, counts: dict[str, int], reason: str | No
 
 
 def adaptive_reason_text(budget: dict) -> str:
-    """``"; fewer than 500 because ..."`` for a report line, or ``""``."""
+    """``"; fewer than 500 adaptive images because ..."`` for a report line, or ``""``."""
     reason = budget.get("n_adaptive_reason")
     return f"; fewer than {MIN_ADAPTIVE} adaptive images because {reason}" if reason else ""
 

@@ -196,8 +196,9 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                      + (f"; evaluated on at most {a.max_test} test images" if a.max_test else ""))
     if preset.adaptive_ensemble:
         ens = preset.adaptive_ensemble
-        lines.append(f"  - {ens.label or ENSEMBLE} = `{ENSEMBLE}` {ens.params or '(defaults)'}: adaptive only, on the "
-                     "adaptive images of the restorer's evaluations (the baselines keep the attacks above)"
+        lines.append(f"  - {ens.label or ENSEMBLE} = `{ENSEMBLE}` {ens.params or '(defaults)'}: never trained on; on the "
+                     "adaptive images of the restorer's evaluations only, adaptive and (for the paired column) "
+                     "oblivious; the baselines' adaptive columns use the preset's adaptive attacks"
                      + ("" if b.get("adaptive_ensemble", True) else "; **not run in this variant**"))
     lines += ["", "Phases (seconds): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()), "",
               "## Restorers", "", "| target | source | parameters | pairs | train time | best epoch | val loss | "
