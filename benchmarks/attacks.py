@@ -15,7 +15,6 @@ import argparse
 import platform
 import time
 
-import numpy as np
 import torch
 
 from advshield.attacks import FGSM, PGD, CarliniWagnerL2, L2DeepFool, SpatialAttack
