@@ -116,6 +116,20 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     assert "Table 3" in report and "Table 6" in report and "Table 7" in report and "(0.442)" in report
     assert "Fig. 4 ablation" in report and "clean FPR" in report and "tiny budget" in report
     assert "Fewer than 500 images because a tiny test." in report
+    assert "## Red flags" in report and report.index("## Red flags") < report.index("## Detection")
     assert {"fig2", "fig3-fgsm-0.3", "fig3-cw-9", "fig5-cw-9"} <= set(s["figures"])  # Fig. 2: legit, CW, FGSM
     for fig in s["figures"].values():
         assert (out / fig).stat().st_size > 1000
+
+
+def test_report_lists_each_detectors_red_flags_or_says_none_fired():
+    from advshield.reproduce.detection.report import _red_flags
+
+    summary = {"detectors": {"cmag-ssim": {"red_flags": []}, "magnet-error": {"red_flags": [
+        {"check": "fpr-above-target", "detail": "flags 12.0 % of the 300 clean test images"}]}}}
+    lines = _red_flags(summary)
+    assert any("**fpr-above-target**: flags 12.0 %" in line for line in lines) and "None fired." not in lines
+    summary["detectors"]["magnet-error"]["red_flags"] = []
+    assert "None fired." in _red_flags(summary)
+    del summary["detectors"]["cmag-ssim"]["red_flags"]
+    assert any(line.startswith("Not checked for") for line in _red_flags(summary))

@@ -127,6 +127,25 @@ def _ablation(preset: DetectionPreset, s: dict) -> list[str]:
                     rows), ""]
 
 
+def _red_flags(s: dict) -> list[str]:
+    """Every detector card's red flags, always as a section (``None fired.`` when none did)."""
+    flags, unchecked = [], []
+    for kind, d in s["detectors"].items():
+        name = DETECTOR_LABELS.get(kind, kind)
+        if "red_flags" not in d:
+            unchecked.append(name)
+        flags += [f"{name}: **{f['check']}**: {f['detail']}" for f in d.get("red_flags", [])]
+    lines = ["## Red flags", "",
+             "Checks run on every detector: the threshold calibrated on held-out training images must not flag "
+             "clearly more clean test images than the stated FPR (the whole 95 % interval above it), every oblivious "
+             "attack needs successful examples (else its detection rate is undefined), and the detector-aware "
+             "attack must not leave more robust accuracy than an oblivious one.", ""]
+    lines += [f"- {f}" for f in flags] or ["None fired."]
+    if unchecked:
+        lines.append(f"Not checked for {', '.join(unchecked)}: the run predates the checks.")
+    return lines + [""]
+
+
 def write_detection_report(preset: DetectionPreset, s: dict, path: Path) -> Path:
     b = s["budget"]
     first = next(iter(s["detectors"].values()))
@@ -141,6 +160,7 @@ def write_detection_report(preset: DetectionPreset, s: dict, path: Path) -> Path
              f"{first['n_test']} test images (detection counts the successful adversarial examples only).",
              f"- Wall time {s['seconds'] / 60:.1f} min on {s['machine']['cpus']} CPU(s) "
              f"({', '.join(f'{k} {v:.0f} s' for k, v in s['phases'].items())}).", ""]
+    lines += _red_flags(s)
     lines += ["## Detection (Tables 3-5)", "", *_detection_tables(preset, s)]
     lines += ["## Reconstructions (Tables 6-7)", "", *_reconstruction_tables(preset, s)]
     lines += _adaptive(s) + _ablation(preset, s)
