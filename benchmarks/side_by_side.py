@@ -39,6 +39,7 @@ named in the report rather than failing the run (foolbox is not on every GPU ima
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import os
@@ -141,6 +142,7 @@ def art_run(make):
     return run
 
 
+@functools.cache
 def installed(lib: str) -> bool:
     """Whether a peer library can be imported here (ART's package is ``art``)."""
     try:

@@ -53,6 +53,11 @@ class EnsembleAttack(BaseModel):
     label: str | None = None
     max_test: int | None = Field(None, ge=1)
 
+    @property
+    def adaptive_params(self) -> dict:
+        """Always empty: the ensemble runs with ``params`` alone (attack entries may strengthen their adaptive run)."""
+        return {}
+
 
 class Budget(BaseModel):
     model_config = _STRICT

@@ -33,7 +33,7 @@ def settings_for(preset: Preset, threats: list[str], adaptive: bool,
             continue
         for attack in preset.adaptive_names(budget) if adaptive else preset.attacks:
             a = preset.attack_spec(attack)
-            params = {**a.params, **getattr(a, "adaptive_params", {})} if adaptive else a.params
+            params = {**a.params, **a.adaptive_params} if adaptive else a.params
             out.append(AttackSetting(attack, params, threat, a.max_test))
     return out
 
