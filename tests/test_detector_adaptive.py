@@ -53,3 +53,80 @@ def test_adaptive_attack_evades_where_the_oblivious_attack_is_caught(setting):
         hit = adaptive.success
         assert torch.all(model(adaptive.adv[hit]).argmax(1) != y[hit])
         assert torch.all(det.score(adaptive.adv[hit]) <= det.threshold)
+
+
+def test_joint_objective_is_the_hinge_sum_of_carlini_and_wagner(setting):
+    """-(max(margin, -kappa) + c * relative excess of the score over the threshold), per image."""
+    from advshield.attacks.base import DETECTOR_KAPPA, loss_gradient
+
+    model, det, x, y = setting
+    surface = Pipeline(model, detector=det).surface("adaptive").reweighted(10.0)
+    loss, grad, logits = loss_gradient(surface, x[:20], y[:20])
+    with torch.no_grad():
+        z = model(x[:20])
+        own = z.gather(1, y[:20, None]).squeeze(1)
+        other = z.scatter(1, y[:20, None], -torch.inf).amax(1)
+        excess = torch.relu(det.score(x[:20]) - det.threshold) / abs(det.threshold)
+    expected = -(torch.relu(own - other + DETECTOR_KAPPA) + 10.0 * excess)
+    assert torch.allclose(loss, expected, atol=1e-5) and torch.allclose(logits, z, atol=1e-5)
+    assert grad.abs().sum() > 0
+
+
+class Recorder:
+    """Wraps an attack: records (detector weight, switch, batch size) of every run."""
+
+    def __init__(self, attack):
+        self.attack, self.calls = attack, []
+
+    def __getattr__(self, name):
+        return getattr(self.attack, name)
+
+    def perturb(self, surface, x, labels, target, generator):
+        self.calls.append((surface.detector_weight, surface.detector_switch, len(x)))
+        return self.attack.perturb(surface, x, labels, target, generator)
+
+
+def test_weight_search_retries_only_the_unbroken_images_with_heavier_weights(setting):
+    from advshield.attacks.base import DETECTOR_WEIGHTS, craft_batch, succeeded
+
+    model, det, x, y = setting
+    surface = Pipeline(model, detector=det).surface("adaptive")
+    pgd = Recorder(create_attack("pgd", eps=0.1, steps=10, abs_stepsize=0.025, early_stop=True))
+    adv, _ = craft_batch(pgd, surface, x, y, seed=0)
+    info = pgd.__dict__["_last_info"]
+    broke = info["broken_at_detector_weight"]
+    with torch.no_grad():
+        done = succeeded(surface, adv, y, None)
+        clean_done = succeeded(surface, x, y, None)
+    # the first run attacks every image not already fooled; each later run only what no earlier run broke
+    runs = [(w, False) for w in DETECTOR_WEIGHTS] + [(1.0, True)]
+    assert [c[:2] for c in pgd.calls] == runs[:len(pgd.calls)] and len(pgd.calls) >= 2
+    assert pgd.calls[0][2] == int((~clean_done).sum())
+    for k in range(1, len(pgd.calls)):
+        assert pgd.calls[k][2] == int((~clean_done & (broke == 0)).sum()) + sum(
+            int((broke == (-1.0 if s else w)).sum()) for w, s in runs[k:])
+    # an image counts as broken at a weight exactly when its kept image fools the classifier unflagged
+    assert torch.equal(broke != 0, done & ~clean_done)
+    assert float((adv - x).abs().max()) <= 0.1 + 1e-6
+
+
+def test_attacks_that_ignore_the_detector_run_once(setting):
+    from advshield.attacks.base import craft_batch
+
+    model, det, x, y = setting
+    deepfool = Recorder(create_attack("deepfool", steps=5))
+    craft_batch(deepfool, Pipeline(model, detector=det).surface("adaptive"), x[:20], y[:20], seed=0)
+    assert len(deepfool.calls) == 1
+
+
+def test_the_search_is_never_weaker_than_the_per_image_switch_alone(setting, monkeypatch):
+    import advshield.attacks.base as base
+
+    model, det, x, y = setting
+    guarded = Pipeline(model, detector=det)
+    pgd = create_attack("pgd", eps=0.1, steps=20, abs_stepsize=0.0125, early_stop=True)
+    full = run_attack(pgd, guarded, x, y, threat="adaptive", batch_size=100, seed=0)
+    monkeypatch.setattr(base, "DETECTOR_WEIGHTS", ())  # the switch run alone: the engine's objective before
+    switch = run_attack(pgd, guarded, x, y, threat="adaptive", batch_size=100, seed=0)
+    assert set(switch.info["broken_at_detector_weight"].tolist()) <= {0.0, -1.0}
+    assert int(full.success.sum()) >= int(switch.success.sum()) > 0

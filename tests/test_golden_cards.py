@@ -4,7 +4,9 @@ builtin-dir-mnist.json was regenerated on 0931b79 when the preset gained its Ale
 30 earlier entries equal the 3e861a3 card exactly; the 6 alexnet-mnist entries are new.
 
 Tolerance: one image of the evaluated set for rates (float rounding differs between CPUs, which can move a
-decision at the boundary), 1e-3 relative for continuous measures. A randomised baseline that draws from the
+decision at the boundary), 2 % relative for continuous measures: on an AMD EPYC host the cards written on an Intel
+one differ by up to 0.9 % in mean L2 norms, SSIMs and the propagation curves (FGSM's sign of a gradient that
+rounds near zero flips a few pixels, and every later measure follows), with every rate within one image. A randomised baseline that draws from the
 global RNG (TV minimisation's Bernoulli pixel masks, Guo et al. 2018) gets different draws whenever anything
 before it in the process consumed random numbers differently, so its numbers are compared as samples: rates
 within three images, continuous measures within 5 %.
@@ -49,7 +51,7 @@ def _close(path: str, new, old, n: int, rate: bool = False) -> list[str]:
         return [p for i, (a, b) in enumerate(zip(new, old)) for p in _close(f"{path}[{i}]", a, b, n, rate)]
     if isinstance(old, float) and old == old:
         sampled = any(f"/{label}/" in path for label in RANDOMIZED)
-        tol = (3.0 if sampled else 1.0) / n + 1e-9 if rate else max((5e-2 if sampled else 1e-3) * abs(old), 1e-4)
+        tol = (3.0 if sampled else 1.0) / n + 1e-9 if rate else max((5e-2 if sampled else 2e-2) * abs(old), 1e-4)
         return [] if isinstance(new, (int, float)) and abs(new - old) <= tol else [f"{path}: {new} vs golden {old}"]
     return [] if new == old or (old != old and new != new) else [f"{path}: {new} vs golden {old}"]
 

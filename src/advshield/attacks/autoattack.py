@@ -46,7 +46,7 @@ class AutoAttack(Attack):
     Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
     """
 
-    name, randomized, supports_targeted = "autoattack", True, False
+    name, randomized, supports_targeted, detector_aware = "autoattack", True, False, True
 
     def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)

@@ -122,21 +122,53 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor
     return -F.cross_entropy(logits, target, reduction="none")
 
 
+# The joint objective against a detector: Carlini & Wagner 2017 ("Adversarial examples are not easily detected",
+# Sec. 5), minimise max(margin, -kappa) + c * hinge(detector score over its threshold). The classification term
+# vanishes once the image is misclassified by kappa, so it cannot drown the detector's; no single c suits every
+# image, so :func:`craft_batch` retries the images a weight left unbroken with the next, larger one.
+DETECTOR_KAPPA = 0.1  # logits: the image stays misclassified while the detector term pulls it under the threshold
+DETECTOR_WEIGHTS = (1.0, 10.0, 100.0)  # c, in units of the threshold (Surface.penalty is the relative excess)
+# After the weights, one more run ascends the per-image switch (the attack's own loss until fooled, then the
+# hinge alone: see loss_gradient); attacks that do not ascend loss_gradient (Square, C&W) run the hinge at c = 1.
+# Names the objective in the content hash of adversarial sets crafted against a detector (a new objective,
+# a new set: sets crafted with the earlier per-image switch are never reused).
+DETECTOR_OBJECTIVE = "cw2017-hinge kappa=0.1 c=1,10,100 relative, then switch"
+
+
+def fooling_margin(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Per sample, > 0 while the attack has not succeeded: z_y - max_{j != y} z_j (untargeted), or
+    max_{j != t} z_j - z_t (targeted)."""
+    cls = labels if target is None else target
+    onehot = F.one_hot(cls, logits.shape[1]).bool()
+    own = logits.gather(1, cls[:, None]).squeeze(1)
+    other = logits.masked_fill(onehot, float("-inf")).amax(1)
+    return own - other if target is None else other - own
+
+
+def joint_detector_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
+                        penalty: torch.Tensor, kappa: float = DETECTOR_KAPPA) -> torch.Tensor:
+    """Per-sample loss to maximise against classifier + detector: -(max(margin, -kappa) + penalty), where
+    ``penalty`` is the surface's weighted detector hinge (Carlini & Wagner 2017, Sec. 5)."""
+    return -(torch.relu(fooling_margin(logits, labels, target) + kappa) + penalty)
+
+
 def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None,
                   loss_fn=attack_loss):
     """(per-sample loss, d loss / d x, logits) of the attack objective ``loss_fn(logits, labels, target)``
-    (default: :func:`attack_loss`), with the detector penalty if any."""
+    (default: :func:`attack_loss`). On a surface with a detector the objective is
+    :func:`joint_detector_loss` instead (``target``: the class the margin pushes towards, if any)."""
     x = x.detach().requires_grad_(True)
     logits = surface(x)
-    loss = loss_fn(logits, labels, target)
     penalty = surface.penalty(x) if hasattr(surface, "penalty") else None
-    if penalty is not None:
-        # Joint objective against a detector (Carlini & Wagner 2017, "Adversarial examples are not easily
-        # detected"), as a per-sample switch: push the classifier until fooled, then the detector score
-        # under its threshold; a sum would let the far larger classification gradient drown the detector's.
-        pred = logits.argmax(1)
-        fooled = pred == target if target is not None else pred != labels
-        loss = torch.where(fooled & (penalty > 0), -penalty, loss)
+    if penalty is None:
+        loss = loss_fn(logits, labels, target)
+    elif getattr(surface, "detector_switch", False):
+        # The per-image switch: the attack's own loss until the image is fooled, then minus the hinge alone.
+        # Weaker than the hinge sum on CMAG, stronger on a detector that wants a confident misclassification.
+        fooled = is_fooled(logits, labels, target)
+        loss = torch.where(fooled & (penalty > 0), -penalty, loss_fn(logits, labels, target))
+    else:
+        loss = joint_detector_loss(logits, labels, target, penalty)
     (grad,) = torch.autograd.grad(loss.sum(), x)
     return loss.detach(), grad, logits.detach()
 
@@ -173,6 +205,9 @@ class Attack(ABC):
     norm: ClassVar[Norm | None] = None
     supports_targeted: ClassVar[bool] = True
     randomized: ClassVar[bool] = False
+    # True when the attack's objective includes the surface's detector penalty (its weight changes the attack):
+    # against a detector, craft_batch then retries the unbroken images with each of DETECTOR_WEIGHTS.
+    detector_aware: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every attack refuses non-finite numeric arguments at construction (NaN / inf eps, step sizes, ...).
@@ -242,13 +277,50 @@ def craft_batch(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: tor
     surface.eval()
     t0 = time.perf_counter()
     attack.__dict__.pop("_last_info", None)
+    generator = _generator_for(x, seed)
     with torch.enable_grad(), frozen(surface):
-        adv = attack.perturb(surface, x, labels, target, _generator_for(x, seed)).detach()
+        if attack.detector_aware and getattr(surface, "detector", None) is not None:
+            adv = _search_detector_weight(attack, surface, x, labels, target, generator)
+        else:
+            adv = attack.perturb(surface, x, labels, target, generator).detach()
     if x.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     check_output(attack, adv, x)
     return adv, seconds
+
+
+def _search_detector_weight(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: torch.Tensor,
+                           target: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
+    """Carlini & Wagner's search over the detector weight c (2017, Sec. 5) as a sequence of runs: each weight of
+    DETECTOR_WEIGHTS (times the surface's own), then the per-image switch, attacks the images no earlier run broke
+    (misclassified and unflagged), the per-image worst case kept. ``info``: the weights and, per image, the one that
+    broke it (-1: the switch; 0: none, or already fooled when clean)."""
+    base = float(surface.detector_weight)
+    adv, info = x.clone(), {}
+    with torch.no_grad():
+        hit = succeeded(surface, x, labels, target)
+    broke_at = torch.zeros(len(x), device=x.device)
+    for factor, switch in [(f, False) for f in DETECTOR_WEIGHTS] + [(1.0, True)]:
+        todo = (~hit).nonzero().squeeze(1)
+        if len(todo) == 0:
+            break
+        weighted = surface.reweighted(base * factor, switch)
+        t = None if target is None else target[todo]
+        sub = attack.perturb(weighted, x[todo], labels[todo], t, generator).detach()
+        check_output(attack, sub, x[todo])
+        for k, v in attack.__dict__.pop("_last_info", {}).items():  # per-image records follow their images
+            if isinstance(v, torch.Tensor) and v.ndim and len(v) == len(todo):
+                info.setdefault(k, torch.full((len(x), *v.shape[1:]), -2, dtype=v.dtype, device=v.device))[todo] = v
+            else:
+                info[k] = v
+        adv[todo] = sub
+        with torch.no_grad():
+            new = succeeded(weighted, sub, labels[todo], t)
+        hit[todo[new]], broke_at[todo[new]] = True, -1.0 if switch else base * factor
+    attack.__dict__["_last_info"] = {**info, "detector_weights": [base * f for f in DETECTOR_WEIGHTS],
+                                     "broken_at_detector_weight": broke_at}
+    return adv
 
 
 def run_batch(attack: Attack, surface: nn.Module, victim: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from advshield.attacks.base import Attack, Norm, check_eps, check_positive_int, register_attack
+from advshield.attacks.base import Attack, Norm, check_eps, check_positive_int, fooling_margin, register_attack
 
 
 def _atanh(x: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,9 @@ class CarliniWagnerL2(Attack):
     x' = (tanh(w) + 1) / 2 with Adam, and binary-searches c per sample.
     ``abort_early`` stops a sample whose loss has not improved by 0.01 % over
     steps/10 iterations; stopped samples leave the batch. Targeted:
-    max(max_{i != t} Z_i - Z_t + kappa, 0). CMAG uses kappa = 9, 19, 29.
+    max(max_{i != t} Z_i - Z_t + kappa, 0). CMAG uses kappa = 9, 19, 29. Against a detector the
+    classification term becomes max(margin + kappa, 0) + the surface's detector hinge (Carlini & Wagner 2017,
+    "Adversarial examples are not easily detected", Sec. 5) and success also needs the hinge at 0.
     With ``eps`` (an L2 budget) the attack answers "is there an adversarial within eps?", as FAB-T does:
     a sample leaves as soon as it has one (the search for a smaller norm cannot change that verdict) and
     samples without one get the clean image back, so robust accuracy at eps is unchanged and the work
@@ -30,7 +32,7 @@ class CarliniWagnerL2(Attack):
     stepsize = 0.01, confidence (kappa) = 0, initial_const = 1e-3, abort_early = True, eps = None.
     """
 
-    name, norm = "cw", Norm.L2
+    name, norm, detector_aware = "cw", Norm.L2, True
 
     def __init__(self, binary_search_steps: int = 9, steps: int = 10000, stepsize: float = 0.01,
                  confidence: float = 0.0, initial_const: float = 1e-3, abort_early: bool = True,
@@ -44,11 +46,7 @@ class CarliniWagnerL2(Attack):
         self.eps = None if eps is None else check_eps(eps, "eps")
 
     def _margin(self, logits, labels, target):
-        cls = target if target is not None else labels
-        onehot = torch.nn.functional.one_hot(cls, logits.shape[1]).bool()
-        own = logits[onehot]
-        other = logits.masked_fill(onehot, -math.inf).amax(1)
-        return (other - own + self.confidence) if target is not None else (own - other + self.confidence)
+        return fooling_margin(logits, labels, target) + self.confidence
 
     def perturb(self, surface, x, labels, target, generator):
         n = len(x)
@@ -76,12 +74,16 @@ class CarliniWagnerL2(Attack):
                 logits = surface(adv)
                 margin = self._margin(logits, labels[active], target[active] if target is not None else None)
                 l2sq = (adv - x[active]).flatten(1).pow(2).sum(1)
-                loss = l2sq + const[active] * margin.clamp_min(0)
+                hinge = margin.clamp_min(0)
+                penalty = surface.penalty(adv) if getattr(surface, "detector", None) is not None else None
+                if penalty is not None:
+                    hinge = hinge + penalty
+                loss = l2sq + const[active] * hinge
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 with torch.no_grad():
                     # Record successes of the current iterate (kappa-confident, as foolbox does).
-                    ok = margin < 0
+                    ok = margin < 0 if penalty is None else (margin < 0) & (penalty <= 0)
                     better = ok & (l2sq.sqrt() < best_l2[active])
                     idx = active[better]
                     best_l2[idx] = l2sq[better].sqrt()

@@ -20,7 +20,7 @@ class FGSM(Attack):
     propagation paper used); samples never fooled keep eps.
     """
 
-    name, norm = "fgsm", Norm.LINF
+    name, norm, detector_aware = "fgsm", Norm.LINF, True
 
     def __init__(self, eps: float = 0.3, search: int = 0) -> None:
         self.eps = check_linf_eps(eps)
@@ -51,7 +51,7 @@ class RFGSM(Attack):
     Norm: L-inf. Defaults: eps = 0.3, alpha = eps / 2.
     """
 
-    name, norm, randomized = "rfgsm", Norm.LINF, True
+    name, norm, randomized, detector_aware = "rfgsm", Norm.LINF, True, True
 
     def __init__(self, eps: float = 0.3, alpha: float | None = None) -> None:
         self.eps = check_linf_eps(eps)

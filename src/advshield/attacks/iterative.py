@@ -38,6 +38,8 @@ class IterativeAttack(Attack):
     per sample, the first restart that fools the surface.
     """
 
+    detector_aware = True
+
     momentum: float | None = None
 
     def __init__(self, eps: float, steps: int, rel_stepsize: float | None, abs_stepsize: float | None,
@@ -71,7 +73,7 @@ class IterativeAttack(Attack):
             ta = target[active] if target is not None else None
             _, grad, logits = loss_gradient(surface, xa, ya, ta)
             # Freeze a sample once it succeeds: with early_stop, and always against a detector, where the next
-            # step may trip it again (the per-sample switch of loss_gradient oscillates around the threshold).
+            # step may trip it again (the joint objective's hinges sit at the threshold and the kappa margin).
             if self.early_stop or getattr(surface, "detector", None) is not None:
                 keep = ~succeeded(surface, xa, ya, ta, logits)
                 active, xa, ya, grad = active[keep], xa[keep], ya[keep], grad[keep]

@@ -95,6 +95,7 @@ class Surface(nn.Module):
             raise InputError(f"eot_samples must be >= 1, got {eot_samples}")
         self.classifier, self.defense, self.eot_samples = classifier, defense, eot_samples
         self.detector, self.detector_weight = detector, detector_weight
+        self.detector_switch = False
         self.__dict__["judge"] = judge  # not a submodule: the victim is not part of what is differentiated
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -121,9 +122,21 @@ class Surface(nn.Module):
                 and not getattr(self.defense, "randomized", False))
 
     def penalty(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Per-sample hinge on the detector score: > 0 while the input would be flagged. A detector whose score
-        has no useful gradient offers ``adaptive_score`` (Defense-GAN: the latent search held fixed, BPDA)."""
+        """Per-sample hinge on the detector score, > 0 while the input would be flagged: ``detector_weight`` times
+        the score's excess over the threshold, relative to the threshold (so one weight means the same to a
+        detector scoring 1e-3 as to one scoring 0.5). A detector whose score has no useful gradient offers
+        ``adaptive_score`` (Defense-GAN: the latent search held fixed, BPDA)."""
         if self.detector is None:
             return None
         score = getattr(self.detector, "adaptive_score", self.detector.score)
-        return self.detector_weight * torch.relu(score(x) - self.detector.threshold)
+        threshold = float(self.detector.threshold)
+        scale = abs(threshold) if abs(threshold) > 1e-12 else 1.0
+        return self.detector_weight * torch.relu(score(x) - threshold) / scale
+
+    def reweighted(self, detector_weight: float, switch: bool = False) -> "Surface":
+        """The same surface with another detector weight (Carlini & Wagner's c); ``switch``: gradient attacks
+        ascend the per-image switch instead of the hinge sum (see :func:`advshield.attacks.base.loss_gradient`)."""
+        out = Surface(self.classifier, self.defense, self.eot_samples, self.detector, detector_weight,
+                      self.__dict__["judge"])
+        out.detector_switch = switch
+        return out

@@ -7,19 +7,12 @@ import math
 import torch
 
 from advshield.attacks.apgd import l2_norm, norm_and_eps
-from advshield.attacks.base import Attack, Norm, check_positive_int, register_attack, succeeded
+from advshield.attacks.base import (Attack, Norm, check_positive_int, fooling_margin, joint_detector_loss,
+                                    register_attack, succeeded)
 from advshield.errors import InputError
 
 # The fraction p of the image a square covers is halved after each of these iterations (out of 10000), Sec. 5.
 P_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-
-
-def margin(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-    """Margin loss to minimise (< 0: fooled): z_y - max_{i != y} z_i, or max_{i != t} z_i - z_t targeted."""
-    cls = labels if target is None else target
-    own = logits.gather(1, cls[:, None]).squeeze(1)
-    other = logits.scatter(1, cls[:, None], -torch.inf).amax(1)
-    return own - other if target is None else other - own
 
 
 def _signs(shape, generator, device) -> torch.Tensor:
@@ -65,7 +58,7 @@ class Square(Attack):
     n_queries = 5000, p_init = 0.8, margin loss.
     """
 
-    name, randomized = "square", True
+    name, randomized, detector_aware = "square", True, True
 
     def __init__(self, eps: float | None = None, norm: str = "linf", n_queries: int = 5000,
                  p_init: float = 0.8) -> None:
@@ -81,9 +74,10 @@ class Square(Attack):
 
     def _loss(self, surface, xs, labels, target):
         logits = surface(xs)
-        loss = margin(logits, labels, target)
         if getattr(surface, "detector", None) is not None:  # a flagged input has not succeeded yet
-            loss = loss + surface.penalty(xs)
+            loss = -joint_detector_loss(logits, labels, target, surface.penalty(xs))  # minimised here
+        else:
+            loss = fooling_margin(logits, labels, target)  # the margin loss, < 0: fooled
         return loss, succeeded(surface, xs, labels, target, logits)
 
     def _init(self, x, generator):

@@ -19,6 +19,7 @@ import torch
 
 from advshield.adversarial import AdversarialSpec, generate_adversarial_set
 from advshield.attacks import AttackResult, Pipeline, ThreatModel
+from advshield.attacks.base import DETECTOR_OBJECTIVE
 from advshield.attacks.pipeline import Detector
 from advshield.data import ImageDataset
 from advshield.defenses import Defense
@@ -70,7 +71,8 @@ def acquire_set(setting: AttackSetting, victim: Target, data: ImageDataset, ctx:
         owner, pipeline, sub, threat = victim, Pipeline(victim.model), substitute.model, kind
         extra = {"substitute_sha256": substitute.sha256}
     elif kind is ThreatModel.ADAPTIVE:
-        guard = defense_id if detector is None else {"defense": defense_id, "detector": detector_id}
+        guard = defense_id if detector is None else {"defense": defense_id, "detector": detector_id,
+                                                     "objective": DETECTOR_OBJECTIVE}
         if defense is not None and defense.randomized:  # EOT over more draws is another attack
             guard = {"guard": guard, "eot_samples": eot_samples}
         owner, pipeline, sub, threat, extra = victim, Pipeline(victim.model, defense, detector), None, kind, {"defense": guard}
