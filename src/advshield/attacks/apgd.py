@@ -66,7 +66,7 @@ def checkpoints(steps: int) -> list[int]:
 class APGDBase(Attack):
     """Shared APGD loop (Croce & Hein 2020, Alg. 1) on a batch; subclasses choose the runs (targets)."""
 
-    randomized = detector_aware = True
+    randomized = detector_aware = reads_detector_switch = True
     targeted_runs = False
     alpha, rho = 0.75, 0.75  # momentum (Alg. 1) and the condition-1 threshold (Eq. 4)
 
@@ -117,8 +117,7 @@ class APGDBase(Attack):
         def evaluate(idx, xa):
             lt = None if loss_target is None else loss_target[idx]
             st = None if success_target is None else success_target[idx]
-            # lt: against a detector, the joint objective's margin pushes towards APGD-T's target class
-            loss, grad, logits = loss_gradient(surface, xa, labels[idx], lt, lambda z, y, _: loss_of(z, y, lt))
+            loss, grad, logits = loss_gradient(surface, xa, labels[idx], st, lambda z, y, _: loss_of(z, y, lt))
             return loss, grad, succeeded(surface, xa, labels[idx], st, logits)
 
         n = len(x)

@@ -46,7 +46,8 @@ class AutoAttack(Attack):
     Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
     """
 
-    name, randomized, supports_targeted, detector_aware = "autoattack", True, False, True
+    name, randomized, supports_targeted = "autoattack", True, False
+    detector_aware = reads_detector_switch = True  # its APGD members read the switch; FAB-T ignores the detector
 
     def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
@@ -60,8 +61,10 @@ class AutoAttack(Attack):
     def _surface(self, surface):
         if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None
                 and getattr(surface.defense, "randomized", False) and surface.eot_samples < RAND_EOT_SAMPLES):
-            return Surface(surface.classifier, surface.defense, RAND_EOT_SAMPLES, surface.detector,
-                           surface.detector_weight, getattr(surface, "judge", None))
+            out = Surface(surface.classifier, surface.defense, RAND_EOT_SAMPLES, surface.detector,
+                          surface.detector_weight, getattr(surface, "judge", None))
+            out.detector_switch = surface.detector_switch
+            return out
         return surface
 
     def perturb(self, surface, x, labels, target, generator):

@@ -128,11 +128,12 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor
 # image, so :func:`craft_batch` retries the images a weight left unbroken with the next, larger one.
 DETECTOR_KAPPA = 0.1  # logits: the image stays misclassified while the detector term pulls it under the threshold
 DETECTOR_WEIGHTS = (1.0, 10.0, 100.0)  # c, in units of the threshold (Surface.penalty is the relative excess)
-# After the weights, one more run ascends the per-image switch (the attack's own loss until fooled, then the
-# hinge alone: see loss_gradient); attacks that do not ascend loss_gradient (Square, C&W) run the hinge at c = 1.
+# After the weights, attacks that ascend loss_gradient (Attack.reads_detector_switch) run once more with the
+# per-image switch: the attack's own loss until fooled, then the hinge alone (see loss_gradient).
 # Names the objective in the content hash of adversarial sets crafted against a detector (a new objective,
-# a new set: sets crafted with the earlier per-image switch are never reused).
-DETECTOR_OBJECTIVE = "cw2017-hinge kappa=0.1 c=1,10,100 relative, then switch"
+# a new set: sets crafted with the earlier per-image switch alone are never reused).
+DETECTOR_OBJECTIVE = (f"cw2017-hinge kappa={DETECTOR_KAPPA:g} c={','.join(f'{c:g}' for c in DETECTOR_WEIGHTS)} "
+                      "relative, then switch")
 
 
 def fooling_margin(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,7 +148,7 @@ def fooling_margin(logits: torch.Tensor, labels: torch.Tensor, target: torch.Ten
 
 def joint_detector_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None,
                         penalty: torch.Tensor, kappa: float = DETECTOR_KAPPA) -> torch.Tensor:
-    """Per-sample loss to maximise against classifier + detector: -(max(margin, -kappa) + penalty), where
+    """Per-sample loss to maximise against classifier + detector: -(max(margin + kappa, 0) + penalty), where
     ``penalty`` is the surface's weighted detector hinge (Carlini & Wagner 2017, Sec. 5)."""
     return -(torch.relu(fooling_margin(logits, labels, target) + kappa) + penalty)
 
@@ -155,8 +156,9 @@ def joint_detector_loss(logits: torch.Tensor, labels: torch.Tensor, target: torc
 def loss_gradient(surface: nn.Module, x: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None,
                   loss_fn=attack_loss):
     """(per-sample loss, d loss / d x, logits) of the attack objective ``loss_fn(logits, labels, target)``
-    (default: :func:`attack_loss`). On a surface with a detector the objective is
-    :func:`joint_detector_loss` instead (``target``: the class the margin pushes towards, if any)."""
+    (default: :func:`attack_loss`). On a surface with a detector the objective is :func:`joint_detector_loss`
+    instead, whatever ``loss_fn`` (so APGD-CE and APGD-DLR ascend the same loss against a detector, and APGD-T's
+    targets act as restarts), or, on a surface with ``detector_switch`` set, the per-image switch."""
     x = x.detach().requires_grad_(True)
     logits = surface(x)
     penalty = surface.penalty(x) if hasattr(surface, "penalty") else None
@@ -208,6 +210,8 @@ class Attack(ABC):
     # True when the attack's objective includes the surface's detector penalty (its weight changes the attack):
     # against a detector, craft_batch then retries the unbroken images with each of DETECTOR_WEIGHTS.
     detector_aware: ClassVar[bool] = False
+    # True when the objective comes from loss_gradient: the search then ends with a run of the per-image switch.
+    reads_detector_switch: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every attack refuses non-finite numeric arguments at construction (NaN / inf eps, step sizes, ...).
@@ -279,7 +283,7 @@ def craft_batch(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: tor
     attack.__dict__.pop("_last_info", None)
     generator = _generator_for(x, seed)
     with torch.enable_grad(), frozen(surface):
-        if attack.detector_aware and getattr(surface, "detector", None) is not None:
+        if attack.detector_aware and getattr(surface, "detector", None) is not None and hasattr(surface, "reweighted"):
             adv = _search_detector_weight(attack, surface, x, labels, target, generator)
         else:
             adv = attack.perturb(surface, x, labels, target, generator).detach()
@@ -293,18 +297,23 @@ def craft_batch(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: tor
 def _search_detector_weight(attack: Attack, surface: nn.Module, x: torch.Tensor, labels: torch.Tensor,
                            target: torch.Tensor | None, generator: torch.Generator) -> torch.Tensor:
     """Carlini & Wagner's search over the detector weight c (2017, Sec. 5) as a sequence of runs: each weight of
-    DETECTOR_WEIGHTS (times the surface's own), then the per-image switch, attacks the images no earlier run broke
-    (misclassified and unflagged), the per-image worst case kept. ``info``: the weights and, per image, the one that
-    broke it (-1: the switch; 0: none, or already fooled when clean)."""
+    DETECTOR_WEIGHTS (times the surface's own), then the per-image switch (for attacks that read it), attacks the
+    images no earlier run broke (misclassified and unflagged), the per-image worst case kept. ``info``: the weights
+    and, per image, the one that broke it (-1: the switch; 0: none, or already fooled when clean); an ensemble's
+    ``broken_by`` names the member within the run that broke the image."""
     base = float(surface.detector_weight)
     adv, info = x.clone(), {}
     with torch.no_grad():
         hit = succeeded(surface, x, labels, target)
     broke_at = torch.zeros(len(x), device=x.device)
-    for factor, switch in [(f, False) for f in DETECTOR_WEIGHTS] + [(1.0, True)]:
+    runs = [(f, False) for f in DETECTOR_WEIGHTS] + ([(1.0, True)] if attack.reads_detector_switch else [])
+    for k, (factor, switch) in enumerate(runs):
         todo = (~hit).nonzero().squeeze(1)
         if len(todo) == 0:
-            break
+            if k == 0:  # nothing to attack: one run on the whole batch still gives the attack's own records
+                todo = torch.arange(len(x), device=x.device)
+            else:
+                break
         weighted = surface.reweighted(base * factor, switch)
         t = None if target is None else target[todo]
         sub = attack.perturb(weighted, x[todo], labels[todo], t, generator).detach()
@@ -316,8 +325,8 @@ def _search_detector_weight(attack: Attack, surface: nn.Module, x: torch.Tensor,
                 info[k] = v
         adv[todo] = sub
         with torch.no_grad():
-            new = succeeded(weighted, sub, labels[todo], t)
-        hit[todo[new]], broke_at[todo[new]] = True, -1.0 if switch else base * factor
+            fresh = todo[succeeded(weighted, sub, labels[todo], t) & ~hit[todo]]
+        hit[fresh], broke_at[fresh] = True, -1.0 if switch else base * factor
     attack.__dict__["_last_info"] = {**info, "detector_weights": [base * f for f in DETECTOR_WEIGHTS],
                                      "broken_at_detector_weight": broke_at}
     return adv

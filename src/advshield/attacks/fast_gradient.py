@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from advshield.attacks.base import (Attack, Norm, check_linf_eps, is_fooled, judged_logits, loss_gradient,
-                                    register_attack)
+from advshield.attacks.base import (Attack, Norm, check_linf_eps, loss_gradient, register_attack, succeeded)
 from advshield.errors import InputError
 
 
@@ -20,7 +19,7 @@ class FGSM(Attack):
     propagation paper used); samples never fooled keep eps.
     """
 
-    name, norm, detector_aware = "fgsm", Norm.LINF, True
+    name, norm, detector_aware, reads_detector_switch = "fgsm", Norm.LINF, True, True
 
     def __init__(self, eps: float = 0.3, search: int = 0) -> None:
         self.eps = check_linf_eps(eps)
@@ -35,7 +34,7 @@ class FGSM(Attack):
         todo = torch.arange(len(x), device=x.device)
         for i in range(1, self.search):  # the last candidate, eps itself, is the default
             cand = (x[todo] + self.eps * i / self.search * step[todo]).clamp(0, 1)
-            hit = is_fooled(judged_logits(surface, cand), labels[todo], None if target is None else target[todo])
+            hit = succeeded(surface, cand, labels[todo], None if target is None else target[todo])
             adv[todo[hit]] = cand[hit]
             todo = todo[~hit]
             if len(todo) == 0:
@@ -51,7 +50,8 @@ class RFGSM(Attack):
     Norm: L-inf. Defaults: eps = 0.3, alpha = eps / 2.
     """
 
-    name, norm, randomized, detector_aware = "rfgsm", Norm.LINF, True, True
+    name, norm, randomized = "rfgsm", Norm.LINF, True
+    detector_aware = reads_detector_switch = True
 
     def __init__(self, eps: float = 0.3, alpha: float | None = None) -> None:
         self.eps = check_linf_eps(eps)

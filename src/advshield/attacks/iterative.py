@@ -38,7 +38,7 @@ class IterativeAttack(Attack):
     per sample, the first restart that fools the surface.
     """
 
-    detector_aware = True
+    detector_aware = reads_detector_switch = True
 
     momentum: float | None = None
 

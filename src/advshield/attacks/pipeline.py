@@ -130,8 +130,7 @@ class Surface(nn.Module):
             return None
         score = getattr(self.detector, "adaptive_score", self.detector.score)
         threshold = float(self.detector.threshold)
-        scale = abs(threshold) if abs(threshold) > 1e-12 else 1.0
-        return self.detector_weight * torch.relu(score(x) - threshold) / scale
+        return self.detector_weight * torch.relu(score(x) - threshold) / max(abs(threshold), 1e-6)
 
     def reweighted(self, detector_weight: float, switch: bool = False) -> "Surface":
         """The same surface with another detector weight (Carlini & Wagner's c); ``switch``: gradient attacks

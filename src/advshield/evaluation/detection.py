@@ -144,8 +144,10 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                "reconstruction": {"clean_test": clean_rec, "clean_train": train_rec}, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                "notes": ["detection rates count successful adversarial examples only; FPR is on the clean test images",
                          "paper_threshold: the largest score over the training images (CMAG Algorithm 2, MagNet)",
-                         "adaptive-joint: the attack engine's adaptive threat against classifier + detector (push the "
-                         "classifier until fooled, then the score under the threshold); evasion = share of the "
+                         "adaptive-joint: the attack engine's adaptive threat against classifier + detector (Carlini & "
+                         "Wagner 2017's hinge sum -(max(margin, -0.1) + c x the score's relative excess over the "
+                         "threshold) at c = 1, 10, 100, then the per-image switch, each run on the images no earlier "
+                         "one broke, per-image worst case); evasion = share of the "
                          "images correct and unflagged when clean that end misclassified and unflagged; "
                          "robust_accuracy = share of all images right and unflagged when clean that the attack did not "
                          "turn into an unflagged misclassification (a flagged clean image counts as an error); the "

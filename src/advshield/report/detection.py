@@ -145,8 +145,9 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
             "verdict_notes": ["Robust accuracy of classifier + detector at the threshold calibrated on held-out clean "
                               "training images: an image counts if it is right and unflagged when clean and the attack "
                               "does not turn it into an unflagged misclassification. Oblivious attacks ignore the "
-                              "detector (the papers' setting); the adaptive attack pushes the classifier, then the "
-                              "detector's score under the threshold."]}
+                              "detector (the papers' setting); the adaptive attack minimises Carlini & Wagner's "
+                              "hinge sum (the classifier's margin plus c x the detector score's excess over the "
+                              "threshold) over a search of c."]}
 
 
 def write_detection_html(cards: list[dict], path: str | Path, title: str = "advshield detection", *,

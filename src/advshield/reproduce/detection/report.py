@@ -97,9 +97,10 @@ def _adaptive(s: dict) -> list[str]:
         return []
     return ["## Adaptive attack (beyond the paper)", "",
             "The attack engine's adaptive threat against classifier + detector at the calibrated threshold: L-inf "
-            "PGD pushes the classifier until the image is misclassified, then the detector's score under the "
-            "threshold (Carlini & Wagner 2017's joint objective as a per-image switch; Defense-GAN differentiated "
-            "with its latent search held fixed, BPDA). Evasion = misclassified and unflagged, among the images "
+            "PGD on Carlini & Wagner 2017's joint objective max(margin + 0.1, 0) + c x the score's excess over the "
+            "threshold (relative to it), at c = 1, 10, 100 and then the per-image switch (the classifier until "
+            "misclassified, then the score alone), each run on the images no earlier one broke (Defense-GAN "
+            "differentiated with its latent search held fixed, BPDA). Evasion = misclassified and unflagged, among the images "
             "correct and unflagged when clean; robust accuracy (95 % interval) = share of all images the attack did "
             "not turn into an unflagged misclassification. The oblivious rates above assume an attacker who "
             "ignores the detector.", "",
