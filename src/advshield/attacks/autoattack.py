@@ -61,10 +61,7 @@ class AutoAttack(Attack):
     def _surface(self, surface):
         if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None
                 and getattr(surface.defense, "randomized", False) and surface.eot_samples < RAND_EOT_SAMPLES):
-            out = Surface(surface.classifier, surface.defense, RAND_EOT_SAMPLES, surface.detector,
-                          surface.detector_weight, getattr(surface, "judge", None))
-            out.detector_switch = surface.detector_switch
-            return out
+            return surface.variant(eot_samples=RAND_EOT_SAMPLES)
         return surface
 
     def perturb(self, surface, x, labels, target, generator):

@@ -235,11 +235,11 @@ def _search_detector_weight(attack: Attack, surface: nn.Module, x: torch.Tensor,
         t = None if target is None else target[todo]
         sub = attack.perturb(weighted, x[todo], labels[todo], t, generator).detach()
         check_output(attack, sub, x[todo])
-        for k, v in attack.__dict__.pop("_last_info", {}).items():  # per-image records follow their images
+        for key, v in attack.__dict__.pop("_last_info", {}).items():  # per-image records follow their images
             if isinstance(v, torch.Tensor) and v.ndim and len(v) == len(todo):
-                info.setdefault(k, torch.full((len(x), *v.shape[1:]), -2, dtype=v.dtype, device=v.device))[todo] = v
+                info.setdefault(key, torch.full((len(x), *v.shape[1:]), -2, dtype=v.dtype, device=v.device))[todo] = v
             else:
-                info[k] = v
+                info[key] = v
         adv[todo] = sub
         with torch.no_grad():
             fresh = todo[succeeded(weighted, sub, labels[todo], t) & ~hit[todo]]

@@ -33,7 +33,7 @@ from torch import nn
 
 from advshield.attacks.base import Attack, Norm, loss_gradient
 from advshield.attacks.noise import L2Noise, UniformNoise
-from advshield.attacks.pipeline import Pipeline, Surface, ThreatModel
+from advshield.attacks.pipeline import Pipeline, ThreatModel
 from advshield.attacks.runner import run_attack
 from advshield.attacks.square import Square
 
@@ -109,7 +109,7 @@ class _Runner:
         if getattr(surface, "detector", None) is not None:
             # the classifier's cross-entropy through the defense: the joint objective against a detector is flat
             # (zero gradient) wherever an image is already misclassified by kappa and unflagged, which is no masking
-            surface = Surface(surface.classifier, surface.defense, surface.eot_samples)
+            surface = surface.variant(detector=None)
         _, grad, _ = loss_gradient(surface, self.x[:256].to(device), self.labels[:256].to(device))
         g = grad.flatten(1)
         return float(((g.abs().sum(1) == 0) | ~torch.isfinite(g).all(1)).float().mean())

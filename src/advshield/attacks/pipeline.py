@@ -132,10 +132,17 @@ class Surface(nn.Module):
         threshold = float(self.detector.threshold)
         return self.detector_weight * torch.relu(score(x) - threshold) / max(abs(threshold), 1e-6)
 
+    def variant(self, **changes) -> "Surface":
+        """The same surface (shared modules) with some of ``eot_samples``, ``detector``, ``detector_weight`` and
+        ``detector_switch`` changed."""
+        fields = {"eot_samples": self.eot_samples, "detector": self.detector, "detector_weight": self.detector_weight,
+                  "detector_switch": self.detector_switch, **changes}
+        switch = fields.pop("detector_switch")
+        out = Surface(self.classifier, self.defense, judge=self.__dict__["judge"], **fields)
+        out.detector_switch = switch
+        return out
+
     def reweighted(self, detector_weight: float, switch: bool = False) -> "Surface":
         """The same surface with another detector weight (Carlini & Wagner's c); ``switch``: gradient attacks
         ascend the per-image switch instead of the hinge sum (see :func:`advshield.attacks.base.loss_gradient`)."""
-        out = Surface(self.classifier, self.defense, self.eot_samples, self.detector, detector_weight,
-                      self.__dict__["judge"])
-        out.detector_switch = switch
-        return out
+        return self.variant(detector_weight=detector_weight, detector_switch=switch)
