@@ -326,3 +326,16 @@ def test_adaptive_surface_is_not_run_twice_to_judge(anet, small):
     jitter = Pipeline(anet, Jitter())
     assert not jitter.surface("adaptive", eot_samples=4).computes(jitter)
     assert run_attack(FGSM(0.2), jitter, x, y, threat=ThreatModel.ADAPTIVE, eot_samples=4).surface_adv_pred is not None
+
+
+def test_health_checks_flag_an_attack_weaker_with_more_steps_or_eps(anet, small):
+    """more-steps and larger-eps fire when more effort leaves more accuracy (here by construction)."""
+    x, y = small
+    pipe = Pipeline(anet)
+    fewer = check_attack_health(lambda e, s: PGD(eps=min(e, 1.0) * 10 / s, steps=10), pipe, x, y, eps=0.2, steps=10,
+                                warn=False)  # twice the steps, half the eps (A-net keeps ~97 % at 0.1, ~64 % at 0.2)
+    assert "more-steps" in {c["check"] for c in fewer.failures}
+    inverted = check_attack_health(lambda e, s: PGD(eps=max(0.35 - e, 0.02), steps=s), pipe, x, y, eps=0.2,
+                                   steps=10, warn=False)  # a larger eps asked for, a smaller one used
+    assert "larger-eps" in {c["check"] for c in inverted.failures}
+    assert "more-steps" not in {c["check"] for c in inverted.failures}

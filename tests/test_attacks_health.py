@@ -125,3 +125,41 @@ def test_stronger_runs_attack_only_the_images_still_robust(tiny):
     assert numbers["convergence"]["accuracy_doubled"] <= numbers["convergence"]["accuracy"]
     unbounded = next(c for c in report.checks if c["name"] == "unbounded")
     assert f"attacking the {robust} images left robust" in unbounded["detail"]
+
+
+def test_failed_health_checks_become_red_flags():
+    """What a card's Red flags section reads: every failed check of every adaptive setting, named by both."""
+    from advshield.attacks.health import HealthReport
+    from advshield.evaluation.verdict import health_flags
+    report = HealthReport()
+    report.add("convergence", True, "converged")
+    report.add("gradients", False, "90 % of inputs have a zero or non-finite gradient")
+    health = {"adaptive pgd": {"ok": report.ok, "checks": report.checks, "failures": report.failures},
+              "adaptive cw": {"skipped": "cw has no eps budget to vary"}}
+    assert health_flags(health) == [{"check": "health: gradients",
+                                     "detail": "adaptive pgd: 90 % of inputs have a zero or non-finite gradient"}]
+
+
+class Idle(APGD):
+    """An 'attack' that returns its input: a broken evaluation the noise check must catch."""
+
+    def perturb(self, surface, x, labels, target, generator):
+        return x.clone()
+
+
+class Fragile(nn.Module):
+    """Correct (class 0) only on images on the 8-bit grid: any noise off the grid makes it answer class 1."""
+
+    def forward(self, x):
+        off_grid = (x * 255 - torch.round(x * 255)).abs().flatten(1).amax(1)
+        return torch.stack([1 - 1e3 * off_grid, 1e3 * off_grid], 1)
+
+
+def test_noise_beating_the_attack_is_flagged():
+    x = torch.round(torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 255) / 255
+    y = torch.zeros(20, dtype=torch.long)
+    report = run_health_checks(lambda e, s, r: Idle(e, steps=s, restarts=r), Pipeline(Fragile()), x, y, EPS, 5,
+                               square_queries=10, warn=False)
+    check = next(c for c in report.checks if c["name"] == "beats-noise")
+    assert not check["passed"] and check["numbers"] == {"accuracy": 1.0, "noise_accuracy": 0.0}
+    assert {"beats-noise", "unbounded"} <= failed(report)

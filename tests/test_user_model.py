@@ -261,6 +261,38 @@ def test_red_flags_fire_on_the_rows_that_deserve_them():
     assert checks == ["adaptive-vs-oblivious"]
     assert [f["check"] for f in red_flags_of([row("white-box", 0.95)], 10)] == ["label-leaking"]
     assert [f["check"] for f in red_flags_of([row("white-box", 0.05, clean=0.1)], 10)] == ["chance-level"]
+    # one image of slack (n = 100), no more: 0.01 above the oblivious or the clean accuracy is noise, 0.02 is not
+    assert red_flags_of([row("white-box", 0.30), row("adaptive", 0.31), row("white-box", 0.91)], 10) == []
+    assert [f["check"] for f in red_flags_of([row("white-box", 0.30), row("adaptive", 0.32)], 10)] == [
+        "adaptive-vs-oblivious"]
+    assert [f["check"] for f in red_flags_of([row("white-box", 0.92)], 10)] == ["label-leaking"]
+    # an adaptive row is compared only with the oblivious row of the same attack, parameters and images
+    other_eps = dict(row("white-box", 0.1), params={"eps": 0.2})
+    assert red_flags_of([other_eps, row("adaptive", 0.5)], 10) == []
+    assert red_flags_of([dict(row("white-box", 0.1), n=50), row("adaptive", 0.5)], 10) == []
+
+
+class MaskedQuantise(torch.nn.Module):
+    """Shattered gradients declared differentiable: rounds to 4 grey levels (+ 0 * x keeps a zero gradient), so
+    advshield trusts the declaration, runs no BPDA, and the adaptive attack sees nothing."""
+
+    differentiable, randomized = True, False
+
+    def forward(self, x):
+        return torch.round(x * 3) / 3 + 0 * x
+
+
+def test_failed_health_checks_reach_the_card_and_its_red_flags(mypkg, tmp_path):
+    model = mypkg.make_net().eval()
+    result = advshield.evaluate(model, _data(), MaskedQuantise().eval(), attacks=["pgd"],
+                                attack_params={"pgd": PARAMS["pgd"]},
+                                store=tmp_path / "store", out=tmp_path / "eval")
+    card = result.card
+    failed = {c["check"] for c in card["health"]["adaptive pgd"]["failures"]}
+    assert {"gradients", "unbounded"} <= failed
+    flags = [f["check"] for f in card["red_flags"]]
+    assert {"health: gradients", "health: unbounded", "adaptive-vs-oblivious"} <= set(flags)
+    assert "health: gradients" in result.to_markdown()
 
 
 def test_a_random_plain_defense_is_measured_as_randomised(mypkg):

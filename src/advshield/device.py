@@ -29,6 +29,14 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def module_device(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` lives: its first parameter's device, else its first buffer's, else the CPU (a module
+    with neither, such as a fixed function, runs wherever its input is)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def fast_layout(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
     """Store conv weights channels-last on the CPU, where oneDNN convolutions run faster that way.
 

@@ -36,6 +36,7 @@ from advshield.attacks.noise import L2Noise, UniformNoise
 from advshield.attacks.pipeline import Pipeline, ThreatModel
 from advshield.attacks.runner import run_attack
 from advshield.attacks.square import Square
+from advshield.device import module_device
 
 
 class MaskedGradientWarning(UserWarning):
@@ -104,7 +105,7 @@ class _Runner:
         return out
 
     def dead_gradients(self) -> float:
-        device = next(self.pipeline.parameters()).device
+        device = module_device(self.pipeline)
         surface = self.pipeline.surface(self.threat, self.substitute, self.eot_samples)
         if getattr(surface, "detector", None) is not None:
             # the classifier's cross-entropy through the defense: the joint objective against a detector is flat

@@ -9,6 +9,7 @@ from torch import nn
 
 from advshield.attacks.base import ATTACKS, Attack, AttackResult, craft_batch, run_batch
 from advshield.attacks.pipeline import Pipeline, ThreatModel
+from advshield.device import module_device
 
 
 def create_attack(name: str, **params) -> Attack:
@@ -23,7 +24,7 @@ def _batches(pipeline: Pipeline | nn.Module, x: torch.Tensor, labels: torch.Tens
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline(pipeline)
     if device is None:
-        device = next(pipeline.parameters()).device
+        device = module_device(pipeline)
     pipeline.to(device)
     if substitute is not None:
         substitute.to(device)
