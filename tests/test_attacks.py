@@ -1,6 +1,5 @@
 """Behaviour of the attack engine on the zoo A-net and the embedded MNIST test sample."""
 
-import warnings
 
 import pytest
 import torch
@@ -9,6 +8,7 @@ from advshield.attacks import (ATTACKS, BIM, FGSM, MIFGSM, PGD, PGDL2, RFGSM, Ca
                                LinfDeepFool, Pipeline, SpatialAttack, ThreatModel, UniformNoise, create_attack,
                                craft_images, run_attack)
 from advshield.attacks.health import MaskedGradientWarning, check_attack_health
+from advshield.attacks.noise import L2Noise
 from advshield.data import load_dataset
 from advshield.defenses import DEFENSES
 from advshield.errors import AdvShieldError, InputError
@@ -84,10 +84,12 @@ def test_l2_budget(anet, small):
 def test_gradient_attacks_beat_noise_and_stronger_is_stronger(anet, data):
     x, y = data[0][:300], data[1][:300]
     acc = {a.name: a(anet, x, y).summary()["adv_accuracy"]
-           for a in (UniformNoise(0.2), FGSM(0.2), BIM(0.2), PGD(0.2, steps=20))}
-    assert acc["uniform-noise"] > 0.95
-    assert acc["fgsm"] < acc["uniform-noise"] - 0.3
-    assert acc["bim"] <= acc["fgsm"] and acc["pgd"] <= acc["fgsm"]
+           for a in (UniformNoise(0.2), FGSM(0.2), RFGSM(0.2, alpha=0.05), BIM(0.2), PGD(0.2, steps=20),
+                     MIFGSM(0.2, steps=10), L2Noise(3.0), PGDL2(3.0, steps=20))}
+    assert acc["uniform-noise"] > 0.95 and acc["noise-l2"] > 0.95
+    for name in ("fgsm", "rfgsm", "mifgsm", "pgd-l2"):  # each really attacks: far below noise of its budget
+        assert acc[name] < acc["uniform-noise" if name != "pgd-l2" else "noise-l2"] - 0.3, (name, acc)
+    assert acc["bim"] <= acc["fgsm"] and acc["pgd"] <= acc["fgsm"] and acc["mifgsm"] <= acc["fgsm"], acc
 
 
 def test_success_counts_only_originally_correct(anet, small):
@@ -142,9 +144,25 @@ def test_early_stop_and_restarts(anet, small):
     early = PGD(0.15, steps=20, early_stop=True)(anet, x, y)
     assert early.summary()["success_rate"] >= full["success_rate"] - 0.02
     assert early.summary()["median_l2"] < full["median_l2"]  # frozen just past the boundary
-    restarts = PGD(0.1, steps=10, restarts=3)(anet, x, y).summary()
-    single = PGD(0.1, steps=10)(anet, x, y).summary()
-    assert restarts["success_rate"] >= single["success_rate"]
+    runs = []
+
+    class Counted(PGD):
+        def _one_run(self, surface, xb, labels, target, generator):
+            adv = super()._one_run(surface, xb, labels, target, generator)
+            with torch.no_grad():
+                runs.append((len(xb), int((surface(adv).argmax(1) != labels).sum())))
+            return adv
+
+    single = Counted(0.15, steps=10)(anet, x, y)
+    restarts = Counted(0.15, steps=10, restarts=3)(anet, x, y)
+    assert runs[0] == runs[1] and runs[0][0] == len(y) and 0 < runs[0][1] < len(y)
+    # each restart attacks only the images every earlier run left unbroken, from a new random start
+    assert runs[2] == (len(y) - runs[1][1], runs[2][1]) and len(runs) == 4
+    assert runs[3][0] == runs[2][0] - runs[2][1]
+    kept = single.success  # an image broken by the first run keeps its image
+    assert torch.equal(restarts.adv[kept], single.adv[kept])
+    assert int(restarts.success.sum()) == runs[1][1] + runs[2][1] + runs[3][1]
+    assert runs[2][1] + runs[3][1] > 0  # the restarts broke images the first run could not (seeded: stable)
 
 
 def test_minimal_attacks_find_small_perturbations(anet, small):

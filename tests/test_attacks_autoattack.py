@@ -8,7 +8,7 @@ from advshield.attacks import (APGD, APGDDLR, APGDT, ATTACKS, FABT, PGD, PGDL2, 
                                Pipeline, Square,
                                create_attack, member_robust_accuracy, run_attack)
 from advshield.attacks.apgd import checkpoints, dlr_loss
-from advshield.attacks.base import Attack, AttackResult, Norm, register_attack
+from advshield.attacks.base import Attack, AttackResult, Norm
 from advshield.attacks.checks import AttackError
 from advshield.attacks.fab import project_to_hyperplane
 from advshield.attacks.spatial import SpatialAttack
@@ -108,10 +108,15 @@ def test_targeted_reaches_target(batch):
 def test_early_exit_keeps_the_robust_accuracy(batch):
     model, x, y = batch
     for eps in (0.05, 0.08):
-        early = run_attack(APGD(eps, steps=30), model, x, y)
-        full = run_attack(APGD(eps, steps=30, early_stop=False), model, x, y)
+        counted = {}
+        for stop in (True, False):
+            counted[stop] = Counting(model)
+            counted[stop].result = run_attack(APGD(eps, steps=30, early_stop=stop), counted[stop], x, y)
+        early, full = counted[True].result, counted[False].result
         assert abs(early.summary()["adv_accuracy"] - full.summary()["adv_accuracy"]) <= 1 / 64
         assert int((early.success != full.success).sum()) <= 1  # both keep each sample's first fooling iterate
+        assert 0 < int(early.success.sum()) < len(y)  # some broken, some not: the exit has something to skip
+        assert counted[True].images < 0.8 * counted[False].images  # and it skipped work
 
 
 def test_apgd_at_least_as_strong_as_pgd(tiny):
@@ -138,10 +143,31 @@ def test_ensemble_is_the_per_sample_worst_case(tiny):
 
 
 def test_standard_autoattack_runs_all_members(batch):
+    """Each member runs, in order, on exactly the images every earlier member left robust, and an image a member
+    is credited with is misclassified by that member's own output."""
     model, x, y = batch
-    r = run_attack(AutoAttack(0.04), model, x[:24], y[:24])
+    seen = []
+
+    class Recorded(AutoAttack):
+        def members(self):
+            out = super().members()
+            for m in out:
+                def perturb(surface, xb, labels, target, generator, _m=m, _own=m.perturb):
+                    adv = _own(surface, xb, labels, target, generator)
+                    seen.append((_m.name, len(xb)))
+                    return adv
+                m.perturb = perturb
+            return out
+
+    r = run_attack(Recorded(0.04), model, x[:24], y[:24])
     after = member_robust_accuracy(r)
     assert list(after) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [name for name, _ in seen] == ["apgd-ce", "apgd-t", "fab-t", "square"]  # all four ran
+    assert [n for _, n in seen] == [round(after[k] * 24) for k in ("clean", "apgd-ce", "apgd-t", "fab-t")]
+    broken_by = r.info["broken_by"]
+    with torch.no_grad():
+        assert torch.all(model(r.adv[broken_by >= 0]).argmax(1) != y[:24][broken_by >= 0])
+    assert torch.equal(r.adv[broken_by == -1], x[:24][broken_by == -1])  # robust images keep the clean image
     assert float(r.norms["linf"].max()) <= 0.04 + 1e-6
 
 
@@ -157,7 +183,6 @@ def test_square_uses_no_gradient(batch):
             assert not torch.is_grad_enabled()
             return self.model(z)
 
-    assert NoGrad()  # the module asserts inside forward
     r = Square(0.1, n_queries=100)(NoGrad(), x, y)
     assert r.summary()["success_rate"] > 0.3
 
@@ -309,7 +334,6 @@ def test_result_info_concatenates_per_sample_tensors(batch):
     parts = [AutoAttack(0.05, version="fast")(model, x[i:i + 16], y[i:i + 16]) for i in (0, 16)]
     whole = AttackResult.concat(parts)
     assert torch.equal(whole.info["broken_by"], torch.cat([p.info["broken_by"] for p in parts]))
-    assert register_attack  # the public decorator stays importable
 
 
 def test_rand_version_attacks_with_eot_over_20_draws(batch):

@@ -169,3 +169,8 @@ def test_carlini_wagner_keeps_only_examples_the_detector_lets_through(setting):
     with torch.no_grad():
         assert torch.all(model(r.adv[found]).argmax(1) != y[:40][found])
         assert torch.all(det.score(r.adv[found]) <= det.threshold)
+    # the contrast: the same C&W ignoring the detector finds examples the detector flags
+    blind = run_attack(cw, guarded, x[:40], y[:40], threat="white-box", batch_size=40, seed=0)
+    blind_found = (blind.adv - x[:40]).flatten(1).abs().amax(1) > 0
+    with torch.no_grad():
+        assert int((det.score(blind.adv[blind_found]) > det.threshold).sum()) >= 3  # 4 of them, seeded
