@@ -103,26 +103,39 @@ def test_check_functions_on_numbers():
     assert check_adaptive_vs_oblivious(0.2, 0.3)["passed"] and not check_adaptive_vs_oblivious(0.3, 0.2)["passed"]
 
 
-def test_stronger_runs_attack_only_the_images_still_robust(tiny):
-    """Deterministic pipeline: the doubled run and the unbounded run attack only what the base run left robust
-    (AutoAttack's worst case), so their numbers can only be lower and their cost is that of the robust images."""
+def test_stronger_runs_attack_only_the_images_still_robust(tiny, monkeypatch):
+    """Deterministic pipeline: the doubled run and the unbounded run attack only what the base run left robust,
+    Square only what the doubled run left robust (AutoAttack's worst case), so their numbers can only be lower
+    and their cost is that of the robust images."""
+    import advshield.attacks.health as health_module
     model, x, y = tiny
-    seen = []
+    seen, square_rows = [], []
 
     class Counted(APGD):
         def perturb(self, surface, xb, labels, target, generator):
-            seen.append((self.eps, self.steps, len(xb)))
+            seen.append((self.eps, self.steps, self.restarts, len(xb)))
             return super().perturb(surface, xb, labels, target, generator)
 
+    class CountedSquare(health_module.Square):
+        def perturb(self, surface, xb, labels, target, generator):
+            square_rows.append(len(xb))
+            return super().perturb(surface, xb, labels, target, generator)
+
+    monkeypatch.setattr(health_module, "Square", CountedSquare)
     report = run_health_checks(lambda e, s, r: Counted(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 20,
                                square_queries=50, warn=False)
     base = run_attack(APGD(EPS, steps=20), Pipeline(model), x, y)
     robust = int((base.adv_pred == base.labels).sum())
-    assert seen[0] == (EPS, 20, len(y))
-    assert [n for e, s, n in seen if s == 40] == [robust, robust]  # doubled at eps, then unbounded at eps 1
+    doubled = run_attack(APGD(EPS, steps=40, restarts=2), Pipeline(model), x[base.adv_pred == base.labels],
+                         y[base.adv_pred == base.labels])
+    robust_doubled = int((doubled.adv_pred == doubled.labels).sum())
+    assert seen[0] == (EPS, 20, 1, len(y))
+    assert seen[1] == (EPS, 40, 2, robust)  # doubled steps and restarts, on the images left robust
+    assert seen[2] == (1.0, 40, 1, robust)  # unbounded, on the same images
+    assert square_rows == [robust_doubled]
     numbers = {c["name"]: c["numbers"] for c in report.checks}
     assert numbers["convergence"]["accuracy"] == pytest.approx(robust / len(y))
-    assert numbers["convergence"]["accuracy_doubled"] <= numbers["convergence"]["accuracy"]
+    assert numbers["convergence"]["accuracy_doubled"] == pytest.approx(robust_doubled / len(y))
     unbounded = next(c for c in report.checks if c["name"] == "unbounded")
     assert f"attacking the {robust} images left robust" in unbounded["detail"]
 
@@ -163,3 +176,17 @@ def test_noise_beating_the_attack_is_flagged():
     check = next(c for c in report.checks if c["name"] == "beats-noise")
     assert not check["passed"] and check["numbers"] == {"accuracy": 1.0, "noise_accuracy": 0.0}
     assert {"beats-noise", "unbounded"} <= failed(report)
+
+
+def test_each_setting_is_checked_with_its_own_attack_and_parameters():
+    """setting_health probes the setting's attack with its fixed parameters (an absolute step as a share of
+    eps, which the checks vary), APGD-CE at the budget for an attack without steps, nothing without an eps."""
+    from advshield.experiment.health import _probe
+    from advshield.experiment.setting import AttackSetting
+    pgd = AttackSetting("pgd", {"eps": 0.25, "steps": 5, "abs_stepsize": 0.1, "random_start": False}, "adaptive")
+    assert _probe(pgd) == ("pgd", {"random_start": False, "rel_stepsize": pytest.approx(0.4)}, 0.25, 5, 1, "linf")
+    assert _probe(AttackSetting("fgsm", {"eps": 0.1}, "adaptive")) == ("apgd-ce", {"norm": "linf"}, 0.1, 100, 1,
+                                                                        "linf")
+    assert _probe(AttackSetting("cw", {}, "adaptive")) is None
+    assert _probe(AttackSetting("apgd-ce", {"eps": 1.0, "norm": "l2", "steps": 10, "restarts": 2})) == (
+        "apgd-ce", {"norm": "l2"}, 1.0, 10, 2, "l2")
