@@ -86,10 +86,13 @@ def _cpu() -> dict:
     return {"vendor": vendor, "avx512f": "avx512f" in flags}
 
 
+HOST_CPU = _cpu()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ADVSHIELD_GOLDEN_PRESETS"),
                     reason="minutes of CPU: .ci/run sets ADVSHIELD_GOLDEN_PRESETS=1 and runs it before the suite")
-@pytest.mark.skipif(_cpu() != CARD_CPU, reason=f"the built-in cards hold for a {CARD_CPU} CPU, this host is {_cpu()}: "
+@pytest.mark.skipif(HOST_CPU != CARD_CPU, reason=f"the built-in cards hold for a {CARD_CPU} CPU, this host is {HOST_CPU}: "
                     "training diverges across CPUs (see CARD_CPU)")
 @pytest.mark.parametrize("name", sorted(p.stem.removeprefix("builtin-") for p in GOLDEN.glob("builtin-*.json")))
 def test_builtin_presets_on_a_subset_reproduce_the_golden_numbers(name, tmp_path):

@@ -31,6 +31,7 @@ from torch import nn
 
 from advshield.attacks import ThreatModel
 from advshield.data import ImageDataset
+from advshield.device import module_device
 from advshield.errors import InputError
 from advshield.evaluation.restoration import Samples
 from advshield.evaluation.run import measure, write_csv, write_figures, write_reports
@@ -156,8 +157,7 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
 def _device_of(model: nn.Module) -> torch.device:
     if not isinstance(model, nn.Module):
         raise InputError(f"the model must be a torch.nn.Module, got {type(model).__name__}")
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
+    return module_device(model)
 
 
 def _images(data: Any, dataset: str | None, n: int | None, ctx: RunContext, model: nn.Module,

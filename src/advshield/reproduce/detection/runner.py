@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from advshield.detectors.defense_gan import Projection
+from advshield.device import module_device
 from advshield.evaluation.detection import DetectionRun, default_adaptive, detection_experiment
 from advshield.evaluation.figures import grouped_bars, image_rows
 from advshield.experiment import RunContext
@@ -78,7 +79,7 @@ def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: D
         with torch.no_grad():
             rows = [("adversarial", x)]
             for kind, run in runs.items():
-                dev = next(iter(run.detector.buffers())).device
+                dev = module_device(run.detector)
                 r = run.detector.reconstruct(x.to(dev))
                 if r is not None:
                     rows.append((DETECTOR_LABELS.get(kind, kind), r.cpu()))
@@ -87,7 +88,7 @@ def _figures(preset: DetectionPreset, runs: dict[str, DetectionRun], ablation: D
             cmag = next((run for kind, run in runs.items() if kind.startswith("cmag")), None)
             if cmag is not None:
                 model = cmag.detector.model
-                dev = next(model.parameters()).device
+                dev = module_device(model)
                 fm, lr = model.branches(x.to(dev))
                 rows = [("adversarial", x), ("LR", lr.cpu()), ("FMR", fm.cpu()),
                         ("GR (attention)", model.gr(model.merge(fm, lr)).cpu())]
