@@ -1,6 +1,6 @@
 """CMAG Figs. 7-8 alone, in a few CPU minutes, without the detectors of ``advshield reproduce cmag-mnist --full``.
 
-    python scripts/cmag_gradient_figures.py --data-root <data> --out docs/reproductions/cmag-mnist-figs-7-8
+    python scripts/cmag_gradient_figures.py --data-root <data> --out runs/cmag-figs-7-8
 
 Trains the SSIM- and the l2-loss autoencoder on the preset's ``gradients`` budget (``full`` unless ``--fast``)
 exactly as the reproduction does, and writes ``figures/fig7-*.png``, ``figures/fig8-*.png``, ``gradients.json``
