@@ -44,10 +44,11 @@ def _fmt(v: float) -> str:
 
 
 def propagation_report(folders: list[str | Path], out: str | Path, title: str = "Perturbation propagation",
-                       notes: str = "") -> dict:
+                       notes: str = "", top: list[str] | None = None, extra: list[str] | None = None) -> dict:
     """Combine ``propagation.json`` cards of several models (same sets) into ``out/README.md`` and a JSON card.
 
-    ``notes`` (markdown) goes right under the title: how the runs were made, what they show.
+    ``top`` (markdown lines, e.g. the Red flags) goes right under the title, then ``notes`` (markdown: how the runs
+    were made, what they show); ``extra`` (markdown lines) before the per-layer curves.
     """
     out = Path(out)
     cards = {}
@@ -59,7 +60,7 @@ def propagation_report(folders: list[str | Path], out: str | Path, title: str = 
     first = next(iter(cards.values()))
     sets = _bases(first)
     dens = sorted({s.split("+", 1)[1] for s in first["ne_d"] if "+" in s and not s.startswith("clean+")})
-    lines = [f"# {title}\n"] + ([notes.strip() + "\n"] if notes.strip() else [])
+    lines = [f"# {title}\n"] + (["\n".join(top) + "\n"] if top else []) + ([notes.strip() + "\n"] if notes.strip() else [])
     lines.append("## Models\n\n| run | architecture | arguments | clean test accuracy | layers observed | "
                  "images | distance time (s) |\n|---|---|---|---|---|---|---|")
     for name, c in cards.items():
@@ -109,6 +110,8 @@ def propagation_report(folders: list[str | Path], out: str | Path, title: str = 
     h = summary["holds"]
     lines.append(f"\nIn short: NE-D jumps at the output in {h['ne_d_jumps']} (model, set) pairs, the RMS difference "
                  f"in {h['rms_jumps']}, and COS-D fades at the output in {h['cos_d_fades']}.\n")
+    if extra:
+        lines.append("\n".join(extra))
     lines.append("## Per-layer curves (Figs. 2-3, 5-6)\n")
     for m in cards:
         lines.append(f"### {m}\n\n![{m}]({m}/propagation.png)\n\nTables: [{m}/propagation.md]({m}/propagation.md)\n")

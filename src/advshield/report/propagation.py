@@ -10,7 +10,7 @@ from pathlib import Path
 
 from advshield.io import atomic_write_bytes
 from advshield.report.html import cell_of, render_page
-from advshield.report.verdict import percent
+from advshield.report.verdict import percent, red_flags, threat_label, threats_of, verdict_rows, worst_case
 
 HOLDS = (("ne_d_jumps", "NE-D jumps at the output layer"),
          ("rms_jumps", "the RMS difference jumps at the output layer"),
@@ -35,12 +35,38 @@ def _layer_table(name: str, card: dict, metric: str, heading: str) -> dict:
             "columns": [("layer", "layer"), ("size", "elements")] + [(s, s) for s in settings]}
 
 
-def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | None = None) -> dict:
+def _attacked_table(attacked: dict[str, dict]) -> dict:
+    """One row per denoiser, attack and threat of the evaluation cards ``attacked`` (denoiser -> card)."""
+    rows = [[cell_of(name), cell_of(v["attack"]), cell_of(threat_label(t)), _pct(v["clean"]),
+             _pct(v["defended_clean"]), _pct(v["robust"][t])]
+            for name, card in attacked.items() for v in verdict_rows(card) for t in threats_of(card)
+            if v["robust"][t] is not None]
+    return {"id": "denoisers-under-attack", "title": "The denoisers under attack (beyond the paper)", "rows": rows,
+            "caption": "Each denoiser guarding the reference classifier: attacks crafted on the classifier alone "
+                       "(white-box, oblivious of the denoiser) and through it (adaptive); robust accuracy after the "
+                       "attack and the denoiser.",
+            "columns": [("denoiser", "denoiser"), ("attack", "attack"), ("threat", "threat"), ("clean", "clean"),
+                        ("defended_clean", "clean through the denoiser"), ("robust", "robust accuracy")]}
+
+
+def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | None = None,
+                     attacked: dict[str, dict] | None = None) -> dict:
     """The page (see :func:`advshield.report.html.render_page`) of the runs ``cards`` (run name -> its
-    ``propagation.json``) and their ``summary`` (``runs``: run -> set -> ratios; ``holds``: how often)."""
+    ``propagation.json``) and their ``summary`` (``runs``: run -> set -> ratios; ``holds``: how often); with
+    ``attacked`` (denoiser -> its evaluation card), each denoiser's adaptive worst case in the headline, its red
+    flags and its rows."""
     holds = summary.get("holds", {})
     headline = [{"id": f"holds-{k.replace('_', '-')}", "label": f"{label[0].upper()}{label[1:]} in", "value": holds[k],
                  "text": holds[k], "note": "model-set pairs"} for k, label in HOLDS if k in holds]
+    attacked = attacked or {}
+    for name, card in attacked.items():
+        worst = worst_case(card)
+        if worst:
+            headline.append({"id": f"worst-case-{Path(name).stem}", "label": f"Adaptive worst case through {name}",
+                             "value": worst["accuracy"], "text": percent(worst["accuracy"]),
+                             "note": f"{worst['n']} images; {worst['interval']}"})
+    flags = [{"check": f["check"], "detail": f"{name}: {f['detail']}"} for name, card in attacked.items()
+             for f in red_flags(card)]
     verdict, accuracy = [], []
     for name, card in cards.items():
         acc = card["accuracy"]
@@ -53,7 +79,8 @@ def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | N
                             _yes(o["cos_d_fades"])])
         accuracy += [[cell_of(name), cell_of(s), _pct(a), _g(card.get("mse", {}).get(s, 0.0 if s == "clean" else None))]
                      for s, a in acc.items()]
-    tables = [{"id": "accuracy-table", "title": "Accuracy and input MSE per set", "rows": accuracy,
+    tables = [_attacked_table(attacked)] if attacked else []
+    tables += [{"id": "accuracy-table", "title": "Accuracy and input MSE per set", "rows": accuracy,
                "caption": "Accuracy of each model on each set (<set>+<denoiser>: after the denoiser); input MSE "
                           "against the clean images.",
                "columns": [("run", "run"), ("set", "set"), ("accuracy", "accuracy"), ("mse", "input MSE")]}]
@@ -64,7 +91,7 @@ def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | N
                                             f"{first.get('split', 'test')} images per set; reference "
                                             f"{first.get('reference') or first['model']}, substitute "
                                             f"{first.get('substitute')}"],
-            "headline": headline, "tables": tables,
+            "headline": headline, "tables": tables, "red_flags": flags,
             "verdict": {"id": "verdict-table", "rows": verdict, "columns": [
                 ("run", "model"), ("set", "set"), ("accuracy", "accuracy on the set"), ("clean", "clean accuracy"),
                 ("ne_d_out", "NE-D at the output"), ("ne_d_ratio", "NE-D ratio"), ("ne_d_jumps", "jumps"),
@@ -81,13 +108,13 @@ def _pct(v: float | None) -> dict:
 
 def write_propagation_html(cards: dict[str, dict], summary: dict, path: str | Path,
                            title: str = "Perturbation propagation", notes: list[str] | None = None,
-                           figures: list[str | Path] | None = None) -> Path:
+                           figures: list[str | Path] | None = None, attacked: dict[str, dict] | None = None) -> Path:
     """Write the self-contained ``report.html`` at ``path``; ``figures`` (default: each run's
-    ``<run>/propagation.png``) are relative to its folder and inlined."""
+    ``<run>/propagation.png``) are relative to its folder and inlined; ``attacked``: see :func:`propagation_page`."""
     path = Path(path)
     if figures is None:
         figures = [f"{name}/propagation.png" for name in cards]
-    html = render_page(title, propagation_page(cards, summary, notes), figures, base=path.parent)
+    html = render_page(title, propagation_page(cards, summary, notes, attacked), figures, base=path.parent)
     atomic_write_bytes(path, html.encode("utf-8"))
     return path
 

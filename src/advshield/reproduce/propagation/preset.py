@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.data.core import DatasetName
 from advshield.reproduce.names import check_name
+from advshield.reproduce.sample_size import check_adaptive_sample
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -18,6 +19,20 @@ class PropagationBudget(BaseModel):
 
     n: int = Field(ge=1)  # images per set (the paper samples 1000)
     batch_size: int = Field(100, ge=1)
+    n_adaptive: int = Field(0, ge=0)  # test images each denoiser is attacked on (beyond the paper; 0: not run)
+    n_checks: int = Field(100, ge=0)  # images the health checks of every adaptive setting run on (0: none)
+    n_adaptive_reason: str | None = None  # why fewer than 500 adaptive images (required then on CIFAR-10, full)
+
+
+class PropagationAdaptive(BaseModel):
+    """Beyond the paper: each denoiser in front of the reference classifier, under ``attacks`` crafted on the
+    classifier alone (white-box, oblivious of the denoiser) and through the denoiser (adaptive: exact gradients,
+    BPDA or EOT as the denoiser requires), then the AutoAttack ensemble with ``ensemble``'s parameters (adaptive
+    only); every adaptive setting is checked for convergence and gradient masking (the Red flags)."""
+    model_config = _STRICT
+
+    attacks: dict[str, dict] = Field(min_length=1)  # attack -> parameters (state eps: the paper gives none)
+    ensemble: dict | None = None  # parameters of the autoattack ensemble; None: not run
 
 
 class PropagationPreset(BaseModel):
@@ -36,9 +51,19 @@ class PropagationPreset(BaseModel):
     split: Literal["train", "test"] = "test"
     fast: PropagationBudget
     full: PropagationBudget
+    adaptive: PropagationAdaptive | None = None  # the denoisers under attack (needs denoisers and n_adaptive)
     notes: list[str] = Field(default_factory=list)  # markdown paragraphs under the report's title
 
     _name = field_validator("name")(classmethod(lambda cls, v: check_name(v)))
 
+    @model_validator(mode="after")
+    def _adaptive_sample(self) -> "PropagationPreset":
+        if self.adaptive is not None:
+            if not self.denoisers:
+                raise ValueError("adaptive: the preset has no denoisers to attack")
+            check_adaptive_sample(self.dataset.value, {"n_adaptive": self.full.n_adaptive},
+                                  self.full.n_adaptive_reason)
+        return self
 
-__all__ = ["PropagationBudget", "PropagationPreset"]
+
+__all__ = ["PropagationAdaptive", "PropagationBudget", "PropagationPreset"]

@@ -15,6 +15,7 @@ from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
 from advshield.report import write_propagation_html
 from advshield.reproduce.core import run_header
+from advshield.reproduce.propagation.adaptive import adaptive_markdown, attack_denoisers, denoiser_red_flags
 from advshield.reproduce.propagation.preset import PropagationPreset
 
 
@@ -33,16 +34,22 @@ def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunCo
                         reference=preset.reference, batch_size=budget.batch_size)
         folders.append(folder)
         phases[model] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    attacked = attack_denoisers(preset, budget, out, ctx)  # beyond the paper: the denoisers under attack
+    if attacked:
+        phases["denoisers under attack"] = round(time.perf_counter() - t0, 1)
     if ctx.progress is not None:
         ctx.progress("cross-model report", 0, 1)
     notes = "\n\n".join(preset.notes + [f"Regenerate: `{command}`"] if command else preset.notes)
-    summary = propagation_report(folders, out, preset.title, notes)
+    top, extra = adaptive_markdown(attacked, budget.model_dump())
+    summary = propagation_report(folders, out, preset.title, notes, top=top, extra=extra)
     card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
-            "holds": summary.get("holds")}
+            "holds": summary.get("holds"), "red_flags": denoiser_red_flags(attacked),
+            "denoisers_under_attack": {name: f"adaptive/{Path(name).stem}/card.json" for name in attacked}}
     atomic_write_json(out / "reproduction.json", card)
     cards = {f.name: json.loads((f / "propagation.json").read_text()) for f in folders}
     write_propagation_html(cards, summary, out / "report.html", preset.title,
-                           notes=[f"Regenerate with: {command}"] if command else [])
+                           notes=[f"Regenerate with: {command}"] if command else [], attacked=attacked)
     ctx.log(f"== done in {card['seconds'] / 60:.1f} min: {out / 'README.md'}")
     return card
 
