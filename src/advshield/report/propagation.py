@@ -5,12 +5,13 @@ COS-D layer by layer in sortable tables, then each model's curves. Reads cards o
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
 from advshield.report.html import cell_of, render_page
-from advshield.report.verdict import percent, red_flags, threat_label, threats_of, verdict_rows, worst_case
+from advshield.report.verdict import percent, red_flags, threat_label
 
 HOLDS = (("ne_d_jumps", "NE-D jumps at the output layer"),
          ("rms_jumps", "the RMS difference jumps at the output layer"),
@@ -36,37 +37,46 @@ def _layer_table(name: str, card: dict, metric: str, heading: str) -> dict:
 
 
 def _attacked_table(attacked: dict[str, dict]) -> dict:
-    """One row per denoiser, attack and threat of the evaluation cards ``attacked`` (denoiser -> card)."""
-    rows = [[cell_of(name), cell_of(v["attack"]), cell_of(threat_label(t)), _pct(v["clean"]),
-             _pct(v["defended_clean"]), _pct(v["robust"][t])]
-            for name, card in attacked.items() for v in verdict_rows(card) for t in threats_of(card)
-            if v["robust"][t] is not None]
+    """One row per row of the evaluation cards ``attacked`` (denoiser -> card)."""
+    rows = []
+    for name, card in attacked.items():
+        for r in card["rows"]:
+            ci = r.get("restored_accuracy_ci95")
+            rows.append([cell_of(name), cell_of(r["attack"]), cell_of(json.dumps(r.get("params") or {}, sort_keys=True)),
+                         cell_of(threat_label(r["threat"])), _pct(r["clean_accuracy"]),
+                         _pct(r["defended_clean_accuracy"]),
+                         cell_of(r["restored_accuracy"], percent(r["restored_accuracy"]),
+                                 f"95 % CI {percent(ci[0])} - {percent(ci[1])}" if ci else ""),
+                         _pct(r.get("recovery_rate"))])
     return {"id": "denoisers-under-attack", "title": "The denoisers under attack (beyond the paper)", "rows": rows,
             "caption": "Each denoiser guarding the reference classifier: attacks crafted on the classifier alone "
                        "(white-box, oblivious of the denoiser) and through it (adaptive); robust accuracy after the "
-                       "attack and the denoiser.",
-            "columns": [("denoiser", "denoiser"), ("attack", "attack"), ("threat", "threat"), ("clean", "clean"),
-                        ("defended_clean", "clean through the denoiser"), ("robust", "robust accuracy")]}
+                       "attack and the denoiser; recovery over the images correct when clean.",
+            "columns": [("denoiser", "denoiser"), ("attack", "attack"), ("params", "parameters"), ("threat", "threat"),
+                        ("clean", "clean"), ("defended_clean", "clean through the denoiser"),
+                        ("robust", "robust accuracy"), ("recovery", "recovery")]}
 
 
 def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | None = None,
-                     attacked: dict[str, dict] | None = None) -> dict:
+                     attacked: dict[str, dict] | None = None, flags: list[dict] | None = None) -> dict:
     """The page (see :func:`advshield.report.html.render_page`) of the runs ``cards`` (run name -> its
     ``propagation.json``) and their ``summary`` (``runs``: run -> set -> ratios; ``holds``: how often); with
-    ``attacked`` (denoiser -> its evaluation card), each denoiser's adaptive worst case in the headline, its red
-    flags and its rows."""
+    ``attacked`` (denoiser -> its evaluation card), each denoiser's adaptive worst case in the headline and its
+    rows; ``flags`` (default: the attacked cards' red flags, each naming its denoiser) in the red-flags section."""
     holds = summary.get("holds", {})
     headline = [{"id": f"holds-{k.replace('_', '-')}", "label": f"{label[0].upper()}{label[1:]} in", "value": holds[k],
                  "text": holds[k], "note": "model-set pairs"} for k, label in HOLDS if k in holds]
     attacked = attacked or {}
-    for name, card in attacked.items():
-        worst = worst_case(card)
-        if worst:
-            headline.append({"id": f"worst-case-{Path(name).stem}", "label": f"Adaptive worst case through {name}",
-                             "value": worst["accuracy"], "text": percent(worst["accuracy"]),
-                             "note": f"{worst['n']} images; {worst['interval']}"})
-    flags = [{"check": f["check"], "detail": f"{name}: {f['detail']}"} for name, card in attacked.items()
-             for f in red_flags(card)]
+    for i, (name, card) in enumerate(attacked.items()):
+        block = (card.get("verdict") or {}).get("adaptive_worst_case")
+        if block:
+            lo, hi = block["ci95"]
+            headline.append({"id": f"worst-case-{i}", "label": f"Adaptive worst-case robust accuracy through {name}",
+                             "value": block["accuracy"], "text": percent(block["accuracy"]),
+                             "note": f"{block['n']} images; 95 % CI {percent(lo)} - {percent(hi)}"})
+    if flags is None:
+        flags = [{"check": f["check"], "detail": f"{name}: {f['detail']}"} for name, card in attacked.items()
+                 for f in red_flags(card)]
     verdict, accuracy = [], []
     for name, card in cards.items():
         acc = card["accuracy"]
@@ -99,7 +109,9 @@ def propagation_page(cards: dict[str, dict], summary: dict, notes: list[str] | N
                 ("cos_d_ratio", "COS-D ratio"), ("cos_d_fades", "fades")]},
             "verdict_notes": ["Ratios: the output layer over the largest earlier layer; 'jumps' when >= 2, 'fades' "
                               "when <= 0.5. RMS = NE-D x sqrt(n) per layer: NE-D divides by the layer's size, so the "
-                              "10 logits get a large NE-D by construction."]}
+                              "10 logits get a large NE-D by construction."] + ([] if attacked else [
+                "No denoiser was attacked in this run, so the red flags cover Table 5 only and the denoisers' "
+                "robustness is not measured here."])}
 
 
 def _pct(v: float | None) -> dict:
@@ -108,13 +120,15 @@ def _pct(v: float | None) -> dict:
 
 def write_propagation_html(cards: dict[str, dict], summary: dict, path: str | Path,
                            title: str = "Perturbation propagation", notes: list[str] | None = None,
-                           figures: list[str | Path] | None = None, attacked: dict[str, dict] | None = None) -> Path:
+                           figures: list[str | Path] | None = None, attacked: dict[str, dict] | None = None,
+                           red_flags: list[dict] | None = None) -> Path:
     """Write the self-contained ``report.html`` at ``path``; ``figures`` (default: each run's
-    ``<run>/propagation.png``) are relative to its folder and inlined; ``attacked``: see :func:`propagation_page`."""
+    ``<run>/propagation.png``) are relative to its folder and inlined; ``attacked`` and ``red_flags``: see
+    :func:`propagation_page`."""
     path = Path(path)
     if figures is None:
         figures = [f"{name}/propagation.png" for name in cards]
-    html = render_page(title, propagation_page(cards, summary, notes, attacked), figures, base=path.parent)
+    html = render_page(title, propagation_page(cards, summary, notes, attacked, red_flags), figures, base=path.parent)
     atomic_write_bytes(path, html.encode("utf-8"))
     return path
 

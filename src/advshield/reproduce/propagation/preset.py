@@ -3,11 +3,13 @@ on a reference classifier, measured layer by layer on several classifiers with a
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from advshield.data.core import DatasetName
+from advshield.errors import AdvShieldError
 from advshield.reproduce.names import check_name
 from advshield.reproduce.sample_size import check_adaptive_sample
 
@@ -34,6 +36,26 @@ class PropagationAdaptive(BaseModel):
     attacks: dict[str, dict] = Field(min_length=1)  # attack -> parameters (state eps: the paper gives none)
     ensemble: dict | None = None  # parameters of the autoattack ensemble; None: not run
 
+    @model_validator(mode="after")
+    def _attacks_exist(self) -> "PropagationAdaptive":
+        """Unknown attacks or parameters fail when the preset loads, not after hours of propagation runs."""
+        from advshield.attacks import create_attack
+        from advshield.reproduce.restoration.preset import ENSEMBLE
+
+        for name, params in [*self.attacks.items(), *([(ENSEMBLE, self.ensemble)] if self.ensemble else [])]:
+            try:
+                create_attack(name, **params)
+            except (AdvShieldError, TypeError) as exc:
+                raise ValueError(f"adaptive attack {name}: {exc}") from None
+        return self
+
+
+def denoiser_key(name: str) -> str:
+    """The folder name, link and HTML id of a denoiser (a zoo name or a checkpoint path): ``.safetensors``
+    dropped, every character outside letters, digits, ``_``, ``.`` and ``-`` turned into ``-``."""
+    stem = name[:-len(".safetensors")] if name.endswith(".safetensors") else name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "denoiser"
+
 
 class PropagationPreset(BaseModel):
     model_config = _STRICT
@@ -58,12 +80,17 @@ class PropagationPreset(BaseModel):
 
     @model_validator(mode="after")
     def _adaptive_sample(self) -> "PropagationPreset":
+        keys = [denoiser_key(d) for d in self.denoisers]
+        if len(set(keys)) < len(keys):
+            raise ValueError(f"denoisers: two of {self.denoisers} share the folder name of {keys}")
         if self.adaptive is not None:
             if not self.denoisers:
                 raise ValueError("adaptive: the preset has no denoisers to attack")
+            if not self.full.n_adaptive:
+                raise ValueError("adaptive: full.n_adaptive is 0, so the full variant would attack no denoiser")
             check_adaptive_sample(self.dataset.value, {"n_adaptive": self.full.n_adaptive},
                                   self.full.n_adaptive_reason)
         return self
 
 
-__all__ = ["PropagationAdaptive", "PropagationBudget", "PropagationPreset"]
+__all__ = ["PropagationAdaptive", "PropagationBudget", "PropagationPreset", "denoiser_key"]

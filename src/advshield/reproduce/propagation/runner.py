@@ -15,7 +15,8 @@ from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
 from advshield.report import write_propagation_html
 from advshield.reproduce.core import run_header
-from advshield.reproduce.propagation.adaptive import adaptive_markdown, attack_denoisers, denoiser_red_flags
+from advshield.reproduce.propagation.adaptive import (adaptive_markdown, attack_denoisers, denoiser_red_flags,
+                                                     report_folder, table5_red_flags)
 from advshield.reproduce.propagation.preset import PropagationPreset
 
 
@@ -41,15 +42,17 @@ def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunCo
     if ctx.progress is not None:
         ctx.progress("cross-model report", 0, 1)
     notes = "\n\n".join(preset.notes + [f"Regenerate: `{command}`"] if command else preset.notes)
-    top, extra = adaptive_markdown(attacked, budget.model_dump())
-    summary = propagation_report(folders, out, preset.title, notes, top=top, extra=extra)
-    card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
-            "holds": summary.get("holds"), "red_flags": denoiser_red_flags(attacked),
-            "denoisers_under_attack": {name: f"adaptive/{Path(name).stem}/card.json" for name in attacked}}
-    atomic_write_json(out / "reproduction.json", card)
     cards = {f.name: json.loads((f / "propagation.json").read_text()) for f in folders}
+    top, extra = adaptive_markdown(attacked, budget.model_dump(), cards)
+    summary = propagation_report(folders, out, preset.title, notes, top=top, extra=extra)
+    flags = table5_red_flags(cards) + denoiser_red_flags(attacked)
+    card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),
+            "holds": summary.get("holds"), "red_flags": flags,
+            "denoisers_under_attack": {name: f"{report_folder(name)}/card.json" for name in attacked}}
+    atomic_write_json(out / "reproduction.json", card)
     write_propagation_html(cards, summary, out / "report.html", preset.title,
-                           notes=[f"Regenerate with: {command}"] if command else [], attacked=attacked)
+                           notes=[f"Regenerate with: {command}"] if command else [], attacked=attacked,
+                           red_flags=flags)
     ctx.log(f"== done in {card['seconds'] / 60:.1f} min: {out / 'README.md'}")
     return card
 
