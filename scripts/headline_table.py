@@ -51,7 +51,10 @@ def adaptive_cell(card: dict) -> str:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
     if block:
         lo, hi = block["ci95"]
-        return f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {', '.join(block['attacks'])})"
+        budget = block.get("budget")
+        scope = f"L-inf {budget['eps']:g}: " if budget and budget["norm"] == "linf" else (
+            f"{budget['norm'].upper()} {budget['eps']:g}: " if budget else "")
+        return f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {scope}{', '.join(block['attacks'])})"
     rows = [r for r in card["rows"] if r["threat"] == "adaptive"]
     r = min(rows, key=lambda r: r["restored_accuracy"])
     lo, hi = wilson_interval(round(r["restored_accuracy"] * r["n"]), r["n"])

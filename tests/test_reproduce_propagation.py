@@ -75,7 +75,8 @@ def _card(flags: list[dict], adaptive: float) -> dict:
                 "restored_accuracy_ci95": [max(restored - 0.1, 0.0), restored + 0.1], "recovery_rate": recovery}
     return {"n": 40, "rows": [row("white-box", 0.6, 0.65), row("adaptive", adaptive, 0.1)], "red_flags": flags,
             "verdict": {"adaptive_worst_case": {"accuracy": adaptive, "ci95": [0.026, 0.199], "attacks": ["pgd"],
-                                                "n": 40}}}
+                                                "n": 40, "budget": {"norm": "linf", "eps": 0.03},
+                                                "excluded": ["cw"]}}}
 
 
 def test_red_flags_of_every_denoiser_reach_the_top_of_the_markdown_and_the_page():
@@ -90,7 +91,8 @@ def test_red_flags_of_every_denoiser_reach_the_top_of_the_markdown_and_the_page(
     assert top[5:] == ["- **not-converged**: unet-for-x: doubling steps and restarts: 10.0 % -> 5.0 %"]
     text = "\n".join(section)
     assert "**unet-for-x** (40 images; [report](adaptive/unet-for-x/report.md)): adaptive worst-case robust " \
-           "accuracy **10.0 %** [2.6 %, 19.9 %] over pgd." in text
+           "accuracy **10.0 %** [2.6 %, 19.9 %] over every attack at L-inf eps 0.03: pgd; not in it (unbounded or " \
+           "another budget): cw." in text
     assert "**fusionnet-for-x** (40 images; [report](adaptive/fusionnet-for-x/report.md)): adaptive worst-case " \
            "robust accuracy **7.5 %**" in text
     assert ('| pgd | {"eps": 0.03} | oblivious (white-box) | 90.0 % | 85.0 % | 5.0 % | 60.0 % [50.0 %, 70.0 %] '

@@ -13,7 +13,10 @@ from typing import Callable
 
 import torch
 
+from advshield.attacks import create_attack
+from advshield.attacks.base import Norm
 from advshield.attacks.health import check_adaptive_vs_oblivious
+from advshield.errors import AdvShieldError
 from advshield.experiment import Threat, ThreatModel
 from advshield.metrics import wilson_interval
 
@@ -25,18 +28,40 @@ def with_interval(row: dict) -> dict:
     return dict(row, restored_accuracy_ci95=[lo, hi])
 
 
+def budget_of(row: dict) -> tuple[str, float] | None:
+    """(norm, eps) of a row's attack; None for an attack without a perturbation bound (CW or DeepFool as minimum-norm
+    attacks, the spatial attack), whose robust accuracy belongs to no threat model."""
+    try:
+        attack = create_attack(row["attack"], **(row.get("params") or {}))
+    except (AdvShieldError, TypeError):
+        return None
+    norm, eps = getattr(attack, "norm", None), getattr(attack, "eps", None)
+    if norm is None or isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        return None
+    return Norm(norm).value, float(eps)
+
+
 def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: ThreatModel,
                reduce: Callable[[dict], dict] = lambda sums: sums) -> dict | None:
-    """Per-image worst case over the rows of threat ``kind``: robust = correct under every attack.
+    """Per-image worst case over the rows of threat ``kind`` at one threat budget: robust = correct under every
+    attack bounded by the same norm and eps (the AutoAttack convention).
 
-    ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked (same
-    images, in order). Rows on fewer images
-    are compared on the images they share (the first ones). Under torchrun each process holds its shard's
-    masks and ``reduce`` sums the counts over processes.
+    The budget is the AutoAttack ensemble's when it ran, else the one most rows share (the larger eps on a tie);
+    unbounded attacks and other budgets are left out and named in ``excluded`` (their rows keep their own robust
+    accuracy). ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked
+    (same images, in order). Rows on fewer images are compared on the images they share (the first ones). Under
+    torchrun each process holds its shard's masks and ``reduce`` sums the counts over processes.
     """
-    picked = [(r, c) for r, c in zip(rows, correct) if c is not None and Threat.parse(r["threat"]).kind is kind]
-    if not picked:
+    rows_of_kind = [(r, c) for r, c in zip(rows, correct) if c is not None and Threat.parse(r["threat"]).kind is kind]
+    groups: dict[tuple[str, float], list] = {}
+    for r, c in rows_of_kind:
+        budget = budget_of(r)
+        if budget is not None:
+            groups.setdefault(budget, []).append((r, c))
+    if not groups:
         return None
+    budget = max(groups, key=lambda b: (any(r["attack"] == "autoattack" for r, _ in groups[b]), len(groups[b]), b[1]))
+    picked = groups[budget]
     n = min(len(c) for _, c in picked)
     robust = torch.ones(n, dtype=torch.bool)
     for _, c in picked:
@@ -45,7 +70,9 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     k, n = int(total["robust"]), int(total["n"])
     weakest = min(picked, key=lambda rc: rc[0]["restored_accuracy"])[0]
     return {"accuracy": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "n": n,
-            "attacks": [r["attack"] for r, _ in picked], "threat": kind.value, "strongest_single": weakest["attack"]}
+            "attacks": [r["attack"] for r, _ in picked], "threat": kind.value, "strongest_single": weakest["attack"],
+            "budget": {"norm": budget[0], "eps": budget[1]},
+            "excluded": [r["attack"] for r, _ in rows_of_kind if all(r is not p for p, _ in picked)]}
 
 
 def headline(rows: list[dict], correct: list[torch.Tensor | None],

@@ -77,6 +77,16 @@ def verdict_rows(card: dict) -> list[dict]:
     return list(out.values())
 
 
+def worst_case_scope(block: dict) -> str:
+    """What a verdict's worst-case block covers: its budget, its attacks and the attacks left out of it."""
+    budget = block.get("budget")
+    head = (f"every attack at {'L-inf' if budget['norm'] == 'linf' else budget['norm'].upper()} eps {budget['eps']:g}"
+            if budget else "every attack")
+    left = block.get("excluded") or []
+    return (f"{head}: {', '.join(block['attacks'])}"
+            + (f"; not in it (unbounded or another budget): {', '.join(left)}" if left else ""))
+
+
 def worst_case(card: dict) -> dict | None:
     """What the defense keeps against the attacks run: the card's per-image worst case over the adaptive attacks
     (an image counts only if it survives every one) with its 95 % interval; else the row with the lowest
@@ -84,7 +94,7 @@ def worst_case(card: dict) -> dict | None:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
     if block:
         lo, hi = block["ci95"]
-        return {"accuracy": block["accuracy"], "attack": "every attack: " + ", ".join(block["attacks"]),
+        return {"accuracy": block["accuracy"], "attack": worst_case_scope(block),
                 "threat": "adaptive", "n": block["n"], "interval": f"95 % CI {percent(lo)} - {percent(hi)}"}
     rows = card.get("rows", [])
     if not rows:
@@ -143,4 +153,4 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
 
 
 __all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "percent", "red_flags", "summary_line",
-           "threat_label", "threats_of", "verdict_rows", "worst_case"]
+           "threat_label", "threats_of", "verdict_rows", "worst_case", "worst_case_scope"]

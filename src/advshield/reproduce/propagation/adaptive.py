@@ -17,7 +17,7 @@ from pathlib import Path
 from advshield.evaluation import run_evaluation
 from advshield.experiment import AttackSetting, RunContext
 from advshield.metrics.interval import wilson_interval
-from advshield.report.verdict import percent, red_flags, threat_label
+from advshield.report.verdict import percent, red_flags, threat_label, worst_case_scope
 from advshield.reproduce.propagation.preset import PropagationBudget, PropagationPreset, denoiser_key
 from advshield.reproduce.restoration.preset import ENSEMBLE
 from advshield.reproduce.sample_size import adaptive_reason_text
@@ -119,7 +119,7 @@ def worst_line(name: str, card: dict) -> str:
         return f"**{name}** ({card['n']} images; {link}): no adaptive attack ran, so no worst case."
     lo, hi = block.get("ci95") or wilson_interval(round(block["accuracy"] * block["n"]), block["n"])
     return (f"**{name}** ({block['n']} images; {link}): adaptive worst-case robust accuracy "
-            f"**{percent(block['accuracy'])}** [{percent(lo)}, {percent(hi)}] over {', '.join(block['attacks'])}.")
+            f"**{percent(block['accuracy'])}** [{percent(lo)}, {percent(hi)}] over {worst_case_scope(block)}.")
 
 
 def adaptive_markdown(cards: dict[str, dict], budget: dict, models: dict[str, dict] | None = None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
+from advshield.report.verdict import worst_case_scope
 from advshield.reproduce.restoration.ablation import ablation_lines
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
 from advshield.reproduce.sample_size import adaptive_reason_text
@@ -121,9 +122,9 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
                      f"{ad['mean_l2']:.3f} | {ad['mean_linf']:.3f} |")
     worst = (card.get("verdict") or {}).get("adaptive_worst_case")
     if worst:
-        lines += ["", f"Adaptive worst case (an image counts only if it survives every adaptive attack: "
-                      f"{', '.join(worst['attacks'])}): **{worst['accuracy']:.4f}** "
-                      f"[{worst['ci95'][0]:.3f}, {worst['ci95'][1]:.3f}] on {worst['n']} images."]
+        lines += ["", f"Adaptive worst case (an image counts only if it survives {worst_case_scope(worst)}): "
+                      f"**{worst['accuracy']:.4f}** [{worst['ci95'][0]:.3f}, {worst['ci95'][1]:.3f}] on {worst['n']} "
+                      "images."]
     return lines + [""]
 
 
