@@ -8,7 +8,8 @@
 One row per defended evaluation that has an adaptive run (the restorer trained for the classifier it guards):
 clean accuracy, clean accuracy through the defense, PGD obliviously (on the report's whole image set) with the
 recovery over the images correct when clean, the adaptive worst case with its 95 % interval (the per-image worst
-case over every adaptive attack; a report that predates it gives its lowest single adaptive attack, said so), the
+case over every adaptive attack at one threat budget; a report that predates it gives its lowest single bounded
+adaptive attack, said so), the
 report's red flags, and the papers' success rate (restored / clean accuracy), labelled as theirs. A restored
 accuracy above the clean accuracy by more than one image is label leaking: flagged, never shown as a result.
 """
@@ -20,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from advshield.evaluation.verdict import budget_of
 from advshield.metrics.interval import wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +51,13 @@ def _pgd(card: dict) -> dict | None:
 
 def adaptive_cell(card: dict) -> str:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
-    if block:
+    if block and block.get("budget"):
         lo, hi = block["ci95"]
-        budget = block.get("budget")
-        scope = f"L-inf {budget['eps']:g}: " if budget and budget["norm"] == "linf" else (
-            f"{budget['norm'].upper()} {budget['eps']:g}: " if budget else "")
+        budget = block["budget"]
+        scope = f"{'L-inf' if budget['norm'] == 'linf' else budget['norm'].upper()} {budget['eps']:g}: "
         return f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {scope}{', '.join(block['attacks'])})"
-    rows = [r for r in card["rows"] if r["threat"] == "adaptive"]
+    # A report from before the worst case at one budget: its lowest single bounded adaptive attack (an upper bound)
+    rows = [r for r in card["rows"] if r["threat"] == "adaptive" and budget_of(r) is not None]
     r = min(rows, key=lambda r: r["restored_accuracy"])
     lo, hi = wilson_interval(round(r["restored_accuracy"] * r["n"]), r["n"])
     return (f"{pct(r['restored_accuracy'])} [{pct(lo)}, {pct(hi)}] ({r['n']}; lowest single: {r['attack']} of "

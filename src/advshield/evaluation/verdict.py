@@ -13,8 +13,7 @@ from typing import Callable
 
 import torch
 
-from advshield.attacks import create_attack
-from advshield.attacks.base import Norm
+from advshield.attacks.base import ATTACKS, Norm
 from advshield.attacks.health import check_adaptive_vs_oblivious
 from advshield.errors import AdvShieldError
 from advshield.experiment import Threat, ThreatModel
@@ -29,16 +28,18 @@ def with_interval(row: dict) -> dict:
 
 
 def budget_of(row: dict) -> tuple[str, float] | None:
-    """(norm, eps) of a row's attack; None for an attack without a perturbation bound (CW or DeepFool as minimum-norm
-    attacks, the spatial attack), whose robust accuracy belongs to no threat model."""
+    """(norm, eps) of a row's attack, from its recorded parameters and the registry's norm (a ``norm`` parameter,
+    as AutoAttack's, overrides it); None for an attack without a perturbation bound (CW or DeepFool as minimum-norm
+    attacks, the spatial attack, an unknown name), whose robust accuracy belongs to no threat model."""
+    params = row.get("params") or {}
+    eps = params.get("eps")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        return None
     try:
-        attack = create_attack(row["attack"], **(row.get("params") or {}))
-    except (AdvShieldError, TypeError):
+        norm = params.get("norm") or ATTACKS.entry(row["attack"]).meta.get("norm")
+    except AdvShieldError:
         return None
-    norm, eps = getattr(attack, "norm", None), getattr(attack, "eps", None)
-    if norm is None or isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        return None
-    return Norm(norm).value, float(eps)
+    return (Norm(norm).value, float(eps)) if norm else None
 
 
 def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: ThreatModel,
