@@ -23,13 +23,16 @@ def test_cells_flag_leaking_and_name_what_they_are():
     row = {"attack": "pgd", "threat": "white-box", "n": 1000, "clean_accuracy": 0.805, "restored_accuracy": 0.806}
     assert not h.leaking(row)  # one image above clean is sampling noise
     assert h.leaking(dict(row, restored_accuracy=0.807))
-    adaptive = [{"attack": a, "threat": "adaptive", "n": 200, "restored_accuracy": v}
-                for a, v in (("fgsm", 0.5), ("pgd", 0.03))]
-    old = h.adaptive_cell({"rows": adaptive})
+    adaptive = [{"attack": a, "threat": "adaptive", "n": 200, "restored_accuracy": v, "params": p}
+                for a, v, p in (("fgsm", 0.5, {"eps": 0.3}), ("pgd", 0.03, {"eps": 0.3}), ("cw", 0.0, {"eps": None}))]
+    old = h.adaptive_cell({"rows": adaptive})  # the unbounded CW's 0 % is no robust accuracy at a budget
     assert old == "3.0 % [1.4 %, 6.4 %] (200; lowest single: pgd of fgsm, pgd) †"
+    mixed = {"accuracy": 0.0, "ci95": [0.0, 0.019], "n": 200, "attacks": ["fgsm", "pgd", "cw"]}
+    assert h.adaptive_cell({"rows": adaptive, "verdict": {"adaptive_worst_case": mixed}}) == old
     new = h.adaptive_cell({"rows": adaptive, "verdict": {"adaptive_worst_case": {
-        "accuracy": 0.015, "ci95": [0.005, 0.043], "n": 200, "attacks": ["fgsm", "pgd"]}}})
-    assert new == "1.5 % [0.5 %, 4.3 %] (200; fgsm, pgd)"
+        "accuracy": 0.015, "ci95": [0.005, 0.043], "n": 200, "attacks": ["fgsm", "pgd"],
+        "budget": {"norm": "linf", "eps": 0.3}}}})
+    assert new == "1.5 % [0.5 %, 4.3 %] (200; L-inf 0.3: fgsm, pgd)"
     ev = {"oblivious": {"red_flags": [{"check": "label-leaking"}]}, "adaptive": {"health": {}, "red_flags": []},
           "baselines": {"jpeg": {"oblivious": {"red_flags": [{"check": "x"}]}, "adaptive": None}}}
     assert h.flags_cell(ev) == "**2** (see the report)"
