@@ -58,6 +58,8 @@ def adaptive_cell(card: dict) -> str:
         return f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {scope}{', '.join(block['attacks'])})"
     # A report from before the worst case at one budget: its lowest single bounded adaptive attack (an upper bound)
     rows = [r for r in card["rows"] if r["threat"] == "adaptive" and budget_of(r) is not None]
+    if not rows:
+        return "no bounded adaptive attack (unbounded ones have no threat budget)"
     r = min(rows, key=lambda r: r["restored_accuracy"])
     lo, hi = wilson_interval(round(r["restored_accuracy"] * r["n"]), r["n"])
     return (f"{pct(r['restored_accuracy'])} [{pct(lo)}, {pct(hi)}] ({r['n']}; lowest single: {r['attack']} of "
@@ -67,9 +69,9 @@ def adaptive_cell(card: dict) -> str:
 def flags_cell(evaluation: dict) -> str:
     cards = [evaluation["oblivious"], evaluation["adaptive"]] + [
         c for b in (evaluation.get("baselines") or {}).values() for c in (b.get("oblivious"), b.get("adaptive")) if c]
-    if "health" not in evaluation["adaptive"]:
-        return f"not run {PREDATES}"
     n = sum(len(c.get("red_flags") or []) for c in cards)
+    if "health" not in evaluation["adaptive"]:  # the health checks did not run; the row checks may have
+        return f"**{n}** (see the report), health checks not run {PREDATES}" if n else f"not run {PREDATES}"
     return f"**{n}** (see the report)" if n else "none fired"
 
 

@@ -36,4 +36,6 @@ def test_cells_flag_leaking_and_name_what_they_are():
     ev = {"oblivious": {"red_flags": [{"check": "label-leaking"}]}, "adaptive": {"health": {}, "red_flags": []},
           "baselines": {"jpeg": {"oblivious": {"red_flags": [{"check": "x"}]}, "adaptive": None}}}
     assert h.flags_cell(ev) == "**2** (see the report)"
-    assert h.flags_cell({**ev, "adaptive": {"red_flags": []}}) == "not run †"
+    assert h.flags_cell({**ev, "adaptive": {"red_flags": []}}) == "**2** (see the report), health checks not run †"
+    assert h.flags_cell({"oblivious": {}, "adaptive": {"red_flags": []}}) == "not run †"
+    assert h.adaptive_cell({"rows": adaptive[2:]}) == "no bounded adaptive attack (unbounded ones have no threat budget)"

@@ -32,9 +32,31 @@ def test_worst_case_keeps_one_budget_and_names_what_it_left_out():
     assert (w["accuracy"], w["n"], w["attacks"]) == (0.5, 4, ["pgd", "autoattack"])
     assert w["budget"] == {"norm": "linf", "eps": 0.3} and w["excluded"] == ["cw", "fgsm"]
     assert w["strongest_single"] == "autoattack"
-    # without the ensemble the budget most rows share wins, the larger eps on a tie
-    w2 = worst_case(rows[:2] + rows[3:4], masks[:2] + masks[3:4], ThreatModel.ADAPTIVE)
+    # without the ensemble PGD's budget wins, however many rows sit at another one
+    w2 = worst_case(rows[:2] + rows[3:4] * 2, masks[:2] + masks[3:4] * 2, ThreatModel.ADAPTIVE)
     assert w2["budget"] == {"norm": "linf", "eps": 0.3} and w2["attacks"] == ["pgd"] and w2["accuracy"] == 0.75
+    # an FGSM left at its default 0.3 does not move a PGD run at 8/255; 0.03137 and 8/255 are one budget
+    small = [_row("fgsm", {"eps": 0.3}), _row("fgsm", {"eps": 0.03137}), _row("pgd", {"eps": 8 / 255})]
+    w3 = worst_case(small, [t([1, 1, 1, 1]), t([1, 1, 0, 1]), t([1, 0, 1, 1])], ThreatModel.ADAPTIVE)
+    assert w3["attacks"] == ["fgsm", "pgd"] and w3["excluded"] == ["fgsm"] and w3["accuracy"] == 0.5
+    assert w3["budget"] == {"norm": "linf", "eps": 0.03137}
+    # no PGD-like attack: the budget most rows share, the smaller eps on a tie
+    two = [_row("fgsm", {"eps": 0.3}), _row("fgsm", {"eps": 0.1})]
+    assert worst_case(two, [t([1, 1, 0, 0]), t([1, 1, 1, 0])], ThreatModel.ADAPTIVE)["budget"]["eps"] == 0.1
     # only unbounded attacks: no worst case at a threat budget
     assert worst_case([rows[1]], [masks[1]], ThreatModel.ADAPTIVE) is None
     assert headline(rows, masks)["oblivious_worst_case"]["attacks"] == ["fgsm"]
+
+
+def test_a_card_without_a_bounded_worst_case_never_headlines_an_unbounded_attack_as_robust_accuracy():
+    from advshield.report.verdict import worst_case as headline_of
+
+    cw, pgd = _row("cw", {"eps": None}, "white-box", 0.0), _row("pgd", {"eps": 0.3}, "white-box", 0.4)
+    block = {"accuracy": 0.4, "ci95": [0.1, 0.8], "n": 4, "attacks": ["pgd"], "threat": "white-box",
+             "budget": {"norm": "linf", "eps": 0.3}, "excluded": ["cw"]}
+    got = headline_of({"rows": [cw, pgd], "verdict": {"adaptive_worst_case": None, "oblivious_worst_case": block}})
+    assert (got["accuracy"], got["threat"]) == (0.4, "white-box")
+    assert got["attack"] == "every attack at L-inf eps 0.3: pgd; not in it (unbounded or another budget): cw"
+    assert headline_of({"rows": [cw, pgd]})["attack"] == "pgd"  # a card without a verdict: the bounded row
+    alone = headline_of({"rows": [cw]})
+    assert alone["accuracy"] == 0.0 and "unbounded: no threat budget" in alone["attack"]

@@ -11,7 +11,8 @@ Example::
 
     import advshield
     result = advshield.evaluate(model.eval(), (x_test, y_test), defense=my_denoiser.eval(),
-                                attacks=("fgsm", "pgd"), attack_params={"pgd": {"eps": 8 / 255}})
+                                attacks=("fgsm", "pgd"),
+                                attack_params={"fgsm": {"eps": 8 / 255}, "pgd": {"eps": 8 / 255}})
     print(result.to_markdown())
     result.save("runs/my-eval")   # card.json, results.csv, report.md, report.html, figures/
 

@@ -39,7 +39,11 @@ def budget_of(row: dict) -> tuple[str, float] | None:
         norm = params.get("norm") or ATTACKS.entry(row["attack"]).meta.get("norm")
     except AdvShieldError:
         return None
-    return (Norm(norm).value, float(eps)) if norm else None
+    return (Norm(norm).value, float(f"{float(eps):.4g}")) if norm else None  # 0.03137 and 8/255 are one budget
+
+
+#: The attacks whose budget the worst case takes, strongest first (the evaluator's chosen threat model).
+HEADLINE_ATTACKS = ("autoattack", "apgd-ce", "apgd-dlr", "apgd-t", "pgd", "pgd-l2")
 
 
 def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: ThreatModel,
@@ -47,9 +51,12 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     """Per-image worst case over the rows of threat ``kind`` at one threat budget: robust = correct under every
     attack bounded by the same norm and eps (the AutoAttack convention).
 
-    The budget is the AutoAttack ensemble's when it ran, else the one most rows share (the larger eps on a tie);
-    unbounded attacks and other budgets are left out and named in ``excluded`` (their rows keep their own robust
-    accuracy). ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked
+    The budget (eps to 4 significant digits) is that of the strongest attack run: the AutoAttack ensemble's, else
+    an APGD's or PGD's (:data:`HEADLINE_ATTACKS`, in that order), else the one most rows share (the smaller eps on
+    a tie); unbounded attacks and other budgets are left out and named in ``excluded`` (their rows keep their own
+    robust accuracy), so an attack left at a default budget cannot move the verdict.
+
+    ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked
     (same images, in order). Rows on fewer images are compared on the images they share (the first ones). Under
     torchrun each process holds its shard's masks and ``reduce`` sums the counts over processes.
     """
@@ -61,7 +68,12 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
             groups.setdefault(budget, []).append((r, c))
     if not groups:
         return None
-    budget = max(groups, key=lambda b: (any(r["attack"] == "autoattack" for r, _ in groups[b]), len(groups[b]), b[1]))
+    def rank(b: tuple[str, float]) -> tuple:
+        names = {r["attack"] for r, _ in groups[b]}
+        first = min((i for i, a in enumerate(HEADLINE_ATTACKS) if a in names), default=len(HEADLINE_ATTACKS))
+        return -first, len(groups[b]), -b[1]
+
+    budget = max(groups, key=rank)
     picked = groups[budget]
     n = min(len(c) for _, c in picked)
     robust = torch.ones(n, dtype=torch.bool)

@@ -88,20 +88,25 @@ def worst_case_scope(block: dict) -> str:
 
 
 def worst_case(card: dict) -> dict | None:
-    """What the defense keeps against the attacks run: the card's per-image worst case over the adaptive attacks
-    (an image counts only if it survives every one) with its 95 % interval; else the row with the lowest
-    robust accuracy."""
-    block = (card.get("verdict") or {}).get("adaptive_worst_case")
+    """What the defense keeps against the attacks run: the card's per-image worst case at one threat budget over the
+    adaptive attacks (an image counts only if it survives every one) with its 95 % interval, else over the oblivious
+    ones; else the bounded row with the lowest robust accuracy; an unbounded attack's row (no eps: minimum-norm CW or
+    DeepFool, spatial) only when nothing else ran, and then said to be unbounded."""
+    verdict = card.get("verdict") or {}
+    block = verdict.get("adaptive_worst_case") or verdict.get("oblivious_worst_case")
     if block:
         lo, hi = block["ci95"]
         return {"accuracy": block["accuracy"], "attack": worst_case_scope(block),
-                "threat": "adaptive", "n": block["n"], "interval": f"95 % CI {percent(lo)} - {percent(hi)}"}
+                "threat": block.get("threat", "adaptive"), "n": block["n"],
+                "interval": f"95 % CI {percent(lo)} - {percent(hi)}"}
     rows = card.get("rows", [])
     if not rows:
         return None
-    r = min(rows, key=lambda r: r["restored_accuracy"])
+    bounded = [r for r in rows if isinstance((r.get("params") or {}).get("eps"), (int, float))]
+    r = min(bounded or rows, key=lambda r: r["restored_accuracy"])
     ci = r.get("restored_accuracy_ci95")
-    return {"accuracy": r["restored_accuracy"], "attack": r["attack"], "threat": r["threat"], "n": r["n"],
+    return {"accuracy": r["restored_accuracy"], "threat": r["threat"], "n": r["n"],
+            "attack": r["attack"] if bounded else f"{r['attack']} (unbounded: no threat budget, not a robust accuracy)",
             "interval": f"95 % CI {percent(ci[0])} - {percent(ci[1])}" if ci else ""}
 
 

@@ -116,7 +116,8 @@ def worst_line(name: str, card: dict) -> str:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
     link = f"[report]({report_folder(name)}/report.md)"
     if not block:
-        return f"**{name}** ({card['n']} images; {link}): no adaptive attack ran, so no worst case."
+        return (f"**{name}** ({card['n']} images; {link}): no bounded adaptive attack ran (an unbounded one has no "
+                "threat budget), so no worst case.")
     lo, hi = block.get("ci95") or wilson_interval(round(block["accuracy"] * block["n"]), block["n"])
     return (f"**{name}** ({block['n']} images; {link}): adaptive worst-case robust accuracy "
             f"**{percent(block['accuracy'])}** [{percent(lo)}, {percent(hi)}] over {worst_case_scope(block)}.")
