@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from advshield.evaluation.verdict import budget_of
+from advshield.evaluation.verdict import above_clean, budget_of
+from advshield.report.verdict import budget_label
 from advshield.metrics.interval import wilson_interval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def pct(v: float) -> str:
 
 
 def leaking(row: dict) -> bool:
-    return row["restored_accuracy"] > row["clean_accuracy"] + 1 / row["n"] + 1e-9
+    return above_clean(row["restored_accuracy"], row["clean_accuracy"], row["n"])
 
 
 def _pgd(card: dict) -> dict | None:
@@ -53,9 +54,8 @@ def adaptive_cell(card: dict) -> str:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
     if block and block.get("budget"):
         lo, hi = block["ci95"]
-        budget = block["budget"]
-        scope = f"{'L-inf' if budget['norm'] == 'linf' else budget['norm'].upper()} {budget['eps']:g}: "
-        return f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {scope}{', '.join(block['attacks'])})"
+        return (f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {budget_label(block['budget'])}: "
+                f"{', '.join(block['attacks'])})")
     # A report from before the worst case at one budget: its lowest single bounded adaptive attack (an upper bound)
     rows = [r for r in card["rows"] if r["threat"] == "adaptive" and budget_of(r) is not None]
     if not rows:

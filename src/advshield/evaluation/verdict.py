@@ -100,6 +100,12 @@ def headline(rows: list[dict], correct: list[torch.Tensor | None],
             "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce)}
 
 
+def above_clean(accuracy: float, clean: float, n: int) -> bool:
+    """Label leaking: ``accuracy`` above the ``clean`` accuracy by more than one of ``n`` images (accuracies are
+    counts / n, so 91/100 - 90/100 > 0.01 in floats: hence the 1e-9)."""
+    return accuracy - clean > 1 / max(n, 1) + 1e-9
+
+
 def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
     """Red flags readable from the rows (``{"check", "detail"}`` each).
 
@@ -121,7 +127,7 @@ def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
             c = check_adaptive_vs_oblivious(r["restored_accuracy"], o["restored_accuracy"], slack)
             if not c["passed"]:
                 flags.append({"check": "adaptive-vs-oblivious", "detail": f"{r['attack']}: {c['detail']}"})
-        if r["restored_accuracy"] - r["clean_accuracy"] > slack:
+        if above_clean(r["restored_accuracy"], r["clean_accuracy"], r["n"]):
             flags.append({"check": "label-leaking", "detail": (
                 f"{r['threat']} {r['attack']}: accuracy through the defense {r['restored_accuracy']:.3f} above the "
                 f"clean accuracy {r['clean_accuracy']:.3f}: the defense adds what the clean image lacks; this row "

@@ -77,11 +77,19 @@ def verdict_rows(card: dict) -> list[dict]:
     return list(out.values())
 
 
+def _norm_name(norm: str) -> str:
+    return "L-inf" if norm == "linf" else norm.upper()
+
+
+def budget_label(budget: dict) -> str:
+    """A threat budget ``{"norm", "eps"}`` as text: ``L-inf 0.03137``, ``L2 0.5``."""
+    return f"{_norm_name(budget['norm'])} {budget['eps']:g}"
+
+
 def worst_case_scope(block: dict) -> str:
     """What a verdict's worst-case block covers: its budget, its attacks and the attacks left out of it."""
     budget = block.get("budget")
-    head = (f"every attack at {'L-inf' if budget['norm'] == 'linf' else budget['norm'].upper()} eps {budget['eps']:g}"
-            if budget else "every attack")
+    head = f"every attack at {_norm_name(budget['norm'])} eps {budget['eps']:g}" if budget else "every attack"
     left = block.get("excluded") or []
     return (f"{head}: {', '.join(block['attacks'])}"
             + (f"; not in it (unbounded or another budget): {', '.join(left)}" if left else ""))
@@ -158,4 +166,4 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
 
 
 __all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "percent", "red_flags", "summary_line",
-           "threat_label", "threats_of", "verdict_rows", "worst_case", "worst_case_scope"]
+           "threat_label", "threats_of", "verdict_rows", "worst_case", "worst_case_scope", "budget_label"]

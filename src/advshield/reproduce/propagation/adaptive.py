@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from advshield.evaluation import run_evaluation
+from advshield.evaluation.verdict import above_clean
 from advshield.experiment import AttackSetting, RunContext
 from advshield.metrics.interval import wilson_interval
 from advshield.report.verdict import percent, red_flags, threat_label, worst_case_scope
@@ -64,7 +65,7 @@ def table5_red_flags(models: dict[str, dict]) -> list[dict]:
     for run, card in models.items():
         acc, n = card["accuracy"], card["n"]
         for key, value in acc.items():
-            if "+" in key and not key.startswith("clean+") and value > acc["clean"] + 1 / n + 1e-9:
+            if "+" in key and not key.startswith("clean+") and above_clean(value, acc["clean"], n):
                 s, d = key.split("+", 1)
                 flags.append({"check": "label-leaking", "detail": (
                     f"{run}: the {s} set through {d} is classified at {value:.3f}, above the clean images' "
