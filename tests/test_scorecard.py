@@ -146,7 +146,7 @@ def test_recovery_counts_over_the_originally_correct_images():
     clean_ok = torch.tensor([True, True, True, False])
     oblivious = torch.tensor([True, False, True, True])
     adaptive = torch.tensor([True, True, False, True])
-    row = {"n": 4, "attack": "fgsm", "params": {}, "clean_accuracy": 0.75, "defended_clean_accuracy": 1.0}
+    row = {"n": 4, "attack": "fgsm", "params": {"eps": 0.1}, "clean_accuracy": 0.75, "defended_clean_accuracy": 1.0}
     rows = [dict(row, threat="white-box", restored_accuracy=0.75, restored_accuracy_ci95=[0, 1], recovery_rate=2 / 3),
             dict(row, threat="transfer:b-net", restored_accuracy=1.0, restored_accuracy_ci95=[0, 1], recovery_rate=1.0),
             dict(row, threat="adaptive", restored_accuracy=0.75, restored_accuracy_ci95=[0, 1], recovery_rate=2 / 3)]
