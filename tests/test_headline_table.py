@@ -35,7 +35,9 @@ def test_cells_flag_leaking_and_name_what_they_are():
     assert new == "1.5 % [0.5 %, 4.3 %] (200; L-inf 0.3: fgsm, pgd)"
     ev = {"oblivious": {"red_flags": [{"check": "label-leaking"}]}, "adaptive": {"health": {}, "red_flags": []},
           "baselines": {"jpeg": {"oblivious": {"red_flags": [{"check": "x"}]}, "adaptive": None}}}
-    assert h.flags_cell(ev) == "**2** (see the report)"
-    assert h.flags_cell({**ev, "adaptive": {"red_flags": []}}) == "**2** (see the report), health checks not run †"
+    assert h.flags_cell(ev) == "**1** (see the report); 1 more on the baselines beside it"
+    assert h.flags_cell({**ev, "adaptive": {"red_flags": []}}) == (
+        "**1** (see the report); 1 more on the baselines beside it, health checks not run †")
+    assert h.flags_cell({**ev, "oblivious": {}}) == "none fired; 1 more on the baselines beside it"
     assert h.flags_cell({"oblivious": {}, "adaptive": {"red_flags": []}}) == "not run †"
     assert h.adaptive_cell({"rows": adaptive[2:]}) == "no bounded adaptive attack (unbounded ones have no threat budget)"

@@ -257,6 +257,10 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## The restorer beside the preprocessing baselines" in report
     assert "| FGSM | Featuresqueezing | depth=1 |" in report and "(0.5827)" in report
+    # The Budgets section names the training pairs' sources, not the evaluated attacks, as the recipe.
+    assert "- Training pairs (split among these sources" in report
+    assert "  - uniform-noise = `uniform-noise` {'eps': 0.3}; proportion 1.0, regenerated every epoch" in report
+    assert "- Attacks evaluated (parameters):" in report and "  - FGSM = `fgsm` {'eps': 0.3}\n" in report
 
     # Fig. 3: benign, adversarial, one row per baseline family and the restorer, from the stored sets.
     assert (tmp_path / "out" / summary["comparison_figure"]).stat().st_size > 1000

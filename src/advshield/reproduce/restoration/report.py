@@ -168,13 +168,23 @@ def _restorer_budget(preset: Preset, b: dict, summary: dict) -> str:
     return (f"- Recipe of the restorers trained in this run: `{preset.defense}` "
             f"{dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one "
             f"per target ({', '.join(preset.trained_targets)}); {b['n_train']} training images turned into pairs "
-            f"(split among the attacks), {b['n_val']} held out, {b['epochs']} epochs, batch "
+            f"(split among the {'training-pair sources' if preset.train_attacks else 'attacks'}), {b['n_val']} held out, {b['epochs']} epochs, batch "
             f"{b.get('batch_size') or preset.training.batch_size}, Adam lr {b.get('lr') or preset.training.lr} "
             f"({b.get('schedule') or preset.training.schedule} schedule"
             f"{', gradient norm clipped at ' + str(b.get('grad_clip')) if b.get('grad_clip') else ''}), "
             f"loss {preset.training.loss.model_dump()}"
             + (f", clean identity pairs in proportion {preset.training.clean_proportion}"
                if preset.training.clean_proportion else "") + ".")
+
+
+def _training_pair_lines(preset: Preset) -> list[str]:
+    """The training pairs' sources when they differ from the evaluated attacks (DKN's Algorithm 1)."""
+    if not preset.train_attacks or not preset.trained_targets:
+        return []
+    return ["- Training pairs (split among these sources; not the attacks evaluated below):", "",
+            *(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}; proportion {a.proportion}"
+              + (", regenerated every epoch" if a.on_the_fly else "") for name, a in preset.train_attacks.items()),
+            ""]
 
 
 def write_report(preset: Preset, summary: dict, path: Path) -> Path:
@@ -190,10 +200,13 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              *_restorers_that_ran(summary),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
              f"{b['n_adaptive']} (adaptive{adaptive_reason_text(b)}).",
-             "- Attacks (parameters; share of the training pairs):", ""]
+             *_training_pair_lines(preset),
+             "- Attacks evaluated (parameters" + ("" if preset.train_attacks else "; share of the training pairs")
+             + "):", ""]
     for name, a in preset.attacks.items():
-        lines.append(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}; proportion {a.proportion}"
-                     + (", regenerated every epoch" if a.on_the_fly else "")
+        lines.append(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}"
+                     + ("" if preset.train_attacks else f"; proportion {a.proportion}"
+                        + (", regenerated every epoch" if a.on_the_fly else ""))
                      + (f"; evaluated on at most {a.max_test} test images" if a.max_test else ""))
     if preset.adaptive_ensemble:
         ens = preset.adaptive_ensemble
