@@ -151,6 +151,11 @@ def test_failed_health_checks_become_red_flags():
               "adaptive cw": {"skipped": "cw has no eps budget to vary"}}
     assert health_flags(health) == [{"check": "health: gradients",
                                      "detail": "adaptive pgd: 90 % of inputs have a zero or non-finite gradient"}]
+    # A single-step setting is checked with another attack: the flag says which.
+    health = {"adaptive fgsm": {"attack": "apgd-ce", "failures": report.failures},
+              "adaptive pgd": {"attack": "pgd", "failures": report.failures}}
+    assert [f["detail"].split(":")[0] for f in health_flags(health)] == [
+        "adaptive fgsm (checked with apgd-ce)", "adaptive pgd"]
 
 
 class Idle(APGD):

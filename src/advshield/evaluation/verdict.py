@@ -140,8 +140,12 @@ def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
 
 
 def health_flags(health: dict[str, dict]) -> list[dict]:
-    """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags."""
-    return [{"check": f"health: {c['name']}", "detail": f"{label}: {c['detail']}"}
+    """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags, naming
+    the attack the checks ran where it is not the setting's own (a single-step FGSM is checked with APGD-CE)."""
+    def name(label: str, h: dict) -> str:
+        checked = h.get("attack")
+        return f"{label} (checked with {checked})" if checked and checked != label.split()[-1] else label
+    return [{"check": f"health: {c['name']}", "detail": f"{name(label, h)}: {c['detail']}"}
             for label, h in health.items() for c in h.get("failures", [])]
 
 
