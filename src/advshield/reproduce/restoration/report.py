@@ -168,7 +168,8 @@ def _restorer_budget(preset: Preset, b: dict, summary: dict) -> str:
     return (f"- Recipe of the restorers trained in this run: `{preset.defense}` "
             f"{dict(preset.defense_params, **b.get('defense_params', {})) or ''}, one "
             f"per target ({', '.join(preset.trained_targets)}); {b['n_train']} training images turned into pairs "
-            f"(split among the {'training-pair sources' if preset.train_attacks else 'attacks'}), {b['n_val']} held out, {b['epochs']} epochs, batch "
+            f"(split among the {'training-pair sources' if preset.train_attacks else 'attacks'}), "
+            f"{b['n_val']} held out, {b['epochs']} epochs, batch "
             f"{b.get('batch_size') or preset.training.batch_size}, Adam lr {b.get('lr') or preset.training.lr} "
             f"({b.get('schedule') or preset.training.schedule} schedule"
             f"{', gradient norm clipped at ' + str(b.get('grad_clip')) if b.get('grad_clip') else ''}), "
@@ -177,14 +178,18 @@ def _restorer_budget(preset: Preset, b: dict, summary: dict) -> str:
                if preset.training.clean_proportion else "") + ".")
 
 
+def _attack_line(name: str, a, share: bool) -> str:
+    """One attack of the Budgets section; ``share``: with its share of the training pairs."""
+    return (f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}"
+            + (f"; proportion {a.proportion}" + (", regenerated every epoch" if a.on_the_fly else "") if share else ""))
+
+
 def _training_pair_lines(preset: Preset) -> list[str]:
     """The training pairs' sources when they differ from the evaluated attacks (DKN's Algorithm 1)."""
     if not preset.train_attacks or not preset.trained_targets:
         return []
     return ["- Training pairs (split among these sources; not the attacks evaluated below):", "",
-            *(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}; proportion {a.proportion}"
-              + (", regenerated every epoch" if a.on_the_fly else "") for name, a in preset.train_attacks.items()),
-            ""]
+            *(_attack_line(name, a, True) for name, a in preset.train_attacks.items()), ""]
 
 
 def write_report(preset: Preset, summary: dict, path: Path) -> Path:
@@ -204,9 +209,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              "- Attacks evaluated (parameters" + ("" if preset.train_attacks else "; share of the training pairs")
              + "):", ""]
     for name, a in preset.attacks.items():
-        lines.append(f"  - {a.label or name} = `{name}` {a.params or '(defaults)'}"
-                     + ("" if preset.train_attacks else f"; proportion {a.proportion}"
-                        + (", regenerated every epoch" if a.on_the_fly else ""))
+        lines.append(_attack_line(name, a, not preset.train_attacks)
                      + (f"; evaluated on at most {a.max_test} test images" if a.max_test else ""))
     if preset.adaptive_ensemble:
         ens = preset.adaptive_ensemble
