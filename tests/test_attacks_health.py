@@ -156,6 +156,10 @@ def test_failed_health_checks_become_red_flags():
               "adaptive pgd": {"attack": "pgd", "failures": report.failures}}
     assert [f["detail"].split(":")[0] for f in health_flags(health)] == [
         "adaptive fgsm (checked with apgd-ce)", "adaptive pgd"]
+    # Settings that share one run of the checks are named together, once per failed check.
+    health["adaptive autoattack"] = dict(health["adaptive fgsm"], same_checks_as="adaptive fgsm")
+    assert [f["detail"].split(":")[0] for f in health_flags(health)] == [
+        "adaptive fgsm and adaptive autoattack (checked with apgd-ce)", "adaptive pgd"]
 
 
 class Idle(APGD):

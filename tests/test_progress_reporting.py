@@ -180,6 +180,25 @@ def test_setting_health_reports_each_check_and_changes_no_number(tmp_path, tiny)
     assert rec.calls[0] == ("checks fgsm through apgd-ce: convergence", 0, 6) and rec.calls[-1][1:] == (6, 6)
 
 
+def test_settings_checked_with_the_same_runs_run_them_once(tmp_path, tiny):
+    """FGSM and the AutoAttack ensemble at one eps are both checked with APGD-CE at that budget: with a shared
+    dict the second setting reuses the first one's checks (no run starts), numbers equal to checking it alone;
+    a setting with other runs (PGD) or another eps is checked on its own."""
+    net, data = tiny
+    fgsm, ensemble = (AttackSetting(a, {"eps": 0.1}, "adaptive") for a in ("fgsm", "autoattack"))
+    shared, rec = {}, Recorder()
+    first = setting_health(fgsm, Pipeline(net), data, _ctx(tmp_path), n=8, shared=shared)
+    again = setting_health(ensemble, Pipeline(net), data, _ctx(tmp_path, rec), n=8, shared=shared)
+    assert rec.calls == [] and again.pop("same_checks_as") == "adaptive fgsm" and again == first
+    assert again == setting_health(ensemble, Pipeline(net), data, _ctx(tmp_path), n=8)
+    for other in (AttackSetting("pgd", {"eps": 0.1, "steps": 2}, "adaptive"),
+                  AttackSetting("autoattack", {"eps": 0.2}, "adaptive")):
+        rec = Recorder()
+        assert "same_checks_as" not in setting_health(other, Pipeline(net), data, _ctx(tmp_path, rec), n=8,
+                                                      shared=shared)
+        assert rec.calls
+
+
 def test_robust_card_reports_members_and_checks_and_changes_no_number(tiny):
     net, test = tiny
     rec = Recorder()  # at eps 0.02 both members attack in both batches of 3 images

@@ -75,23 +75,36 @@ def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | N
 
 
 def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext, n: int = 100,
-                   eot_samples: int = 8) -> dict:
+                   eot_samples: int = 8, shared: dict | None = None) -> dict:
     """Run the checks for ``setting`` (adaptive: through the whole ``pipeline``) on the first ``n`` images.
 
     Returns ``{"attack", "n", "ok", "checks", "failures"}``, or ``{"skipped": why}`` for an attack without an
     eps budget (the unbounded and noise checks need one). Each check's run reports to ``ctx.progress``.
+
+    ``shared``: one dict per (pipeline, data, ctx) that the caller passes to every setting it checks. Settings
+    whose checks are the same runs (FGSM and the AutoAttack ensemble at one eps are both checked with APGD-CE
+    at that budget) then run them once: the later ones get the first one's result, same numbers (the runs are
+    deterministic under ``ctx.seed``), marked ``"same_checks_as"`` with its label (:func:`health_flags` names
+    them together).
     """
     probe = _probe(setting)
     if probe is None:
         return {"skipped": f"{setting.attack} has no eps budget to vary"}
     name, fixed, eps, steps, restarts, norm = probe
+    key = (name, repr(sorted(fixed.items())), eps, steps, restarts, norm, str(setting.threat.kind), n, eot_samples)
+    if shared is not None and key in shared:
+        first_label, first = shared[key]
+        return dict(first, same_checks_as=first_label)
     x, y = data.tensors(slice(0, n))
     what = f"checks {setting.name}" + (f" through {name}" if name != setting.attack else "")
     with reporting_checks(pipeline.to(ctx.device), ctx.progress, what) as checked:
         report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
                                    checked, x, y, eps, steps, restarts=restarts, norm=norm,
                                    threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
-    return {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
+    health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
+    if shared is not None:
+        shared[key] = (f"{setting.threat} {setting.name}", health)
+    return health
 
 
 __all__ = ["CHECK_STEPS", "reporting_checks", "setting_health"]

@@ -71,7 +71,7 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
     shard = ctx.dist.shard(len(data))
     part = data.subset(shard)
     split = f"test[{shard.start}:{shard.stop}]" if ctx.dist.enabled else "test"
-    rows, masks, health, clean_ok = [], [], {}, None
+    rows, masks, health, clean_ok, shared = [], [], {}, None, {}
     settings = cfg.settings(substitute, eps, defended=True)
     for s in settings:
         sub = ctx.load_target(s.threat.substitute, dataset) if s.threat.transfers else None
@@ -96,7 +96,7 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
                                    "attack_seconds": round(sums["seconds"], 2)}))
         masks.append(robust)
         if s.threat.adaptive and cfg.checks and ctx.dist.is_main:
-            health[f"{s.threat} {s.name}"] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples)
+            health[f"{s.threat} {s.name}"] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples, shared)
     flags = red_flags(rows, data.num_classes) + health_flags(health)
     out = summarise(rows, masks, ctx, flags, health, clean_ok)
     out.update(victim=_victim(victim), detector=dict(det_id, threshold=detector.threshold, fpr=cfg.fpr,
