@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The propagation study on CIFAR-10 (perturbation-propagation.txt; docs/reproductions/propagation-cifar10):
+# The propagation study on CIFAR-10 (perturbation-propagation.txt; writes docs/reproductions/propagation-cifar10):
 # the paper's five architectures and Table 7's two modified DenseNet-201s analysed on the paper's five
 # adversarial sets (Table 2), crafted on resnet20 (the paper's ResNet-18) and stopped on inception-resnet-v2
 # (its Inception-ResNet V2), without and with the U-Net and FusionNet denoisers trained on the paper's mix.
@@ -10,7 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${1:?usage: propagation_study.sh <data-root> [out]}"
-OUT="${2:-docs/reproductions/propagation-cifar10}"
+OUT="${2:-runs/reproduce/propagation-cifar10-full}"  # the run (with its adversarial-set store); then the report
+# is collected into the committed folder, without the store
 PY="${PYTHON:-python3}"
 if [ "${RETRAIN:-0}" = 1 ]; then
   "$PY" scripts/train_zoo.py --data-root "$DATA" --only vgg19,resnet-v2-50,inception-resnet-v2
@@ -19,3 +20,7 @@ if [ "${RETRAIN:-0}" = 1 ]; then
   "$PY" scripts/ship_restorers.py runs/propagation-study
 fi
 "$PY" -m advshield reproduce propagation-cifar10 --full --data-root "$DATA" --out "$OUT"
+if [ -z "${2:-}" ]; then
+  rm -rf docs/reproductions/propagation-cifar10
+  "$PY" scripts/collect_reproduction.py "$OUT" docs/reproductions/propagation-cifar10
+fi
