@@ -160,6 +160,12 @@ def test_failed_health_checks_become_red_flags():
     health["adaptive autoattack"] = dict(health["adaptive fgsm"], same_checks_as="adaptive fgsm")
     assert [f["detail"].split(":")[0] for f in health_flags(health)] == [
         "adaptive fgsm and adaptive autoattack (checked with apgd-ce)", "adaptive pgd"]
+    # ... but a setting whose named checks are missing or differ keeps its own flags
+    health["adaptive autoattack"]["same_checks_as"] = "adaptive square"
+    health["adaptive fgsm-2"] = dict(health["adaptive fgsm"], checks=[], same_checks_as="adaptive fgsm")
+    assert [f["detail"].split(":")[0] for f in health_flags(health)] == [
+        "adaptive fgsm (checked with apgd-ce)", "adaptive pgd", "adaptive autoattack (checked with apgd-ce)",
+        "adaptive fgsm-2 (checked with apgd-ce)"]
 
 
 class Idle(APGD):

@@ -199,6 +199,20 @@ def test_settings_checked_with_the_same_runs_run_them_once(tmp_path, tiny):
         assert rec.calls
 
 
+def test_an_evaluation_shares_the_checks_of_settings_with_the_same_runs(tmp_path, tiny):
+    """Through the public evaluate(): the ensemble's checks are FGSM's (same eps), marked as such in the card."""
+    import advshield
+    net, data = tiny
+    x, y = data.tensors(slice(0, 8))
+    result = advshield.evaluate(net, (x, y), nn.Hardtanh(0.0, 1.0).eval(), attacks=("fgsm", "autoattack"),
+                                threats=("adaptive",), attack_params={"fgsm": {"eps": 0.1}, "autoattack": {"eps": 0.1}},
+                                store=tmp_path / "store", checks=8)
+    health = result.card["health"]
+    assert health["adaptive autoattack"]["same_checks_as"] == "adaptive fgsm"
+    assert health["adaptive autoattack"]["checks"] == health["adaptive fgsm"]["checks"]
+    assert "same_checks_as" not in health["adaptive fgsm"]
+
+
 def test_robust_card_reports_members_and_checks_and_changes_no_number(tiny):
     net, test = tiny
     rec = Recorder()  # at eps 0.02 both members attack in both batches of 3 images

@@ -143,9 +143,13 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
     """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags, naming
     the attack the checks ran where it is not the setting's own (a single-step FGSM is checked with APGD-CE).
     Settings that share one run of the checks (``same_checks_as``) are named together in one flag per check."""
+    def shares(h: dict) -> bool:  # the checks it names are in ``health``, with the same results
+        first = health.get(h.get("same_checks_as"))
+        return first is not None and first.get("checks") == h.get("checks")
+
     sharing: dict[str, list[str]] = {}
     for label, h in health.items():
-        if h.get("same_checks_as") in health:
+        if shares(h):
             sharing.setdefault(h["same_checks_as"], []).append(label)
 
     def name(label: str, h: dict) -> str:
@@ -154,7 +158,7 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
         return f"{named} (checked with {checked})" if checked and any(checked != x.split()[-1] for x in labels) \
             else named
     return [{"check": f"health: {c['name']}", "detail": f"{name(label, h)}: {c['detail']}"}
-            for label, h in health.items() if h.get("same_checks_as") not in health for c in h.get("failures", [])]
+            for label, h in health.items() if not shares(h) for c in h.get("failures", [])]
 
 
 __all__ = ["headline", "health_flags", "red_flags", "with_interval", "worst_case"]

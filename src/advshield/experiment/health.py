@@ -2,9 +2,10 @@
 
 Convergence (twice the steps and restarts must not lower robust accuracy by a point or more), the
 gradient-free Square attack must not beat the gradient attack, an unbounded attack must succeed, random noise
-must not beat the attack, gradients must be finite and non-zero. An attack without a steps budget (DeepFool,
-CW, the AutoAttack ensemble) is checked through APGD-CE at its budget: the checks probe the pipeline's
-gradients, which every gradient attack relies on. Each check's run reports to ``ctx.progress``
+must not beat the attack, gradients must be finite and non-zero. An attack with an eps but no steps budget
+(FGSM, the AutoAttack ensemble) is checked through APGD-CE at its budget: the checks probe the pipeline's
+gradients, which every gradient attack relies on. One without an eps (DeepFool, CW) is skipped: the
+unbounded and noise checks need a budget. Each check's run reports to ``ctx.progress``
 (:func:`reporting_checks`).
 """
 
@@ -81,17 +82,21 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
     Returns ``{"attack", "n", "ok", "checks", "failures"}``, or ``{"skipped": why}`` for an attack without an
     eps budget (the unbounded and noise checks need one). Each check's run reports to ``ctx.progress``.
 
-    ``shared``: one dict per (pipeline, data, ctx) that the caller passes to every setting it checks. Settings
-    whose checks are the same runs (FGSM and the AutoAttack ensemble at one eps are both checked with APGD-CE
-    at that budget) then run them once: the later ones get the first one's result, same numbers (the runs are
-    deterministic under ``ctx.seed``), marked ``"same_checks_as"`` with its label (:func:`health_flags` names
-    them together).
+    ``shared``: a dict the caller passes to every setting it checks through one pipeline on one dataset.
+    Settings whose checks are the same runs (FGSM and the AutoAttack ensemble at one eps are both checked with
+    APGD-CE at that budget) then run them once: the later ones get the first one's result, marked
+    ``"same_checks_as"`` with its label (:func:`~advshield.evaluation.verdict.health_flags` names them
+    together). Through a deterministic pipeline the numbers are those a second run would give (the runs are
+    seeded with ``ctx.seed``); through a defense that draws from the global RNG they are one draw of the same
+    runs.
     """
     probe = _probe(setting)
     if probe is None:
         return {"skipped": f"{setting.attack} has no eps budget to vary"}
     name, fixed, eps, steps, restarts, norm = probe
-    key = (name, repr(sorted(fixed.items())), eps, steps, restarts, norm, str(setting.threat.kind), n, eot_samples)
+    modules = tuple(id(getattr(pipeline, part, None)) for part in ("classifier", "defense", "detector"))
+    key = (modules, id(data), name, repr(sorted(fixed.items())), eps, steps, restarts, norm,
+           str(setting.threat.kind), n, eot_samples)
     if shared is not None and key in shared:
         first_label, first = shared[key]
         return dict(first, same_checks_as=first_label)
