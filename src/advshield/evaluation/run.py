@@ -93,8 +93,8 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
         if log_row is not None:
             log_row(ctx, s, row)
     shared: dict = {}  # settings checked with the same runs (FGSM and AutoAttack: APGD-CE at one eps) run them once
-    health = {f"{s.threat} {s.name}": setting_health(s, Pipeline(victim.model, defense), data, ctx, checks,
-                                                     eot_samples, shared)
+    health = {s.qualified_name: setting_health(s, Pipeline(victim.model, defense), data, ctx, checks, eot_samples,
+                                               shared)
               for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
     return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum),
             "health": health, "red_flags": red_flags(rows, data.num_classes) + health_flags(health)}

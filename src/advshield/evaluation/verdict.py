@@ -143,14 +143,12 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
     """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags, naming
     the attack the checks ran where it is not the setting's own (a single-step FGSM is checked with APGD-CE).
     Settings that share one run of the checks (``same_checks_as``) are named together in one flag per check."""
-    def shares(h: dict) -> bool:  # the checks it names are in ``health``, with the same results
-        first = health.get(h.get("same_checks_as"))
-        return first is not None and first.get("checks") == h.get("checks")
-
-    sharing: dict[str, list[str]] = {}
+    sharing: dict[str, list[str]] = {}  # label -> the labels reusing its checks (present, with the same results)
     for label, h in health.items():
-        if shares(h):
+        first = health.get(h.get("same_checks_as"))
+        if first is not None and first.get("checks") == h.get("checks"):
             sharing.setdefault(h["same_checks_as"], []).append(label)
+    reused = {label for labels in sharing.values() for label in labels}
 
     def name(label: str, h: dict) -> str:
         labels, checked = [label, *sharing.get(label, [])], h.get("attack")
@@ -158,7 +156,7 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
         return f"{named} (checked with {checked})" if checked and any(checked != x.split()[-1] for x in labels) \
             else named
     return [{"check": f"health: {c['name']}", "detail": f"{name(label, h)}: {c['detail']}"}
-            for label, h in health.items() if not shares(h) for c in h.get("failures", [])]
+            for label, h in health.items() if label not in reused for c in h.get("failures", [])]
 
 
 __all__ = ["headline", "health_flags", "red_flags", "with_interval", "worst_case"]

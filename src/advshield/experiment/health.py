@@ -108,7 +108,7 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
                                    threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
     health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
     if shared is not None:
-        shared[key] = (f"{setting.threat} {setting.name}", health)
+        shared[key] = (setting.qualified_name, health)
     return health
 
 

@@ -41,6 +41,12 @@ class AttackSetting:
     def name(self) -> str:
         return self.label or self.attack
 
+    @property
+    def qualified_name(self) -> str:
+        """``'<threat> <name>'``, e.g. ``'adaptive pgd'``: how a card keys the setting's health checks and names
+        it in red flags."""
+        return f"{self.threat} {self.name}"
+
     def create(self) -> Attack:
         return create_attack(self.attack, **self.params)
 
