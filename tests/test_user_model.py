@@ -270,6 +270,19 @@ def test_red_flags_fire_on_the_rows_that_deserve_them():
     other_eps = dict(row("white-box", 0.1), params={"eps": 0.2})
     assert red_flags_of([other_eps, row("adaptive", 0.5)], 10) == []
     assert red_flags_of([dict(row("white-box", 0.1), n=50), row("adaptive", 0.5)], 10) == []
+    # a preset's adaptive_params (more steps through the defense) still meet the oblivious row of their budget
+    pgd20 = dict(row("white-box", 0.3), params={"eps": 0.1, "steps": 20})
+    pgd100 = dict(row("adaptive", 0.5), params={"eps": 0.1, "steps": 100})
+    flags = red_flags_of([pgd20, pgd100], 10)
+    assert [f["check"] for f in flags] == ["adaptive-vs-oblivious"]
+    assert "adaptive eps=0.1, steps=100; oblivious eps=0.1, steps=20" in flags[0]["detail"]
+    assert red_flags_of([pgd20, dict(pgd100, restored_accuracy=0.2)], 10) == []
+    # the exact-parameter row wins over another run of the budget; among other runs the most lenient one counts
+    pgd40 = dict(row("white-box", 0.6), params={"eps": 0.1, "steps": 40})
+    assert red_flags_of([pgd20, pgd40, pgd100], 10) == []
+    assert [f["check"] for f in red_flags_of([pgd40, dict(pgd20, threat="adaptive")], 10)] == []
+    assert [f["check"] for f in red_flags_of([pgd40, pgd20, dict(pgd20, threat="adaptive", restored_accuracy=0.35)],
+                                             10)] == ["adaptive-vs-oblivious"]
 
 
 class MaskedQuantise(torch.nn.Module):

@@ -8,7 +8,6 @@ robust only if it is classified correctly through the defense under *every* adap
 
 from __future__ import annotations
 
-import json
 from typing import Callable
 
 import torch
@@ -106,27 +105,45 @@ def above_clean(accuracy: float, clean: float, n: int) -> bool:
     return accuracy - clean > 1 / max(n, 1) + 1e-9
 
 
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
+
+
+def oblivious_counterpart(row: dict, oblivious: list[dict]) -> dict | None:
+    """The oblivious row an adaptive ``row`` must not leave more accuracy than: the same attack on the same
+    images (``n``) with the same parameters, else at the same eps budget with other parameters (a preset's
+    ``adaptive_params`` give the attack through the defense more steps: knowing the defense and running longer
+    it must still do at least as well). Of several candidates the one leaving the most accuracy is taken, so
+    the flag fires only where the adaptive attack is weaker than every oblivious run of its budget."""
+    same = [o for o in oblivious if o["attack"] == row["attack"] and o["n"] == row["n"]]
+    exact = [o for o in same if o["params"] == row["params"]]
+    if exact:
+        return exact[0]
+    budget = [o for o in same if o["params"].get("eps") == row["params"].get("eps")]
+    return max(budget, key=lambda o: o["restored_accuracy"], default=None)
+
+
 def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
     """Red flags readable from the rows (``{"check", "detail"}`` each).
 
     * adaptive-vs-oblivious: an adaptive attack leaves more robust accuracy than the same attack ignoring the
-      defense (by more than one image): the adaptive attack is broken or too weak (missing EOT or BPDA?);
+      defense on the same images at the same budget (by more than one image; :func:`oblivious_counterpart`):
+      the adaptive attack is broken or too weak (missing EOT or BPDA?);
     * label-leaking: accuracy through the defense above the clean accuracy: the defense reads something the
       clean image does not carry; the row measures the protocol, not robustness (never a headline);
     * chance-level: clean accuracy at chance: does the model expect normalised inputs?
     """
-    def key(r):
-        return r["attack"], json.dumps(r["params"], sort_keys=True, default=str), r["n"]
-
     flags: list[dict] = []
-    oblivious = {key(r): r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX}
+    oblivious = [r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX]
     for r in rows:
         slack = 1 / max(r["n"], 1) + 1e-9  # one image; accuracies are counts / n, so 91/100 - 90/100 > 0.01 in floats
-        o = oblivious.get(key(r))
-        if o is not None and Threat.parse(r["threat"]).kind is ThreatModel.ADAPTIVE:
+        o = oblivious_counterpart(r, oblivious) if Threat.parse(r["threat"]).kind is ThreatModel.ADAPTIVE else None
+        if o is not None:
             c = check_adaptive_vs_oblivious(r["restored_accuracy"], o["restored_accuracy"], slack)
             if not c["passed"]:
-                flags.append({"check": "adaptive-vs-oblivious", "detail": f"{r['attack']}: {c['detail']}"})
+                differs = "" if o["params"] == r["params"] else (
+                    f" (adaptive {_params_text(r['params'])}; oblivious {_params_text(o['params'])})")
+                flags.append({"check": "adaptive-vs-oblivious", "detail": f"{r['attack']}{differs}: {c['detail']}"})
         if above_clean(r["restored_accuracy"], r["clean_accuracy"], r["n"]):
             flags.append({"check": "label-leaking", "detail": (
                 f"{r['threat']} {r['attack']}: accuracy through the defense {r['restored_accuracy']:.3f} above the "
