@@ -81,8 +81,12 @@ def test_cli_attack_json_and_cache(tmp_path):
     s = json.loads(first.stdout)
     assert s["n"] == 1000 and not s["cached"] and s["adv_accuracy"] < 0.30  # acceptance: FGSM eps=0.3 < 30 %
     assert s["clean_accuracy"] > 0.98 and s["images_per_s"] > 0
+    lo, hi = s["adv_accuracy_ci95"]  # the robust accuracy's 95 % Wilson interval beside it
+    assert lo < s["adv_accuracy"] < hi and 0.02 < hi - lo < 0.06
     second = json.loads(runner.invoke(app, args).stdout)
     assert second["cached"] and second["adv_accuracy"] == s["adv_accuracy"]
+    printed = runner.invoke(app, args[:-1]).output  # the human-readable line prints the interval too
+    assert f"{s['adv_accuracy']:.4f} [95 % CI {lo:.4f}, {hi:.4f}]" in printed, printed
 
 
 def test_cli_attack_params_and_transfer(tmp_path):

@@ -25,6 +25,7 @@ from advshield.attacks.objective import (DETECTOR_KAPPA, DETECTOR_OBJECTIVE, DET
                                         attack_loss, fooling_margin, is_fooled, joint_detector_loss, judged_logits,
                                         loss_gradient, succeeded)  # re-exported: attacks import them from here
 from advshield.errors import InputError
+from advshield.metrics.interval import wilson_interval
 from advshield.metrics.norms import perturbation_norms  # noqa: F401  (re-exported by attacks)
 from advshield.registry import Registry
 from advshield.validation import check_images, check_labels
@@ -82,6 +83,8 @@ class AttackResult:
             "n": n,
             "clean_accuracy": float((self.clean_pred == self.labels).float().mean()) if n else 0.0,
             "adv_accuracy": float((self.adv_pred == self.labels).float().mean()) if n else 0.0,
+            # 95 % Wilson interval of the robust accuracy (issue 25: every robust accuracy with its interval)
+            "adv_accuracy_ci95": list(wilson_interval(int((self.adv_pred == self.labels).sum()), n)) if n else None,
             "success_rate": float(succ.sum() / ok.sum()) if ok.any() else 0.0,
             "n_clean_correct": int(ok.sum()),
             "seconds": round(self.seconds, 3),

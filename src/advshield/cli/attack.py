@@ -86,8 +86,9 @@ def attack_cmd(
     if as_json:
         print(json.dumps(summary, indent=2))
         return
+    ci = summary["adv_accuracy_ci95"] or (0.0, 1.0)
     console.print(f"{attack} on {victim.architecture} ({threat}, {summary['n']} {ds_name}/{split} images"
                   f"{', cached' if summary['cached'] else ''}): accuracy {summary['clean_accuracy']:.4f} -> "
-                  f"{summary['adv_accuracy']:.4f}, success {summary['success_rate']:.4f}, median L2 "
+                  f"{summary['adv_accuracy']:.4f} [95 % CI {ci[0]:.4f}, {ci[1]:.4f}], success {summary['success_rate']:.4f}, median L2 "
                   f"{summary['median_l2'] or 0:.3f}, L-inf {summary['median_linf'] or 0:.3f}; {stored.folder}",
                   markup=False)
