@@ -74,8 +74,8 @@ def cli(kind: str, n: int, tmp: Path, data_root: str) -> list[str]:
                 *common]
     if kind == "evaluate-cru-net-a":
         return ["evaluate", "--target", "a-net", "--defense", "cru-net-for-a-net", "--attacks", "fgsm",
-                "--attack-param", "fgsm.eps=0.3", "--store", str(tmp / "store"), "--out", str(tmp / "eval"),
-                "--no-figures", *common]
+                "--attack-param", "fgsm.eps=0.3", "--threat", "white-box", "--no-ensemble", "--store",
+                str(tmp / "store"), "--out", str(tmp / "eval"), "--no-figures", *common]
     raise ValueError(kind)
 
 

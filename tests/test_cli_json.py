@@ -45,4 +45,7 @@ def test_images_is_n_for_torchrun(tmp_path):
                               "--device", "cpu", "--json"])
     assert res.exit_code == 0, res.output
     card = json.loads(res.stdout)
-    assert card["n"] == 9 and [r["n"] for r in card["rows"]] == [9]
+    # by default oblivious and adaptive, and the AutoAttack ensemble through the defense at FGSM's budget
+    assert card["n"] == 9 and [(r["threat"], r["attack"], r["n"]) for r in card["rows"]] == [
+        ("white-box", "fgsm", 9), ("adaptive", "fgsm", 9), ("adaptive", "autoattack", 9)]
+    assert card["verdict"]["adaptive_worst_case"]["attacks"] == ["fgsm", "autoattack"]

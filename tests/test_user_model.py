@@ -104,8 +104,11 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     assert card["target"] == "TinyNet" and card["dataset"] == "custom" and card["n"] == 12
     assert card["target_sha256"] == module_sha256(model) and len(card["target_sha256"]) == 64
     assert card["defense"]["name"] == "Quantise" and card["defense"]["params"] == {"levels": 4}
-    assert [(r["threat"], r["attack"]) for r in result.rows] == [
-        ("white-box", "fgsm"), ("adaptive", "fgsm"), ("white-box", "pgd"), ("adaptive", "pgd")]
+    assert [(r["threat"], r["attack"]) for r in result.rows] == [  # the ensemble is added at the first eps budget
+        ("white-box", "fgsm"), ("adaptive", "fgsm"), ("white-box", "pgd"), ("adaptive", "pgd"),
+        ("adaptive", "autoattack")]
+    assert result.rows[-1]["params"] == {"eps": 0.25, "norm": "linf", "version": "standard"}
+    assert any("AutoAttack ensemble" in note for note in card["notes"])
     assert all(r["clean_accuracy"] == 1.0 and r["n"] == 12 for r in result.rows)
     # the quantiser carries no gradient: measured, and the adaptive attacks went through BPDA
     assert any("BPDA" in note for note in card["notes"])
@@ -114,7 +117,8 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     assert by[("adaptive", "pgd")]["restored_accuracy"] <= by[("white-box", "pgd")]["restored_accuracy"]
     # the rows above rule out these flags; the health checks ran on both adaptive settings
     assert not [f for f in card["red_flags"] if f["check"] in ("adaptive-vs-oblivious", "label-leaking", "chance-level")]
-    assert set(card["health"]) == {"adaptive fgsm", "adaptive pgd"}
+    assert set(card["health"]) == {"adaptive fgsm", "adaptive pgd", "adaptive autoattack"}
+    assert card["health"]["adaptive autoattack"]["same_checks_as"] == "adaptive fgsm"  # APGD-CE at eps 0.25 both
     assert all(h["n"] == 12 and {c["check"] for c in h["checks"]} >= {"convergence", "gradient-free", "unbounded"}
                for h in card["health"].values())
 
@@ -136,11 +140,18 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     assert [r["restored_accuracy"] for r in again.rows] == [r["restored_accuracy"] for r in result.rows]
 
 
-def test_no_defense_drops_the_adaptive_rows(mypkg, tmp_path):
+def test_no_defense_drops_the_adaptive_rows_and_checks_the_white_box_ones(mypkg, tmp_path):
     result = advshield.evaluate(mypkg.make_net().eval(), _data(), attacks=("fgsm",), attack_params={"fgsm": {"eps": 0.25}},
-                                store=tmp_path / "store")
-    assert [r["threat"] for r in result.rows] == ["white-box"]
+                                store=tmp_path / "store", checks=12)
+    assert [(r["threat"], r["attack"]) for r in result.rows] == [("white-box", "fgsm"), ("white-box", "autoattack")]
     assert result.card["defense"] == {"name": "none"} and any("adaptive" in n for n in result.card["notes"])
+    # without a defense the white-box attack is the adaptive one: its convergence and masking checks ran
+    health = result.card["health"]
+    assert set(health) == {"white-box fgsm", "white-box autoattack"} and health["white-box fgsm"]["n"] == 12
+    assert {c["check"] for c in health["white-box fgsm"]["checks"]} >= {"convergence", "gradient-free", "unbounded"}
+    bare = advshield.evaluate(mypkg.make_net().eval(), _data(), attacks=("fgsm",),
+                              attack_params={"fgsm": {"eps": 0.25}}, store=tmp_path / "store", ensemble=False, checks=0)
+    assert [r["attack"] for r in bare.rows] == ["fgsm"] and bare.card["health"] == {}
 
 
 class _Flat(torch.nn.Module):
@@ -179,6 +190,11 @@ def test_defense_in_training_mode_or_changing_shape_is_refused(mypkg, tmp_path):
         advshield.evaluate(mypkg.make_net().eval(), _data(), mypkg.Quantise(), store=tmp_path / "s")
     with pytest.raises(InputError, match="same shape"):
         advshield.evaluate(mypkg.make_net().eval(), _data(), torch.nn.Flatten().eval(), store=tmp_path / "s")
+    for bad in (-1, 2.5, True):
+        with pytest.raises(InputError, match="checks must be a non-negative integer"):
+            advshield.evaluate(mypkg.make_net().eval(), _data(), checks=bad, store=tmp_path / "s")
+    with pytest.raises(InputError, match="ensemble must be True or False"):
+        advshield.evaluate(mypkg.make_net().eval(), _data(), ensemble="no", store=tmp_path / "s")
 
 
 def test_load_user_module_with_weights(mypkg, tmp_path):
@@ -234,13 +250,13 @@ def test_own_model_and_defense_through_the_cli(mypkg, tmp_path):
     cmd = [sys.executable, "-m", "advshield", "evaluate", "--target", "mypkg.models:make_mnist_net",
            "--weights", str(tmp_path / "net.safetensors"), "--dataset", "mnist", "--n", "60",
            "--defense", "mypkg.models:make_defense", "--attacks", "fgsm", "--attack-param", "fgsm.eps=0.2",
-           "--threat", "white-box", "--threat", "adaptive", "--out", str(tmp_path / "cli"),
+           "--threat", "white-box", "--threat", "adaptive", "--no-ensemble", "--out", str(tmp_path / "cli"),
            "--store", str(tmp_path / "store"), "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     card = json.loads((tmp_path / "cli" / "card.json").read_text())
     assert card["target"] == "Sequential" and card["defense"]["name"] == "Quantise"
-    white_box, adaptive = card["rows"]
+    white_box, adaptive = card["rows"]  # --no-ensemble (test_cli_json checks the CLI's default ensemble)
     assert white_box["clean_accuracy"] > 0.75  # the user's weights were loaded, not a fresh init
     assert adaptive["restored_accuracy"] <= white_box["restored_accuracy"] + 1 / 60
     assert "Verdict" in (tmp_path / "cli" / "report.html").read_text()
@@ -283,6 +299,12 @@ def test_red_flags_fire_on_the_rows_that_deserve_them():
     assert [f["check"] for f in red_flags_of([pgd40, dict(pgd20, threat="adaptive")], 10)] == []
     assert [f["check"] for f in red_flags_of([pgd40, pgd20, dict(pgd20, threat="adaptive", restored_accuracy=0.35)],
                                              10)] == ["adaptive-vs-oblivious"]
+    # 8/255 written two ways is one budget; an attack without an eps (CW) is compared only at equal parameters
+    assert len(red_flags_of([dict(pgd20, params={"eps": 0.03137, "steps": 20}),
+                             dict(pgd100, params={"eps": 8 / 255, "steps": 100})], 10)) == 1
+    cw = dict(row("white-box", 0.3), attack="cw", params={"steps": 50})
+    assert red_flags_of([cw, dict(cw, threat="adaptive", params={"steps": 100}, restored_accuracy=0.5)], 10) == []
+    assert len(red_flags_of([cw, dict(cw, threat="adaptive", restored_accuracy=0.5)], 10)) == 1
 
 
 class MaskedQuantise(torch.nn.Module):

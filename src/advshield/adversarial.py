@@ -67,14 +67,28 @@ class AdversarialSpec:
 def _result_tensors(r: AttackResult) -> dict[str, torch.Tensor]:
     out = {k: getattr(r, k) for k in _TENSORS if getattr(r, k) is not None}
     out.update({f"norm_{k}": v for k, v in r.norms.items()})
+    if isinstance(r.info.get("broken_by"), torch.Tensor):  # an ensemble's per-image record of which member broke it
+        out["broken_by"] = r.info["broken_by"]
     return out
 
 
-def _result_from(tensors: dict[str, torch.Tensor], seconds: float) -> AttackResult:
+def _result_card(r: AttackResult) -> dict:
+    """What a shard's card keeps of ``r`` beside its tensors: the seconds, and an ensemble's member names."""
+    kept = {k: list(r.info[k]) for k in ("members", "skipped_members") if "broken_by" in r.info and r.info.get(k)}
+    return {"seconds": r.seconds, **kept}
+
+
+def _result_from(tensors: dict[str, torch.Tensor], seconds: float, card: dict | None = None) -> AttackResult:
     norms = {k[5:]: v for k, v in tensors.items() if k.startswith("norm_")}
+    card = card or {}
+    info = {}
+    if isinstance(card.get("members"), list) and "broken_by" in tensors:
+        info = {"members": list(card["members"]), "broken_by": tensors["broken_by"],
+                **({"skipped_members": list(card["skipped_members"])} if card.get("skipped_members") else {})}
     return AttackResult(tensors["adv"], tensors["labels"], tensors["clean_pred"], tensors["adv_pred"], norms, seconds,
                         target=tensors.get("target"), surface_adv_pred=tensors.get("surface_adv_pred"),
-                        detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"))
+                        detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"),
+                        info=info)
 
 
 def _read_card(path: Path) -> dict:
@@ -94,7 +108,7 @@ def _load_part(tensor_file: Path, card: dict, seconds: object) -> AttackResult:
     missing = [k for k in ("adv", "labels", "clean_pred", "adv_pred") if k not in tensors]
     if missing or not isinstance(seconds, (int, float)):
         raise CheckpointError(f"{tensor_file}: incomplete adversarial set (missing {missing or ['seconds']})")
-    return _result_from(tensors, float(seconds))
+    return _result_from(tensors, float(seconds), card)
 
 
 def load_adversarial_set(folder: str | Path) -> tuple[AttackResult, dict]:
@@ -142,6 +156,21 @@ def _stored_shard(shard: Path) -> AttackResult | None:
         return None
 
 
+def _same_records(shards: list[Path], parts: list[AttackResult]) -> None:
+    """Shards written before ensembles kept their per-member record (``broken_by``) cannot be folded with
+    shards that keep it: then the record is dropped from every shard (rewritten without it) and from ``parts``,
+    and the set has no per-member numbers."""
+    if len({"broken_by" in p.info for p in parts}) < 2:
+        return
+    for shard, part in zip(shards, parts):
+        if "broken_by" in part.info:
+            card = _read_card(shard.with_suffix(".json"))
+            tensors = {k: v.materialize() if isinstance(v, StoredImages) else v
+                       for k, v in load_lazily(shard, card["sha256"]).items() if k != "broken_by"}
+            save_tensors(shard, tensors, {"architecture": "adversarial-shard", "seconds": part.seconds})
+            part.info.clear()
+
+
 def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pipeline, data: ImageDataset,
                              root: str | Path, *, substitute: torch.nn.Module | None = None, batch_size: int = 250,
                              device: torch.device | str = "cpu", eot_samples: int = 8,
@@ -167,14 +196,15 @@ def generate_adversarial_set(spec: AdversarialSpec, attack: Attack, pipeline: Pi
             x, y = data.tensors(slice(i * SHARD, (i + 1) * SHARD))
             r = run_attack(attack, pipeline, x, y, threat=spec.threat, substitute=substitute, eot_samples=eot_samples,
                            batch_size=batch_size, seed=spec.seed * 1_000_003 + i * 1_009, device=device)
-            save_tensors(shard, _result_tensors(r), {"architecture": "adversarial-shard", "seconds": r.seconds})
+            save_tensors(shard, _result_tensors(r), {"architecture": "adversarial-shard", **_result_card(r)})
         parts.append(replace(r, adv=torch.empty(0)))
         del r
         if progress:
             progress(min((i + 1) * SHARD, len(data)), len(data))
+    _same_records(shards, parts)
     result = AttackResult.concat(parts)
     meta = {"architecture": "adversarial-set", "key": spec.key(), "spec": spec.__dict__, "summary": result.summary(),
-            "attack_repr": repr(attack)}
+            "attack_repr": repr(attack), **_result_card(result)}
     final = folder / "adv.safetensors"
     sha256 = concatenate(final, shards)  # streamed shard by shard, tensor by tensor; hashed as written
     card = save_card(final, meta, sha256)

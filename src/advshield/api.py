@@ -37,6 +37,7 @@ from advshield.errors import InputError
 from advshield.evaluation.restoration import Samples
 from advshield.evaluation.run import measure, write_csv, write_figures, write_reports
 from advshield.experiment import AttackSetting, RunContext, Target
+from advshield.experiment.setting import ensemble_setting
 from advshield.io import atomic_write_json
 from advshield.report import card_markdown, render_html
 from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
@@ -85,8 +86,8 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
              threats: Sequence[str] = ("white-box", "adaptive"), attack_params: dict[str, dict] | None = None,
              n: int | None = None, dataset: str | None = None, data_root: str | None = None,
              device: str | torch.device | None = None, store: str | Path = "runs/adversarial", seed: int = 0,
-             batch_size: int = 250, eot_samples: int = 8, checks: int = 100, out: str | Path | None = None,
-             log: Callable[[str], None] | None = None) -> Evaluation:
+             batch_size: int = 250, eot_samples: int = 8, checks: int = 100, ensemble: bool = True,
+             out: str | Path | None = None, log: Callable[[str], None] | None = None) -> Evaluation:
     """Evaluate ``defense`` protecting ``model`` against ``attacks`` under ``threats``.
 
     Args:
@@ -107,8 +108,13 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
         dataset: the name recorded in the card (default: ``data`` when it is a name, else ``custom``).
         device: where to run (default: the model's device). Model and defense are moved there in place.
         store: folder of the content-addressed adversarial-set store (reruns reuse its sets).
-        checks: images the convergence and gradient-masking checks of every adaptive setting run on (0: none);
-            failures become red flags, as in every CLI evaluation.
+        checks: images the convergence and gradient-masking checks of every adaptive setting run on (0: none;
+            without a defense the white-box settings are the adaptive ones and are checked); failures become
+            red flags, as in every CLI evaluation.
+        ensemble: add the AutoAttack ensemble (standard version; Croce & Hein 2020) at the budget of the first
+            L-inf or L2 attack named, under ``adaptive`` (white-box without a defense), so the verdict's worst
+            case meets the field's standard attacker. Ignored for :class:`AttackSetting` values and where no
+            named attack has an eps budget.
         out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
 
     Raises:
@@ -118,6 +124,10 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
     check_module_mode(model, "model")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise InputError(f"n must be a positive integer or None (all images), got {n!r}")
+    if isinstance(checks, bool) or not isinstance(checks, int) or checks < 0:
+        raise InputError(f"checks must be a non-negative integer (0: no health checks), got {checks!r}")
+    if not isinstance(ensemble, bool):
+        raise InputError(f"ensemble must be True or False, got {ensemble!r}")
     if defense is not None:
         check_module_mode(defense, "defense")
     quiet = log or (lambda _: None)
@@ -137,10 +147,10 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
         defense_id, notes = module_identity(defense_obj), notes + extra
     victim = Target(model, {"architecture": type(model).__name__, "sha256": module_sha256(model), "dataset": ds_name,
                             "source": "python"}, f"{type(model).__module__}.{type(model).__qualname__}")
-    settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes)
+    settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes, ensemble)
     t0 = time.perf_counter()
     m = measure(settings, victim, defense_obj, defense_id, images, ctx, dataset=ds_name, checks=checks,
-                eot_samples=eot_samples, log_row=lambda _, s, row: quiet(
+                eot_samples=eot_samples, undefended=defense is None, log_row=lambda _, s, row: quiet(
                     f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}"))
     samples = m.pop("samples")
     card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
@@ -185,7 +195,8 @@ def _images(data: Any, dataset: str | None, n: int | None, ctx: RunContext, mode
     return images, dataset or "custom"
 
 
-def _settings(attacks, threats, params: dict, defended: bool, notes: list[str]) -> list[AttackSetting]:
+def _settings(attacks, threats, params: dict, defended: bool, notes: list[str], ensemble: bool = False
+              ) -> list[AttackSetting]:
     if isinstance(attacks, (str, AttackSetting)) or isinstance(threats, str):
         raise InputError("attacks and threats are sequences, e.g. attacks=('pgd',), threats=('adaptive',)")
     unknown = set(params) - {a for a in attacks if isinstance(a, str)}
@@ -205,6 +216,14 @@ def _settings(attacks, threats, params: dict, defended: bool, notes: list[str]) 
             notes.append("no defense: the adaptive settings were dropped (they equal the white-box ones)")
     if not out:
         raise InputError("no attack setting to run: pass at least one attack and one threat model")
+    # the ensemble through the defense (the bare model's white-box attack is the adaptive one)
+    threat = "adaptive" if defended else "white-box"
+    if ensemble and all(isinstance(a, str) for a in attacks) and (threat in threats or not defended):
+        extra = ensemble_setting([s for s in out if str(s.threat) == threat], threat)
+        if extra is not None:
+            out.append(extra)
+            notes.append(f"the AutoAttack ensemble (standard) was added under {threat} at "
+                         f"{extra.params['norm']} eps {extra.params['eps']:g} (ensemble=False leaves it out)")
     return out
 
 

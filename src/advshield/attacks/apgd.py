@@ -212,10 +212,14 @@ class APGD(APGDBase):
                  loss: str = "ce", early_stop: bool = True) -> None:
         super().__init__(eps, norm, steps, restarts, loss, early_stop)
 
+    def min_classes(self, targeted: bool = False) -> int:
+        """Classes the loss needs: the DLR loss (Eq. 6) reads the third-largest logit (targeted: the fourth)."""
+        return (4 if targeted else 3) if self.loss == "dlr" else 2
+
     def _runs(self, surface, x, labels, target):
         if self.loss == "dlr":
             with torch.no_grad():
-                _check_classes(surface(x[:1]), 4 if target is not None else 3, "the DLR loss")
+                _check_classes(surface(x[:1]), self.min_classes(target is not None), "the DLR loss")
         return [(target, target)]
 
 
@@ -256,11 +260,15 @@ class APGDT(APGDBase):
         self.parallel_targets = None if parallel_targets is None else bool(parallel_targets)
         self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
 
+    def min_classes(self, targeted: bool = True) -> int:
+        """Classes the targeted DLR loss (Eq. 7) needs: it reads the fourth-largest logit."""
+        return 4 if self.loss == "dlr" else 2
+
     def _runs(self, surface, x, labels, target):
         with torch.no_grad():
             logits = surface(x)
         if self.loss == "dlr":
-            _check_classes(logits, 4, "the targeted DLR loss")
+            _check_classes(logits, self.min_classes(), "the targeted DLR loss")
         if target is not None:
             return [(target, target)]
         order = logits.argsort(1, descending=True)

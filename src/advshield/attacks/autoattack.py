@@ -43,6 +43,8 @@ class AutoAttack(Attack):
     ``AttackResult.info`` gets ``members`` (their names) and ``broken_by`` (per sample: the index
     of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
     members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
+    A member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped and
+    named in ``info['skipped_members']`` (a binary classifier is attacked with APGD-CE, FAB-T and Square).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
     """
 
@@ -66,10 +68,17 @@ class AutoAttack(Attack):
 
     def perturb(self, surface, x, labels, target, generator):
         surface = self._surface(surface)
-        members = self.members()
         adv = x.clone()
         with torch.no_grad():
             robust = ~succeeded(surface, x, labels, None)
+        # a member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped,
+        # as the reference's checks warn; the card names it (a binary classifier gets APGD-CE, FAB-T, Square)
+        members, skipped = self.members(), []
+        if any(getattr(m, "min_classes", lambda: 2)() > 2 for m in members):
+            with torch.no_grad():  # the classifier alone on one clean image: no defense, so no random draw
+                classes = getattr(surface, "classifier", surface)(x[:1]).shape[1]
+            skipped = [m for m in members if getattr(m, "min_classes", lambda: 2)() > classes]
+            members = [m for m in members if m not in skipped]
         broken_by = torch.full((len(x),), ROBUST, dtype=torch.long, device=x.device)
         broken_by[~robust] = CLEAN_FOOLED
         for k, member in enumerate(members):
@@ -83,5 +92,6 @@ class AutoAttack(Attack):
             with torch.no_grad():
                 hit = succeeded(surface, out, labels[todo], None)
             adv[todo[hit]], broken_by[todo[hit]], robust[todo[hit]] = out[hit], k, False
-        self.report(members=[m.name for m in members], broken_by=broken_by)
+        self.report(members=[m.name for m in members], broken_by=broken_by,
+                    **({"skipped_members": [m.name for m in skipped]} if skipped else {}))
         return adv

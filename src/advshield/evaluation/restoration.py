@@ -23,6 +23,7 @@ from typing import Callable
 
 import torch
 
+from advshield.attacks.ensemble import member_robust_accuracy
 from advshield.data import ImageDataset
 from advshield.defenses import Defense
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
@@ -199,8 +200,26 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
     samples.correct = torch.cat(correct)
     row = summarise(ctx.dist.all_sum(sums))
     label = {"label": setting.label} if setting.label else {}
+    # the per-member record is judged on the surface the set was crafted on: it is the row's own robust accuracy
+    # only through the defense (adaptive) or where there is no defense
+    judged_here = setting.threat.adaptive or (defense_id.get("name") == "none" and not setting.threat.transfers)
+    members = _members_row(result, len(part), len(whole), ctx) if judged_here else {}
     return dict(attack=setting.attack, **label, params=setting.create().params(), threat=str(setting.threat),
-                **row), samples
+                **row, **members), samples
+
+
+def _members_row(result, n_part: int, n: int, ctx: RunContext) -> dict:
+    """An ensemble's robust accuracy after each member (AutoAttack: APGD-CE, APGD-T, FAB-T, Square; cumulative,
+    judged as the attack judged success), over every process's shard; {} for a single attack or a set stored
+    without its per-member record. Issue 25: the per-member numbers are kept in the card."""
+    has = "broken_by" in result.info
+    if ctx.dist.all_sum({"ranks_with_record": float(has)})["ranks_with_record"] < ctx.dist.world_size or not has:
+        return {}  # (every rank takes part in the same collectives, whatever its store held)
+    after = member_robust_accuracy(result)
+    counts = ctx.dist.all_sum({f"{i:02d}": v * n_part for i, v in enumerate(after.values())})
+    skipped = {"skipped_members": list(result.info["skipped_members"])} if result.info.get("skipped_members") else {}
+    return {"robust_accuracy_after": {name: counts[f"{i:02d}"] / max(n, 1) for i, name in enumerate(after)},
+            **skipped}
 
 
 __all__ = ["CleanCache", "RestorationCache", "Samples", "evaluate_setting", "summarise"]

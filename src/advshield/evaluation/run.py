@@ -29,7 +29,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else "-".join(f"{x:.6g}" for x in v) if isinstance(v, list)
-                        else v) for k, v in r.items()})
+                        else v) for k, v in r.items() if k in CSV_COLUMNS})
     atomic_write_bytes(path, buf.getvalue().encode())
 
 
@@ -76,10 +76,11 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
 
 def measure(settings: list[AttackSetting], victim: Target, defense: Defense, defense_id: dict, data: ImageDataset,
             ctx: RunContext, *, dataset: str, checks: int = 100, eot_samples: int = 8,
-            restoration_cache: RestorationCache | None = None,
+            restoration_cache: RestorationCache | None = None, undefended: bool = False,
             log_row: Callable[[RunContext, AttackSetting, dict], None] | None = None) -> dict:
     """Every setting's row (with its interval), the verdict, the health checks of the adaptive settings and the
     red flags: the part of a card every evaluation path (CLI, reproductions, the Python API) shares.
+    ``undefended``: ``defense`` is the identity, so the white-box settings are the adaptive ones and are checked.
     Returns ``{"rows", "samples", "verdict", "health", "red_flags"}``."""
     rows, samples, correct, clean_cache = [], {}, [], CleanCache()
     for s in settings:
@@ -95,7 +96,8 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
     shared: dict = {}  # settings checked with the same runs (FGSM and AutoAttack: APGD-CE at one eps) run them once
     health = {s.qualified_name: setting_health(s, Pipeline(victim.model, defense), data, ctx, checks, eot_samples,
                                                shared)
-              for s in settings if checks and s.threat.adaptive and ctx.dist.is_main}
+              for s in settings if checks and ctx.dist.is_main
+              and (s.threat.adaptive or (undefended and s.threat.kind is ThreatModel.WHITE_BOX))}
     return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum),
             "health": health, "red_flags": red_flags(rows, data.num_classes) + health_flags(health)}
 

@@ -111,7 +111,7 @@ def _params_text(params: dict) -> str:
 
 def oblivious_counterpart(row: dict, oblivious: list[dict]) -> dict | None:
     """The oblivious row an adaptive ``row`` must not leave more accuracy than: the same attack on the same
-    images (``n``) with the same parameters, else at the same eps budget with other parameters (a preset's
+    images (``n``) with the same parameters, else at the same (norm, eps) budget with other parameters (a preset's
     ``adaptive_params`` give the attack through the defense more steps: knowing the defense and running longer
     it must still do at least as well). Of several candidates the one leaving the most accuracy is taken, so
     the flag fires only where the adaptive attack is weaker than every oblivious run of its budget."""
@@ -119,8 +119,9 @@ def oblivious_counterpart(row: dict, oblivious: list[dict]) -> dict | None:
     exact = [o for o in same if o["params"] == row["params"]]
     if exact:
         return exact[0]
-    budget = [o for o in same if o["params"].get("eps") == row["params"].get("eps")]
-    return max(budget, key=lambda o: o["restored_accuracy"], default=None)
+    budget = budget_of(row)  # (norm, eps); None for CW, DeepFool, spatial: other parameters are another attack
+    at_budget = [o for o in same if budget is not None and budget_of(o) == budget]
+    return max(at_budget, key=lambda o: o["restored_accuracy"], default=None)
 
 
 def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:

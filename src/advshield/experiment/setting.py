@@ -51,4 +51,25 @@ class AttackSetting:
         return create_attack(self.attack, **self.params)
 
 
-__all__ = ["AttackSetting"]
+#: The ensemble every evaluation path adds by default (Croce & Hein 2020's AutoAttack, standard version).
+ENSEMBLE = "autoattack"
+
+
+def ensemble_setting(settings: list[AttackSetting], threat: Threat | str) -> AttackSetting | None:
+    """AutoAttack (standard) under ``threat`` at the budget of the first setting with an L-inf or L2 eps (its
+    parameters or the attack's default), so that the verdict's worst case meets the field's standard ensemble at
+    the budget the user chose; None where no setting has such a budget (DeepFool, CW, spatial only) or an
+    ensemble is already among ``settings`` under that threat."""
+    threat = threat if isinstance(threat, Threat) else Threat.parse(threat)
+    if any(s.attack == ENSEMBLE and s.threat == threat for s in settings):
+        return None
+    for s in settings:
+        attack = s.create()
+        norm = getattr(attack.norm, "value", attack.norm)
+        eps = attack.params().get("eps")
+        if norm in ("linf", "l2") and isinstance(eps, (int, float)):
+            return AttackSetting(ENSEMBLE, {"eps": float(eps), "norm": norm, "version": "standard"}, threat, s.n)
+    return None
+
+
+__all__ = ["AttackSetting", "ENSEMBLE", "ensemble_setting"]

@@ -10,6 +10,7 @@ This module reads JSON only; it imports nothing but the standard library.
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 #: How the verdict names a threat model's column; any other threat (``transfer:<substitute>``) keeps its name.
 THREAT_LABELS = {"white-box": "oblivious (white-box)", "adaptive": "adaptive", "transfer-feedback": "transfer-feedback"}
@@ -140,6 +141,16 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
             + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body])
 
 
+def member_lines(rows: list[dict], name: Callable[[dict], str] = lambda r: r["attack"]) -> list[str]:
+    """One line per ensemble row that kept its per-member record: the robust accuracy after each member
+    (cumulative: an image counts if it is correct under that member and every one before it)."""
+    return [f"{name(r)} ({threat_label(r['threat'])}), robust accuracy after each member: "
+            + ", ".join(f"{m} {v:.4f}" for m, v in r["robust_accuracy_after"].items()) + "."
+            + (f" Skipped (the model has too few classes for their loss): {', '.join(r['skipped_members'])}."
+               if r.get("skipped_members") else "")
+            for r in rows if r.get("robust_accuracy_after")]
+
+
 def card_markdown(card: dict, title: str = "Evaluation") -> str:
     """The card as Markdown: verdict, red flags, every row, notes."""
     threats = threats_of(card)
@@ -159,11 +170,15 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
     lines += ["", "## All rows", ""]
     lines += _md_table([h for _, h in ROW_COLUMNS], [[cell(k, r.get(k)) for k, _ in ROW_COLUMNS]
                                                      for r in card.get("rows", [])])
+    members = member_lines(card.get("rows", []))
+    if members:
+        lines += ["", "Ensembles, member by member:", ""] + [f"- {m}" for m in members]
     notes = card.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "percent", "red_flags", "summary_line",
+__all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "member_lines", "percent", "red_flags",
+           "summary_line",
            "threat_label", "threats_of", "verdict_rows", "worst_case", "worst_case_scope", "budget_label"]

@@ -10,6 +10,7 @@ from advshield.data.core import DatasetName
 from advshield.errors import AdvShieldError
 from advshield.reproduce.names import check_name
 from advshield.reproduce.sample_size import check_adaptive_sample
+from advshield.experiment.setting import ENSEMBLE  # noqa: F401  (the registered name of the adaptive_ensemble)
 from advshield.experiment.threat import Threat, ThreatModel
 from advshield.training.defense_config import LossWeights, check_restorer
 
@@ -18,8 +19,6 @@ EVALUATION_THREATS = (ThreatModel.WHITE_BOX, ThreatModel.TRANSFER, ThreatModel.A
 Metric = Literal["clean_accuracy", "adv_accuracy", "restored_accuracy", "success_rate", "ssim_restored",
                  "psnr_paper_convention"]
 
-
-ENSEMBLE = "autoattack"  # the registered name of a preset's adaptive_ensemble
 
 
 class PresetAttack(BaseModel):

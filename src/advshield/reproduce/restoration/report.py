@@ -6,7 +6,7 @@ from pathlib import Path
 
 from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
-from advshield.report.verdict import worst_case_scope
+from advshield.report.verdict import member_lines, worst_case_scope
 from advshield.reproduce.restoration.ablation import ablation_lines
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
 from advshield.reproduce.sample_size import adaptive_reason_text
@@ -125,7 +125,9 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
         lines += ["", f"Adaptive worst case (an image counts only if it survives {worst_case_scope(worst)}): "
                       f"**{worst['accuracy']:.4f}** [{worst['ci95'][0]:.3f}, {worst['ci95'][1]:.3f}] on {worst['n']} "
                       "images."]
-    return lines + [""]
+    members = member_lines([r for r in rows if r["threat"] == ThreatModel.ADAPTIVE.value],
+                           lambda r: preset.attack_spec(r["attack"]).label or r["attack"])
+    return lines + ([""] + members if members else []) + [""]
 
 
 def red_flag_lines(summary: dict) -> list[str]:
