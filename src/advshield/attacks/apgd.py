@@ -6,6 +6,7 @@ import torch
 
 from advshield.attacks.base import (Attack, Norm, attack_loss, check_eps, check_linf_eps, check_positive_int,
                                     loss_gradient, register_attack, succeeded)
+from advshield.attacks.checks import check_classes
 from advshield.errors import InputError
 
 DEFAULT_EPS = {Norm.LINF: 8 / 255, Norm.L2: 0.5}  # AutoAttack's CIFAR-10 budgets
@@ -187,11 +188,6 @@ class APGDBase(Attack):
         return adv
 
 
-def _check_classes(logits: torch.Tensor, needed: int, what: str) -> None:
-    if logits.shape[1] < needed:
-        raise InputError(f"{what} needs at least {needed} classes, the model has {logits.shape[1]}")
-
-
 @register_attack("apgd-ce", norm="linf", family="apgd")
 class APGD(APGDBase):
     """APGD with the cross-entropy loss: PGD with momentum and an automatic step-size schedule.
@@ -212,14 +208,13 @@ class APGD(APGDBase):
                  loss: str = "ce", early_stop: bool = True) -> None:
         super().__init__(eps, norm, steps, restarts, loss, early_stop)
 
-    def min_classes(self, targeted: bool = False) -> int:
-        """Classes the loss needs: the DLR loss (Eq. 6) reads the third-largest logit (targeted: the fourth)."""
+    def min_classes(self, targeted: bool = False) -> int:  # the DLR loss (Eq. 6) reads the 3rd (targeted: 4th) logit
         return (4 if targeted else 3) if self.loss == "dlr" else 2
 
     def _runs(self, surface, x, labels, target):
         if self.loss == "dlr":
             with torch.no_grad():
-                _check_classes(surface(x[:1]), self.min_classes(target is not None), "the DLR loss")
+                check_classes(surface(x[:1]), self.min_classes(target is not None), "the DLR loss")
         return [(target, target)]
 
 
@@ -260,15 +255,12 @@ class APGDT(APGDBase):
         self.parallel_targets = None if parallel_targets is None else bool(parallel_targets)
         self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
 
-    def min_classes(self, targeted: bool = True) -> int:
-        """Classes the targeted DLR loss (Eq. 7) needs: it reads the fourth-largest logit."""
-        return 4 if self.loss == "dlr" else 2
+    min_classes = lambda self, targeted=True: 4 if self.loss == "dlr" else 2  # noqa: E731  targeted DLR: 4th logit
 
     def _runs(self, surface, x, labels, target):
         with torch.no_grad():
             logits = surface(x)
-        if self.loss == "dlr":
-            _check_classes(logits, self.min_classes(), "the targeted DLR loss")
+        check_classes(logits, self.min_classes(), "the targeted DLR loss")  # 2 (always met) unless DLR
         if target is not None:
             return [(target, target)]
         order = logits.argsort(1, descending=True)

@@ -32,6 +32,12 @@ def check_linf_eps(eps: float) -> float:
     return eps
 
 
+def check_classes(logits: Any, needed: int, what: str) -> None:
+    """``logits`` (``[N, classes]``) has at least ``needed`` classes, else one line naming ``what`` needs them."""
+    if logits.shape[1] < needed:
+        raise InputError(f"{what} needs at least {needed} classes, the model has {logits.shape[1]}")
+
+
 def check_positive_int(value: int, name: str) -> int:
     if not isinstance(value, int) or value < 1:
         raise InputError(f"{name} must be a positive integer, got {value!r}")
