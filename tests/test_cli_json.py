@@ -49,3 +49,4 @@ def test_images_is_n_for_torchrun(tmp_path):
     assert card["n"] == 9 and [(r["threat"], r["attack"], r["n"]) for r in card["rows"]] == [
         ("white-box", "fgsm", 9), ("adaptive", "fgsm", 9), ("adaptive", "autoattack", 9)]
     assert card["verdict"]["adaptive_worst_case"]["attacks"] == ["fgsm", "autoattack"]
+    assert any("AutoAttack ensemble (standard) was added under adaptive at linf eps" in n for n in card["notes"])

@@ -65,8 +65,11 @@ def evaluate_cmd(
     settings = [AttackSetting(a, params[a], t) for t in threats for a in names]
     adaptive = Threat.parse("adaptive")
     extra = ensemble_setting(settings, adaptive) if ensemble and adaptive in threats else None
+    notes = []
     if extra is not None:
         settings.append(extra)
+        notes.append(f"the AutoAttack ensemble (standard) was added under adaptive at {extra.params['norm']} eps "
+                     f"{extra.params['eps']:g} (--no-ensemble leaves it out)")
     out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
     writable(out, store)
     ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,
@@ -79,7 +82,7 @@ def evaluate_cmd(
         ctx.progress = lambda what, done, total: update(done, total, what)
         card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
                               dataset=dataset, n=n, figures=figures, checks=checks, target_weights=weights,
-                              defense_weights=defense_weights)
+                              defense_weights=defense_weights, notes=notes)
     if as_json:
         print(json.dumps(card, indent=2))
     else:

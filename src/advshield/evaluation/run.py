@@ -37,8 +37,9 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
                    defense_params: dict | None = None, dataset: str | None = None, n: int | None = None,
                    figures: bool = True, restoration_cache: RestorationCache | None = None,
                    target_weights: str | Path | None = None, defense_weights: str | Path | None = None,
-                   checks: int = 100) -> dict:
-    """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card.
+                   checks: int = 100, notes: list[str] | None = None) -> dict:
+    """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card, ``notes``
+    added to its notes.
 
     ``target`` and ``defense`` may be the user's own ``package.module:factory`` (with their weights files).
     Every adaptive setting is checked for convergence and gradient masking on the first ``checks`` images
@@ -61,7 +62,7 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
             "seconds": round(time.perf_counter() - t0, 1), "rows": rows, **m,
             "notes": ["success_rate = restored accuracy / clean accuracy (CRU-Net Eq. 14, DIR Eq. 8)",
                       "PSNR uses MAX = 1 on [0, 1] images; psnr_restored_paper_convention adds 48.13 dB, "
-                      "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces"]}
+                      "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces", *(notes or [])]}
     if ctx.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "card.json", card)
