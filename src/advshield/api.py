@@ -37,7 +37,7 @@ from advshield.errors import InputError
 from advshield.evaluation.restoration import Samples
 from advshield.evaluation.run import measure, write_csv, write_figures, write_reports
 from advshield.experiment import AttackSetting, RunContext, Target
-from advshield.experiment.setting import ensemble_setting
+from advshield.experiment.setting import add_ensemble
 from advshield.io import atomic_write_json
 from advshield.report import card_markdown, render_html
 from advshield.user_modules import (UserDefense, as_defense, check_classifier, check_module_mode, module_identity,
@@ -219,11 +219,8 @@ def _settings(attacks, threats, params: dict, defended: bool, notes: list[str], 
     # the ensemble through the defense (the bare model's white-box attack is the adaptive one)
     threat = "adaptive" if defended else "white-box"
     if ensemble and all(isinstance(a, str) for a in attacks) and (threat in threats or not defended):
-        extra = ensemble_setting([s for s in out if str(s.threat) == threat], threat)
-        if extra is not None:
-            out.append(extra)
-            notes.append(f"the AutoAttack ensemble (standard) was added under {threat} at "
-                         f"{extra.params['norm']} eps {extra.params['eps']:g} (ensemble=False leaves it out)")
+        note = add_ensemble(out, threat, "ensemble=False")
+        notes += [note] if note else []
     return out
 
 

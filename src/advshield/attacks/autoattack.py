@@ -74,11 +74,12 @@ class AutoAttack(Attack):
         # a member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped,
         # as the reference's checks warn; the card names it (a binary classifier gets APGD-CE, FAB-T, Square)
         members, skipped = self.members(), []
-        if any(getattr(m, "min_classes", lambda: 2)() > 2 for m in members):
+        needs = [getattr(m, "min_classes", lambda: 2)() for m in members]
+        if max(needs) > 2:
             with torch.no_grad():  # the classifier alone on one clean image: no defense, so no random draw
                 classes = getattr(surface, "classifier", surface)(x[:1]).shape[1]
-            skipped = [m for m in members if getattr(m, "min_classes", lambda: 2)() > classes]
-            members = [m for m in members if m not in skipped]
+            skipped = [m for m, need in zip(members, needs) if need > classes]
+            members = [m for m, need in zip(members, needs) if need <= classes]
         broken_by = torch.full((len(x),), ROBUST, dtype=torch.long, device=x.device)
         broken_by[~robust] = CLEAN_FOOLED
         for k, member in enumerate(members):

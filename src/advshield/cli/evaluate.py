@@ -52,7 +52,7 @@ def evaluate_cmd(
     gives a first verdict."""
     from advshield.evaluation import run_evaluation
     from advshield.experiment import AttackSetting, RunContext, Threat
-    from advshield.experiment.setting import ensemble_setting
+    from advshield.experiment.setting import add_ensemble
     from advshield.reproduce.restoration.preset import EVALUATION_THREATS
     from advshield.user_modules import is_user_spec
 
@@ -64,12 +64,8 @@ def evaluate_cmd(
             raise AdvShieldError(f"--threat {t}: name the substitute, transfer:<substitute>")
     settings = [AttackSetting(a, params[a], t) for t in threats for a in names]
     adaptive = Threat.parse("adaptive")
-    extra = ensemble_setting(settings, adaptive) if ensemble and adaptive in threats else None
-    notes = []
-    if extra is not None:
-        settings.append(extra)
-        notes.append(f"the AutoAttack ensemble (standard) was added under adaptive at {extra.params['norm']} eps "
-                     f"{extra.params['eps']:g} (--no-ensemble leaves it out)")
+    note = add_ensemble(settings, adaptive, "--no-ensemble") if ensemble and adaptive in threats else None
+    notes = [note] if note else []
     out = out or Path("runs") / "eval" / f"{Path(target).stem}-{Path(defense).parent.name or Path(defense).stem}"
     writable(out, store)
     ctx = RunContext.create(device, distributed=True, store=store, data_root=data_root, seed=seed,

@@ -203,7 +203,8 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
     # the per-member record is judged on the surface the set was crafted on: it is the row's own robust accuracy
     # only through the defense (adaptive) or where there is no defense
     judged_here = setting.threat.adaptive or (defense_id.get("name") == "none" and not setting.threat.transfers)
-    members = _members_row(result, len(part), len(whole), ctx) if judged_here else {}
+    ensemble = hasattr(setting.create(), "members")  # only an ensemble keeps a record: no collective for the rest
+    members = _members_row(result, len(part), len(whole), ctx) if judged_here and ensemble else {}
     return dict(attack=setting.attack, **label, params=setting.create().params(), threat=str(setting.threat),
                 **row, **members), samples
 

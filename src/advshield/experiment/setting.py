@@ -72,4 +72,15 @@ def ensemble_setting(settings: list[AttackSetting], threat: Threat | str) -> Att
     return None
 
 
-__all__ = ["AttackSetting", "ENSEMBLE", "ensemble_setting"]
+def add_ensemble(settings: list[AttackSetting], threat: Threat | str, switch: str) -> str | None:
+    """Append :func:`ensemble_setting` to ``settings`` (in place) where there is one; returns the card's note
+    naming it and ``switch`` (the option that leaves it out), or None."""
+    extra = ensemble_setting(settings, threat)
+    if extra is None:
+        return None
+    settings.append(extra)
+    return (f"the AutoAttack ensemble (standard) was added under {extra.threat} at {extra.params['norm']} eps "
+            f"{extra.params['eps']:g} ({switch} leaves it out)")
+
+
+__all__ = ["AttackSetting", "ENSEMBLE", "add_ensemble", "ensemble_setting"]
