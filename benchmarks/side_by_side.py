@@ -277,9 +277,12 @@ def git(*args: str) -> str | None:
 
 def src_state() -> dict:
     """The commit measured and whether advshield's sources differ from it (others edit the tree concurrently)."""
+    head = git("rev-parse", "--short", "HEAD")
+    if head is None:  # a copy of the tree without .git (a lent GPU machine): the commit it was sent at
+        return {"commit": os.environ.get("ADVSHIELD_COMMIT"), "src_commit": os.environ.get("ADVSHIELD_COMMIT"),
+                "src_dirty": None}
     dirty = git("status", "--porcelain", "--", "src/advshield")
-    return {"commit": git("rev-parse", "--short", "HEAD"), "src_commit": git("log", "-1", "--format=%h", "--", "src"),
-            "src_dirty": bool(dirty)}
+    return {"commit": head, "src_commit": git("log", "-1", "--format=%h", "--", "src"), "src_dirty": bool(dirty)}
 
 
 def host_info(device: torch.device | None = None) -> dict:
