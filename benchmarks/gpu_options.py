@@ -201,7 +201,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     ctx = RunContext.create(args.device, data_root=args.data_root)
     if ctx.device.type == "cuda":
-        torch.cuda.set_device(ctx.device)  # cuda:N: every allocation and library default on that card
+        if ctx.device.index is not None:  # cuda:N: every allocation and library default on that card
+            torch.cuda.set_device(ctx.device)
     wanted = args.options.split(",")
     for what, given, known in (("option", wanted, OPTIONS), ("attack", args.attacks.split(","), ATTACKS),
                                ("target", args.targets.split(","), tuple(TARGETS))):

@@ -635,7 +635,8 @@ def main() -> None:
     res.setdefault("cells", {})
     ctx = RunContext.create(args.device, data_root=args.data_root)
     if ctx.device.type == "cuda":  # cuda:N: ART's estimator and the peers' defaults follow the current device
-        torch.cuda.set_device(ctx.device)
+        if ctx.device.index is not None:
+            torch.cuda.set_device(ctx.device)
     measured = {c.get("device", "cpu") for c in res["cells"].values()}
     if measured - {str(ctx.device)}:
         sys.exit(f"error: {out.with_suffix('.json')} holds cells measured on {', '.join(sorted(measured))}; write "
