@@ -556,7 +556,7 @@ def render(res: dict, json_name: str = "docs/benchmarks/side-by-side.json") -> s
              f"{h['python']}. Load averages per cell below (above the torch threads: other jobs shared the machine).",
              f"- advshield sources: {', '.join(commits(res))} (the last commit touching `src/` when each command "
              "started and imported advshield; per cell, the JSON also records HEAD and the working tree's `src/` "
-             "state).",
+             "state)." + (f" Provenance: {res['provenance']}" if res.get("provenance") else ""),
              "- Data: the offline copies in the shared data root (MNIST re-derived from PNGs, CIFAR-10 from JPEG q75: "
              "real images, not byte-identical to the official files); the first n test images.",
              "- Seconds: median over the rounds (minimum in brackets), crafting only. advshield: `craft_images` (the "
