@@ -9,6 +9,7 @@ from torch import nn
 from advshield.attacks import APGD, Pipeline, run_attack
 from advshield.attacks.health import (MaskedGradientWarning, check_adaptive_vs_oblivious, check_convergence,
                                       check_gradient_free, run_health_checks)
+from advshield.detectors import Detector
 from test_attacks_autoattack import one_thread, train_tiny  # noqa: F401  (one_thread: an autouse fixture)
 
 EPS = 0.05
@@ -205,3 +206,54 @@ def test_each_setting_is_checked_with_its_own_attack_and_parameters():
     assert _probe(AttackSetting("cw", {}, "adaptive")) is None
     assert _probe(AttackSetting("apgd-ce", {"eps": 1.0, "norm": "l2", "steps": 10, "restarts": 2})) == (
         "apgd-ce", {"norm": "l2"}, 1.0, 10, 2, "l2")
+
+
+class Memorised(Detector):
+    """Flags every input that is not exactly one of the clean images it stores (L-inf distance to the nearest,
+    threshold 0): any perturbation is caught, so no attack within any budget can win an image unflagged."""
+
+    def __init__(self, clean):
+        super().__init__()
+        self.register_buffer("clean", clean)
+
+    def score(self, x):
+        return (x[:, None] - self.clean[None]).abs().flatten(2).amax(2).min(1).values
+
+
+def test_checks_through_a_detector_judge_like_the_detection_experiment(tiny):
+    """Through a detector the attacker wins an image only by an unflagged misclassification, and a clean image
+    the detector flags is an error (the detection experiment's robust accuracy). A detector that knows only the
+    first half of the images flags the other half when clean and catches every perturbation: every run then
+    leaves exactly the first half's clean-correct images robust (judged on the classifier alone, the second
+    half's correct images would count too), and only the unbounded check, which no attacker can pass here,
+    fires."""
+    model, x, y = tiny
+    det = Memorised(x[:50])
+    det.calibrate_fpr(det.score(x[:50]), 0.05)
+    assert det.threshold == 0.0
+    report = run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model, detector=det), x, y,
+                               EPS, 20, square_queries=100, warn=False)
+    numbers = {c["name"]: c["numbers"] for c in report.checks}
+    right = model(x).argmax(1) == y
+    expected = float(right[:50].sum()) / len(y)
+    assert expected < float(right.float().mean()) - 0.3  # the classifier alone would say much more
+    assert numbers["convergence"]["accuracy"] == pytest.approx(expected)
+    assert numbers["convergence"]["accuracy_doubled"] == pytest.approx(expected)
+    assert numbers["gradient-free"]["square_accuracy"] == pytest.approx(expected)
+    assert numbers["beats-noise"]["noise_accuracy"] == pytest.approx(expected)
+    assert failed(report) == {"unbounded"} and numbers["unbounded"]["success"] == 0.0
+
+
+def test_runner_counts_a_flagged_misclassification_as_robust():
+    from advshield.attacks import AttackResult
+    from advshield.attacks.health import _Runner
+
+    y = torch.tensor([0, 0, 0, 0, 0])
+    r = AttackResult(adv=torch.zeros(5, 1, 2, 2), labels=y, clean_pred=torch.tensor([0, 0, 0, 0, 1]),
+                     adv_pred=torch.tensor([0, 1, 1, 0, 1]), norms={}, seconds=0.0,
+                     detected_clean=torch.tensor([False, False, False, True, False]),
+                     detected_adv=torch.tensor([False, True, False, False, False]))
+    # right; wrong but flagged; wrong and unflagged; flagged when clean (an error); wrong clean
+    assert _Runner.robust(r).tolist() == [True, True, False, False, False]
+    plain = AttackResult(adv=r.adv, labels=y, clean_pred=r.clean_pred, adv_pred=r.adv_pred, norms={}, seconds=0.0)
+    assert _Runner.robust(plain).tolist() == [True, False, False, True, False]

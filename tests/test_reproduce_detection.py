@@ -27,7 +27,7 @@ TINY = {
     "figure_attacks": ["fgsm-0.3", "cw-9"],
     "full": {"n_train": 2000, "n_calibration": 500, "epochs": 3, "n_test": 500},
     "fast": {"n_train": 1000, "n_calibration": 200, "epochs": 3, "n_test": 40, "n_adaptive": 10,
-             "adaptive_steps": 3, "ablation": True, "attack_params": {"cw-9": {"steps": 40}},
+             "checks": 5, "adaptive_steps": 3, "ablation": True, "attack_params": {"cw-9": {"steps": 40}},
              "n_adaptive_reason": "a tiny test"},
     "paper_results": {"table": "Table 3", "detection": {"cmag-ssim": {"fgsm-0.3": 1.0, "cw-9": 1.0}},
                       "ssim_table": "Table 6", "ssim": {"fgsm-0.3": 0.442, "threshold": 0.824},
@@ -112,11 +112,13 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     adv_ssim = cmag["attacks"]["fgsm-0.3"]["reconstruction"]["ssim_mean"]
     assert adv_ssim < rec["clean_test"]["ssim_mean"]  # Table 6's point: adversarial inputs reconstruct worse
     assert "adaptive-joint" in cmag["attacks"] and s["ablation"]["cmag_combine"] == "average"
+    assert cmag["health"]["adaptive pgd"]["n"] == 5  # the joint attack's self-checks, on the budget's images
     report = (out / "report.md").read_text()
     assert "Table 3" in report and "Table 6" in report and "Table 7" in report and "(0.442)" in report
     assert "Fig. 4 ablation" in report and "clean FPR" in report and "tiny budget" in report
     assert "Fewer than 500 images because a tiny test." in report
     assert "## Red flags" in report and report.index("## Red flags") < report.index("## Detection")
+    assert "self-checks did not run" not in report
     assert {"fig2", "fig3-fgsm-0.3", "fig3-cw-9", "fig5-cw-9"} <= set(s["figures"])  # Fig. 2: legit, CW, FGSM
     for fig in s["figures"].values():
         assert (out / fig).stat().st_size > 1000

@@ -11,12 +11,14 @@ from typing import Callable
 
 import torch
 
-from advshield.attacks import AttackResult
+from advshield.attacks import AttackResult, Pipeline
 from advshield.detectors import Detector, Projection, build_detector, load_detector, save_detector
 from advshield.detectors.base import report_batches
 from advshield.errors import InputError
 from advshield.evaluation.figures import grouped_bars
+from advshield.evaluation.verdict import health_flags
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
+from advshield.experiment.health import setting_health
 from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
 from advshield.report import write_detection_html
@@ -66,13 +68,16 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          n: int = 1000, dataset: str | None = None, projection: Projection = Projection(),
                          adaptive: int = 0, adaptive_setting: AttackSetting | None = None, max_rule_n: int = 0,
                          gan_lr: float = 1e-4, cmag_combine: str = "attention",
-                         checkpoint: str | Path | None = None) -> DetectionRun:
+                         checkpoint: str | Path | None = None, checks: int = 0) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
     the threshold) and report how many evade, beside the oblivious rates. ``settings`` are crafted white-box
     on the target; their labels name the results, so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
     max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow).
     The trained detector is saved as ``out/detector.safetensors`` with its card; ``checkpoint`` reuses such a
-    file instead of training (the threshold is then recalibrated on the same held-out images)."""
+    file instead of training (the threshold is then recalibrated on the same held-out images). ``checks`` > 0 (with
+    ``adaptive``): the attack self-checks of the detector-aware setting (convergence, gradient-free Square,
+    unbounded, noise, gradients; :func:`~advshield.experiment.health.setting_health`) on its first ``checks``
+    images, judged as the adaptive row is (a win needs an unflagged misclassification); failures are red flags."""
     t0 = time.perf_counter()
     if not 0 < fpr < 1:
         raise InputError(f"fpr must lie in (0, 1), got {fpr}")
@@ -127,10 +132,14 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         m = results[name]["calibrated"]
         log(f"{kind} vs {name}: detection {m['detection_rate']:.4f} at FPR {m['fpr']:.4f} (threshold for "
             f"{fpr:.0%} on held-out clean), AUC {m['auc']:.4f}, TPR@1% {m['tpr_at_1pct_fpr']:.4f}")
+    health = {}
     if adaptive:
         det_id = {"kind": kind, "sha256": saved_card["sha256"]}
-        results["adaptive-joint"] = _adaptive(adaptive_setting or default_adaptive(), victim, detector, det_id,
-                                              test.head(adaptive), ctx, ds_name)
+        joint = adaptive_setting or default_adaptive()
+        results["adaptive-joint"] = _adaptive(joint, victim, detector, det_id, test.head(adaptive), ctx, ds_name)
+        if checks > 0:
+            health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector),
+                                                          test.head(adaptive), ctx, n=min(checks, adaptive))
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
                "n_train": n_train, "n_calibration": n_calibration,
@@ -155,7 +164,9 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "reconstruction: SSIM (11x11 Gaussian window) and L2 distance ||x - x'||_2 between inputs and "
                          "the detector's reconstructions; clean_train covers the max-rule images (CMAG Table 6's "
                          "threshold is their smallest SSIM)"]}
-    summary["red_flags"] = detection_red_flags(summary)
+    if health:
+        summary["health"] = health
+    summary["red_flags"] = detection_red_flags(summary) + health_flags(health)
     atomic_write_json(Path(out) / "detection.json", summary)
     grouped_bars(robust_groups([summary]), f"{kind} guarding {card['architecture']}: robust accuracy at the "
                  f"calibrated {fpr:.0%} FPR", Path(out) / "figures" / "robust-accuracy.png", ylabel="robust accuracy")

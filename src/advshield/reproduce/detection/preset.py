@@ -60,6 +60,9 @@ class DetectionBudget(BaseModel):
     adaptive_steps: int = Field(100, ge=1)
     n_adaptive_gan: int = Field(0, ge=0)  # Defense-GAN's joint attack runs a latent search per step: fewer images
     n_adaptive_reason: str | None = None  # why fewer than 500 adaptive images (required then on MNIST/CIFAR-10, full)
+    # images of the joint attack's self-checks (convergence, Square, unbounded, noise, gradients), CMAG and MagNet;
+    # not Defense-GAN, whose every attack step runs the latent search (the checks alone would be hours of CPU)
+    checks: int = Field(0, ge=0)
     ablation: bool = False  # also train CMAG with the weighted-average merge (Fig. 4)
     attack_params: dict[str, dict] = Field(default_factory=dict)  # per column label, merged over its params
     gradients: GradientBudget | None = None  # CMAG Figs. 7-8; None: not drawn

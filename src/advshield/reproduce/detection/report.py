@@ -140,8 +140,14 @@ def _red_flags(s: dict) -> list[str]:
              "Checks run on every detector: the threshold calibrated on held-out training images must not flag "
              "clearly more clean test images than the stated FPR (the whole 95 % interval above it), every oblivious "
              "attack needs successful examples (else its detection rate is undefined), and the detector-aware "
-             "attack must not leave more robust accuracy than an oblivious one.", ""]
+             "attack must not leave more robust accuracy than an oblivious one. The detector-aware attack's own "
+             "self-checks (convergence, gradient-free Square, unbounded, noise, gradients), judged like its row (the "
+             "attacker wins an image only by a misclassification the detector does not flag), run on the budget's "
+             "`checks` images for CMAG and MagNet, not Defense-GAN (its every attack step runs the latent search).", ""]
     lines += [f"- {f}" for f in flags] or ["None fired."]
+    checked = [DETECTOR_LABELS.get(k, k) for k, d in s["detectors"].items() if d.get("health")]
+    if not checked:
+        lines.append("The self-checks did not run in this report (a budget without `checks`, or a run before them).")
     if unchecked:
         lines.append(f"Not checked for {', '.join(unchecked)}: the run predates the checks.")
     return lines + [""]
