@@ -279,8 +279,8 @@ def src_state() -> dict:
     """The commit measured and whether advshield's sources differ from it (others edit the tree concurrently)."""
     head = git("rev-parse", "--short", "HEAD")
     if head is None:  # a copy of the tree without .git (a lent GPU machine): the commit it was sent at
-        return {"commit": os.environ.get("ADVSHIELD_COMMIT"), "src_commit": os.environ.get("ADVSHIELD_COMMIT"),
-                "src_dirty": None}
+        sent = os.environ.get("ADVSHIELD_COMMIT") or "unknown"  # the commit the copy was sent at, if told
+        return {"commit": sent, "src_commit": sent, "src_dirty": None}
     dirty = git("status", "--porcelain", "--", "src/advshield")
     return {"commit": head, "src_commit": git("log", "-1", "--format=%h", "--", "src"), "src_dirty": bool(dirty)}
 
@@ -549,14 +549,15 @@ def render(res: dict, json_name: str = "docs/benchmarks/side-by-side.json") -> s
              "says what runs; numbers below are from the JSON).", "",
              *[f"- Command: `{i['command']}` (started {i['started']}, commit {i['commit']}, load average "
                f"{i['load_average_start'][0]:.1f}" + (f" -> {i['load_average_end'][0]:.1f}" if "load_average_end" in i
-                                                       else "") + ")" for i in res["invocations"]],
+                                                       else "") + ")"
+               + (f". Provenance: {i['provenance']}" if i.get("provenance") else "") for i in res["invocations"]],
              f"- Host: {h['cpu']}, {h['cpus']} CPUs, {h['torch_threads']} torch thread, one process"
              + (f", every library on {h['gpu']} ({h['device']})" if h.get("gpu") else "") + f"; torch "
              f"{h['torch']}, torchattacks {h['torchattacks']}, foolbox {h['foolbox']}, ART {h['art']}, Python "
              f"{h['python']}. Load averages per cell below (above the torch threads: other jobs shared the machine).",
              f"- advshield sources: {', '.join(commits(res))} (the last commit touching `src/` when each command "
              "started and imported advshield; per cell, the JSON also records HEAD and the working tree's `src/` "
-             "state)." + (f" Provenance: {res['provenance']}" if res.get("provenance") else ""),
+             "state).",
              "- Data: the offline copies in the shared data root (MNIST re-derived from PNGs, CIFAR-10 from JPEG q75: "
              "real images, not byte-identical to the official files); the first n test images.",
              "- Seconds: median over the rounds (minimum in brackets), crafting only. advshield: `craft_images` (the "

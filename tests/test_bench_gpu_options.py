@@ -75,13 +75,42 @@ def test_options_leave_the_shared_pipeline_untouched():
     assert wrapped.defense is not pipe.defense
 
 
-def test_graphed_calls_start_a_step_and_hand_back_a_copy():
-    """The CUDA-graphs option's wrapper: an attack keeps outputs across calls, so each call's output is a copy
-    that the next graph replay cannot overwrite (the first H100 run failed without it)."""
-    lin = torch.nn.Linear(3, 2)
-    graphed = go.Graphed(lin)
+def test_graphed_calls_start_a_step_and_hand_back_a_copy(monkeypatch):
+    """The CUDA-graphs option's wrapper: a graph replay writes its output into the same static buffer each time,
+    and the attack keeps outputs across calls, so each call starts a new graph step and hands back a copy (the
+    first H100 run failed without it). A module returning one persistent buffer stands in for the replay."""
+
+    class StaticOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.out = torch.zeros(4, 2)
+            self.weight = torch.nn.Parameter(torch.ones(3, 2))
+
+        def forward(self, x):
+            self.out.copy_(x @ self.weight)  # overwritten by every call, as a replayed graph's output is
+            return self.out
+
+    steps = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
+    module = StaticOutput()
+    graphed = go.Graphed(module)
     x = torch.rand(4, 3)
     first = graphed(x)
-    assert torch.equal(first, lin(x)) and graphed.weight is lin.weight  # attributes reach the wrapped module
     second = graphed(x + 1)
-    assert not torch.equal(first, second) and torch.equal(first, lin(x))
+    assert len(steps) == 2 and graphed.weight is module.weight  # a step per call; attributes reach the module
+    assert first.data_ptr() != module.out.data_ptr() and torch.equal(first, x @ module.weight)  # kept intact
+    assert not torch.equal(first, second)
+
+
+def test_weaker_is_counted_in_images_of_float32_accuracies():
+    """Accuracies arrive as float32 fractions (1/500 is 0.0020000000949949026): one image more than the reference
+    is within the allowance, two are weaker."""
+    def run(images):
+        acc = [float(torch.tensor(k / 500, dtype=torch.float32)) for k in images]
+        return {"seconds": [1.0] * len(acc), "robust_accuracy": acc, "error": None, "median": 1.0, "min": 1.0}
+
+    cell = {"n": 500, "runs": {"no-tf32": run([11, 12]), "default": run([12]), "one": run([13, 13]),
+                               "two": run([14, 15])}}
+    assert "weaker" not in go.verdict(cell, "one") and "weaker" in go.verdict(cell, "two")
+    cell["runs"]["empty"] = {"seconds": [], "robust_accuracy": [], "error": None}
+    assert "weaker" not in go.verdict(cell, "empty")

@@ -45,3 +45,15 @@ def test_a_stored_cell_is_redone_when_more_libraries_are_asked_for():
     assert sbs.up_to_date(cell, 8, "a-net", "FGSM", 1, ("advshield", "torchattacks"))
     assert not sbs.up_to_date(cell, 8, "a-net", "FGSM", 1, ("advshield", "torchattacks", "art"))
     assert not sbs.up_to_date(cell, 9, "a-net", "FGSM", 1, ("advshield",))
+
+
+def test_a_copy_without_git_records_the_commit_it_was_sent_at(monkeypatch):
+    """On a lent GPU machine the tree may come without .git: the cells record ADVSHIELD_COMMIT, else 'unknown',
+    and the report still renders (it joins the commits)."""
+    monkeypatch.setattr(sbs, "git", lambda *args: None)
+    monkeypatch.setenv("ADVSHIELD_COMMIT", "abc1234")
+    assert sbs.src_state() == {"commit": "abc1234", "src_commit": "abc1234", "src_dirty": None}
+    monkeypatch.delenv("ADVSHIELD_COMMIT")
+    state = sbs.src_state()
+    assert state["src_commit"] == "unknown"
+    assert sbs.commits({"invocations": [state]}) == ["unknown"]

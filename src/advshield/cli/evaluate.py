@@ -112,9 +112,10 @@ def detect_cmd(
                                                 "(misclassify and stay under the threshold)."),
     adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
     adaptive_steps: int = typer.Option(100, min=1, help="PGD steps of the adaptive attack (step 2.5 eps / steps)."),
-    checks: int = typer.Option(100, min=0, help="Images of the adaptive attack's convergence and gradient-masking "
-                               "checks, judged like it (a win needs an unflagged misclassification); 0 skips them. "
-                               "Used only with --adaptive."),
+    checks: Optional[int] = typer.Option(None, min=0, help="Images of the adaptive attack's convergence and "
+                                         "gradient-masking checks, judged like it (a win needs an unflagged "
+                                         "misclassification); 0 skips them. Used only with --adaptive. Default: 100, "
+                                         "but 0 for defense-gan (each attack step runs its latent search: hours)."),
     max_rule_n: int = typer.Option(0, min=0, help="Training images for the papers' max-rule threshold "
                                                   "(0: all of --n-train)."),
     checkpoint: Optional[Path] = typer.Option(None, help="A detector.safetensors saved by an earlier run: reuse it "
@@ -144,5 +145,6 @@ def detect_cmd(
                              projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
                                                    final_lr=gan_search_lr / 10),
                              adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
-                             max_rule_n=max_rule_n, checkpoint=checkpoint, checks=checks)
+                             max_rule_n=max_rule_n, checkpoint=checkpoint,
+                             checks=(0 if detector == "defense-gan" else 100) if checks is None else checks)
     print_json_file(out / "detection.json", as_json)

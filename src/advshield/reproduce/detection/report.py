@@ -147,7 +147,8 @@ def _red_flags(s: dict) -> list[str]:
     lines += [f"- {f}" for f in flags] or ["None fired."]
     checked = [DETECTOR_LABELS.get(k, k) for k, d in s["detectors"].items() if d.get("health")]
     if not checked:
-        lines.append("The self-checks did not run in this report (a budget without `checks`, or a run before them).")
+        lines.append("The self-checks did not run in this report (a budget without `checks` or without the "
+                     "detector-aware attack, or a run before them).")
     if unchecked:
         lines.append(f"Not checked for {', '.join(unchecked)}: the run predates the checks.")
     return lines + [""]
