@@ -246,7 +246,6 @@ def test_checks_through_a_detector_judge_like_the_detection_experiment(tiny):
 
 def test_runner_counts_a_flagged_misclassification_as_robust():
     from advshield.attacks import AttackResult
-    from advshield.attacks.health import _Runner
 
     y = torch.tensor([0, 0, 0, 0, 0])
     r = AttackResult(adv=torch.zeros(5, 1, 2, 2), labels=y, clean_pred=torch.tensor([0, 0, 0, 0, 1]),
@@ -254,6 +253,6 @@ def test_runner_counts_a_flagged_misclassification_as_robust():
                      detected_clean=torch.tensor([False, False, False, True, False]),
                      detected_adv=torch.tensor([False, True, False, False, False]))
     # right; wrong but flagged; wrong and unflagged; flagged when clean (an error); wrong clean
-    assert _Runner.robust(r).tolist() == [True, True, False, False, False]
+    assert r.unbroken.tolist() == [True, True, False, False, False]
     plain = AttackResult(adv=r.adv, labels=y, clean_pred=r.clean_pred, adv_pred=r.adv_pred, norms={}, seconds=0.0)
-    assert _Runner.robust(plain).tolist() == [True, False, False, True, False]
+    assert plain.unbroken.tolist() == [True, False, False, True, False]

@@ -75,6 +75,13 @@ class AttackResult:
         """Per sample: correct (and not flagged) before the attack, fooled (and not flagged) after it."""
         return self.clean_correct & self.fooled
 
+    @property
+    def unbroken(self) -> torch.Tensor:
+        """Per sample: the attack did not win. Through a detector: right and unflagged clean, and right or flagged
+        after the attack (a flagged clean image is an error); without one: right on the attack's image."""
+        right = self.adv_pred == self.labels
+        return right if self.detected_adv is None else self.clean_correct & (right | self.detected_adv)
+
     def summary(self) -> dict[str, Any]:
         n = len(self.labels)
         ok = self.clean_correct

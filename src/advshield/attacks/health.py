@@ -17,10 +17,10 @@ usual signs of a broken or gradient-masked evaluation:
 * the attack's gradients must not be zero or non-finite for many inputs;
 * an adaptive attack must not leave more accuracy than the oblivious one.
 
-Through a pipeline with a detector every run is judged as the detection experiment judges it: the attack wins
-an image only by a misclassification the detector does not flag (:meth:`_Runner.robust`); "accuracy" in the
-checks' details is then that robust accuracy, and the unbounded check's success is over the images right and
-unflagged when clean.
+Through a pipeline with a detector every run is judged as the detection experiment judges it
+(``AttackResult.unbroken``): the attack wins an image only by a misclassification the detector does not flag;
+"accuracy" in the checks' details is then that robust accuracy, and the unbounded check's success is over the
+images right and unflagged when clean.
 
 Every check is a dict: ``name`` (also under ``check``), ``passed``, ``detail`` (one
 readable line with the numbers) and ``numbers`` (the measured values), ready for a report.
@@ -84,21 +84,12 @@ class _Runner:
         return run_attack(attack, self.pipeline, x, y, threat=self.threat, substitute=self.substitute,
                           eot_samples=self.eot_samples, seed=self.seed)
 
-    @staticmethod
-    def robust(r) -> torch.Tensor:
-        """Per image: the attack did not win. Through a detector the attacker must fool the classifier *and* stay
-        unflagged: an image counts as robust when it was right and unflagged clean and its attack image is
-        right or flagged (the detection experiment's and the scorecard's robust accuracy); a flagged clean image
-        is an error. Without a detector: right on the attack's image."""
-        right = r.adv_pred == r.labels
-        return right if r.detected_adv is None else r.clean_correct & (right | r.detected_adv)
-
     def __call__(self, attack: Attack) -> tuple[float, float]:
         r = self._run(attack, self.x, self.labels)
-        return float(self.robust(r).float().mean()), r.summary()["success_rate"]
+        return float(r.unbroken.float().mean()), r.summary()["success_rate"]
 
     def correct(self, attack: Attack, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(robust under the attack (:meth:`robust`), right and unflagged on the clean image) per image of
+        """(robust under the attack (``AttackResult.unbroken``), right and unflagged on the clean image) per image of
         ``rows`` (default: all)."""
         x, y = (self.x, self.labels) if rows is None else (self.x[rows], self.labels[rows])
         if len(y) == 0:  # nothing left to attack; the run still takes its surface, as every run does (progress)
@@ -106,7 +97,7 @@ class _Runner:
                 self.pipeline.surface(self.threat, self.substitute, self.eot_samples)
             return torch.zeros(0, dtype=torch.bool), torch.zeros(0, dtype=torch.bool)
         r = self._run(attack, x, y)
-        return self.robust(r), r.clean_correct
+        return r.unbroken, r.clean_correct
 
     def still_correct(self, attack: Attack, robust: torch.Tensor, everywhere: bool) -> torch.Tensor:
         """Correct under ``attack`` and every earlier one (AutoAttack's per-image worst case): the attack runs

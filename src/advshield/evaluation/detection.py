@@ -136,10 +136,11 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     if adaptive:
         det_id = {"kind": kind, "sha256": saved_card["sha256"]}
         joint = adaptive_setting or default_adaptive()
-        results["adaptive-joint"] = _adaptive(joint, victim, detector, det_id, test.head(adaptive), ctx, ds_name)
+        attacked = test.head(adaptive)
+        results["adaptive-joint"] = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
         if checks > 0:
-            health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector),
-                                                          test.head(adaptive), ctx, n=min(checks, adaptive))
+            health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector), attacked,
+                                                          ctx, n=min(checks, adaptive))
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
                "n_train": n_train, "n_calibration": n_calibration,
@@ -236,7 +237,7 @@ def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detect
     n_ok = int(r.clean_correct.sum())
     evasion = float(r.success.sum()) / max(n_ok, 1)
     # robust: right and unflagged when clean (a false positive costs accuracy) and not an unflagged error after
-    robust = int((r.clean_correct & ~((r.adv_pred != r.labels) & ~r.detected_adv)).sum())
+    robust = int(r.unbroken.sum())
     broken = len(r.labels) - robust
     lo, hi = wilson_interval(robust, len(r.labels))
     ctx.log(f"adaptive {setting.attack} {setting.params}: {evasion:.4f} of {n_ok} clean-correct, unflagged images end "

@@ -43,7 +43,7 @@ def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Pa
         projection=Projection(steps=budget.gan_steps, restarts=budget.gan_restarts, lr=budget.gan_search_lr,
                               final_lr=budget.gan_search_lr / 10),
         max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine,
-        checks=0 if gan else min(budget.checks, n_adaptive))
+        checks=0 if gan else budget.checks)  # capped at the adaptive images there
 
 
 def _fig2(preset: DetectionPreset, run: DetectionRun, out: Path) -> dict[str, Path]:
