@@ -256,3 +256,26 @@ def test_runner_counts_a_flagged_misclassification_as_robust():
     assert r.unbroken.tolist() == [True, True, False, False, False]
     plain = AttackResult(adv=r.adv, labels=y, clean_pred=r.clean_pred, adv_pred=r.adv_pred, norms={}, seconds=0.0)
     assert plain.unbroken.tolist() == [True, False, False, True, False]
+
+
+def test_the_checks_report_their_own_worst_case(tiny):
+    """Deterministic pipeline: ``robust`` is the per-image worst case over the attack, its doubled run and Square,
+    whose accuracy is the gradient-free check's; ``after_checks`` carries it for the evaluation's verdict."""
+    from advshield.experiment.health import after_checks
+    model, x, y = tiny
+    report = run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 5,
+                               square_queries=50, warn=False)
+    numbers = {c["name"]: c["numbers"] for c in report.checks}
+    base = run_attack(APGD(EPS, steps=5), Pipeline(model), x, y)
+    assert report.robust.shape == (len(y),) and not (report.robust & (base.adv_pred != base.labels)).any()
+    assert report.robust_accuracy == pytest.approx(numbers["gradient-free"]["square_accuracy"])
+    assert report.robust_accuracy <= numbers["convergence"]["accuracy_doubled"] <= numbers["convergence"]["accuracy"]
+    block = after_checks(report, EPS, "linf", 5, 1)
+    assert block["per_image"] == "".join("1" if b else "0" for b in report.robust.tolist())
+    assert block["robust"] == int(report.robust.sum()) and block["n"] == len(y)
+    assert block["budget"] == {"norm": "linf", "eps": EPS} and block["runs"][1] == "10 x 2"
+    json.dumps(block)  # goes into the card as it is
+    jittered = run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model, Jitter()), x[:30],
+                                 y[:30], EPS, 3, square_queries=20, warn=False)
+    assert jittered.robust is None  # a randomised pipeline: each run judged with its own draw, no per-image case
+    assert "per_image" not in after_checks(jittered, EPS, "linf", 3, 1)

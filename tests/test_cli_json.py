@@ -48,5 +48,9 @@ def test_images_is_n_for_torchrun(tmp_path):
     # by default oblivious and adaptive, and the AutoAttack ensemble through the defense at FGSM's budget
     assert card["n"] == 9 and [(r["threat"], r["attack"], r["n"]) for r in card["rows"]] == [
         ("white-box", "fgsm", 9), ("adaptive", "fgsm", 9), ("adaptive", "autoattack", 9)]
-    assert card["verdict"]["adaptive_worst_case"]["attacks"] == ["fgsm", "autoattack"]
+    worst = card["verdict"]["adaptive_worst_case"]
+    assert worst["attacks"] == ["fgsm", "autoattack"]
+    # the self-checks (APGD-CE at that budget, doubled, Square) ran on all 9 images and joined the worst case
+    assert worst["self_checks"]["images"] == 9 and 0 <= worst["self_checks"]["broken"] <= 9
+    assert worst["accuracy"] <= min(r["restored_accuracy"] for r in card["rows"] if r["threat"] == "adaptive")
     assert any("AutoAttack ensemble (standard) was added under adaptive at linf eps" in n for n in card["notes"])

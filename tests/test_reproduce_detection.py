@@ -113,12 +113,17 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     assert adv_ssim < rec["clean_test"]["ssim_mean"]  # Table 6's point: adversarial inputs reconstruct worse
     assert "adaptive-joint" in cmag["attacks"] and s["ablation"]["cmag_combine"] == "average"
     assert cmag["health"]["adaptive pgd"]["n"] == 5  # the joint attack's self-checks, on the budget's images
+    joint, after = cmag["attacks"]["adaptive-joint"], cmag["health"]["adaptive pgd"]["after_checks"]
+    worst = joint["worst_case"]  # the joint attack and its checks' runs, per image on the checked images
+    assert worst["checked_images"] == 5 and worst["n"] == joint["n"] and len(after["per_image"]) == 5
+    assert worst["robust_accuracy"] <= joint["robust_accuracy"]
+    assert round((joint["robust_accuracy"] - worst["robust_accuracy"]) * joint["n"]) == worst["broken_by_checks"]
     report = (out / "report.md").read_text()
     assert "Table 3" in report and "Table 6" in report and "Table 7" in report and "(0.442)" in report
     assert "Fig. 4 ablation" in report and "clean FPR" in report and "tiny budget" in report
     assert "Fewer than 500 images because a tiny test." in report
     assert "## Red flags" in report and report.index("## Red flags") < report.index("## Detection")
-    assert "self-checks did not run" not in report
+    assert "self-checks did not run" not in report and "worst case with the self-checks" in report
     assert {"fig2", "fig3-fgsm-0.3", "fig3-cw-9", "fig5-cw-9"} <= set(s["figures"])  # Fig. 2: legit, CW, FGSM
     for fig in s["figures"].values():
         assert (out / fig).stat().st_size > 1000

@@ -3,7 +3,7 @@ minimum-norm attack (CW, DeepFool) or an attack at another eps never enters it."
 
 import torch
 
-from advshield.evaluation.verdict import budget_of, headline, worst_case
+from advshield.evaluation.verdict import budget_of, check_mask, headline, worst_case
 from advshield.experiment import ThreatModel
 
 
@@ -60,3 +60,26 @@ def test_a_card_without_a_bounded_worst_case_never_headlines_an_unbounded_attack
     assert headline_of({"rows": [cw, pgd]})["attack"] == "pgd"  # a card without a verdict: the bounded row
     alone = headline_of({"rows": [cw]})
     assert alone["accuracy"] == 0.0 and "unbounded: no threat budget" in alone["attack"]
+
+
+def test_the_self_checks_runs_at_the_budget_join_the_worst_case_on_the_images_they_covered():
+    """A check's doubled run or Square that broke an image the rows did not lowers the verdict; one at another
+    budget, or without a per-image mask (randomised pipeline), does not."""
+    t = torch.tensor
+    rows = [_row("pgd", {"eps": 0.3}, acc=0.75), _row("fgsm", {"eps": 0.3}, acc=1.0)]
+    masks = [t([1, 1, 1, 0]), t([1, 1, 1, 1])]
+    at_budget = {"budget": {"norm": "linf", "eps": 0.3}, "per_image": "101"}  # broke image 1 (of the first 3)
+    w = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[at_budget])
+    assert (w["accuracy"], w["n"]) == (0.5, 4) and w["self_checks"] == {"images": 3, "broken": 1}
+    other = {"budget": {"norm": "linf", "eps": 0.1}, "per_image": "000"}
+    unmasked = {"budget": {"norm": "linf", "eps": 0.3}, "robust_accuracy": 0.0}
+    w2 = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[other, unmasked])
+    assert w2["accuracy"] == 0.75 and "self_checks" not in w2
+    # an image the rows already broke is not counted again; a mask longer than the rows is cut to them
+    w3 = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[{"budget": {"norm": "linf", "eps": 0.3},
+                                                                 "per_image": "111000"}])
+    assert w3["accuracy"] == 0.75 and w3["self_checks"] == {"images": 4, "broken": 0}
+    assert check_mask(at_budget, 5).tolist() == [True, False, True, True, True]
+    assert check_mask(at_budget, 5, ("linf", 0.1)) is None
+    health = {"adaptive pgd": {"after_checks": at_budget}, "adaptive cw": {"skipped": "no eps"}}
+    assert headline(rows, masks, health=health)["adaptive_worst_case"]["accuracy"] == 0.5

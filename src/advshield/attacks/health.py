@@ -51,6 +51,12 @@ class MaskedGradientWarning(UserWarning):
 @dataclass
 class HealthReport:
     checks: list[dict] = field(default_factory=list)
+    #: Through a deterministic pipeline, per checked image: robust under the attack, its doubled run and Square
+    #: (all at the checked eps), the worst case the checks' own runs reached; None for a randomised pipeline.
+    robust: torch.Tensor | None = None
+    #: Robust accuracy after the checks' runs at the checked eps: the per-image worst case above, or, through a
+    #: randomised pipeline (each run judged with its own draw), the lowest single run's.
+    robust_accuracy: float | None = None
 
     def add(self, name: str, passed: bool, detail: str, **numbers: Any) -> dict:
         check = {"name": name, "check": name, "passed": bool(passed), "detail": detail,
@@ -214,9 +220,12 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
     robust_doubled = run.still_correct(make_attack(eps, 2 * steps, 2 * restarts), robust, everywhere)
     doubled = float(robust_doubled.float().mean())
     report.checks.append(check_convergence(base, doubled, steps, restarts, tolerance))
-    square = float(run.still_correct(Square(eps, norm=norm_.value, n_queries=square_queries), robust_doubled,
-                                     everywhere).float().mean())
+    robust_square = run.still_correct(Square(eps, norm=norm_.value, n_queries=square_queries), robust_doubled,
+                                      everywhere)
+    square = float(robust_square.float().mean())
     report.checks.append(check_gradient_free(min(base, doubled), square, tolerance))
+    report.robust = None if everywhere else robust_square
+    report.robust_accuracy = min(base, doubled, square)  # = square's per-image worst case when deterministic
     whole_box = 1.0 if norm_ is Norm.LINF else math.sqrt(x[0].numel())
     # Unbounded: an adversarial within eps is one within the whole box, so only the images the attack at eps
     # left robust are attacked again (every image for a randomised defense); success over clean-correct images.

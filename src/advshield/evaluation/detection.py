@@ -16,7 +16,7 @@ from advshield.detectors import Detector, Projection, build_detector, load_detec
 from advshield.detectors.base import report_batches
 from advshield.errors import InputError
 from advshield.evaluation.figures import grouped_bars
-from advshield.evaluation.verdict import health_flags
+from advshield.evaluation.verdict import check_mask, health_flags
 from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
 from advshield.experiment.health import setting_health
 from advshield.io import atomic_write_json
@@ -137,10 +137,12 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         det_id = {"kind": kind, "sha256": saved_card["sha256"]}
         joint = adaptive_setting or default_adaptive()
         attacked = test.head(adaptive)
-        results["adaptive-joint"] = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
+        row, unbroken = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
         if checks > 0:
             health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector), attacked,
                                                           ctx, n=min(checks, adaptive))
+            row["worst_case"] = _worst_case(unbroken, health[joint.qualified_name])
+        results["adaptive-joint"] = row
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
                "n_train": n_train, "n_calibration": n_calibration,
@@ -244,4 +246,17 @@ def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detect
             f"misclassified and unflagged; robust accuracy {1 - broken / max(len(r.labels), 1):.4f}")
     return {"attack": setting.attack, "params": setting.create().params(), "n": len(r.labels), "n_clean_correct": n_ok,
             "evasion_rate": evasion, "detection_rate": 1 - evasion,
-            "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}
+            "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}, r.unbroken.cpu()
+
+
+def _worst_case(unbroken: torch.Tensor, health: dict) -> dict:
+    """The adaptive row's per-image worst case with the self-checks' runs at its budget (the attack again, twice
+    its steps and restarts, Square) on the images they covered: robust accuracy and interval over the row's
+    images, and how many images the checks broke that the row's attack had not."""
+    block = health.get("after_checks") or {}
+    mask = check_mask(block, len(unbroken))
+    robust = unbroken.bool() & mask if mask is not None else unbroken.bool()
+    k, n = int(robust.sum()), len(robust)
+    return {"robust_accuracy": k / max(n, 1), "robust_accuracy_ci95": list(wilson_interval(k, n)), "n": n,
+            "checked_images": min(len(block.get("per_image") or ""), n),
+            "broken_by_checks": int(unbroken.sum()) - k, "runs": block.get("runs", [])}

@@ -99,7 +99,7 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
                                                shared)
               for s in settings if checks and ctx.dist.is_main
               and (s.threat.adaptive or (undefended and s.threat.kind is ThreatModel.WHITE_BOX))}
-    return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum),
+    return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum, health),
             "health": health, "red_flags": red_flags(rows, data.num_classes) + health_flags(health)}
 
 

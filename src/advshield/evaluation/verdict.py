@@ -8,7 +8,7 @@ robust only if it is classified correctly through the defense under *every* adap
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
@@ -46,7 +46,7 @@ HEADLINE_ATTACKS = ("autoattack", "apgd-ce", "apgd-dlr", "apgd-t", "pgd", "pgd-l
 
 
 def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: ThreatModel,
-               reduce: Callable[[dict], dict] = lambda sums: sums) -> dict | None:
+               reduce: Callable[[dict], dict] = lambda sums: sums, checked: Iterable[dict] = ()) -> dict | None:
     """Per-image worst case over the rows of threat ``kind`` at one threat budget: robust = correct under every
     attack bounded by the same norm and eps (the AutoAttack convention).
 
@@ -58,6 +58,11 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     ``correct[i]`` is row i's per-image mask: right through the defense when clean and when attacked
     (same images, in order). Rows on fewer images are compared on the images they share (the first ones). Under
     torchrun each process holds its shard's masks and ``reduce`` sums the counts over processes.
+
+    ``checked``: the health checks' ``after_checks`` blocks (:func:`~advshield.experiment.health.after_checks`).
+    Those at the chosen budget with a per-image mask join the worst case on the images they cover (the first
+    ones, on the first process): an image a check's doubled run or Square broke is not robust. ``self_checks``
+    then says how many images they covered and how many of those they broke beyond the rows.
     """
     rows_of_kind = [(r, c) for r, c in zip(rows, correct) if c is not None and Threat.parse(r["threat"]).kind is kind]
     groups: dict[tuple[str, float], list] = {}
@@ -78,25 +83,52 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     robust = torch.ones(n, dtype=torch.bool)
     for _, c in picked:
         robust &= c[:n].bool()
-    total = reduce({"robust": float(robust.sum()), "n": float(n)})
+    covered, before = 0, int(robust.sum())
+    for block in checked:
+        mask = check_mask(block, n, budget)
+        if mask is not None:
+            robust &= mask
+            covered = max(covered, min(len(block["per_image"]), n))
+    total = reduce({"robust": float(robust.sum()), "n": float(n), "covered": float(covered),
+                    "broken_by_checks": float(before - int(robust.sum()))})
     k, n = int(total["robust"]), int(total["n"])
     weakest = min(picked, key=lambda rc: rc[0]["restored_accuracy"])[0]
     return {"accuracy": k / n if n else 0.0, "ci95": list(wilson_interval(k, n)), "n": n,
             "attacks": [r["attack"] for r, _ in picked], "threat": kind.value, "strongest_single": weakest["attack"],
             "budget": {"norm": budget[0], "eps": budget[1]},
-            "excluded": [r["attack"] for r, _ in rows_of_kind if all(r is not p for p, _ in picked)]}
+            "excluded": [r["attack"] for r, _ in rows_of_kind if all(r is not p for p, _ in picked)],
+            **({"self_checks": {"images": int(total["covered"]), "broken": int(total["broken_by_checks"])}}
+               if total["covered"] else {})}
 
 
 def headline(rows: list[dict], correct: list[torch.Tensor | None],
-             reduce: Callable[[dict], dict] = lambda sums: sums) -> dict:
-    """The card's verdict block; ``correct`` and ``reduce`` as in :func:`worst_case`."""
+             reduce: Callable[[dict], dict] = lambda sums: sums, health: dict[str, dict] | None = None) -> dict:
+    """The card's verdict block; ``correct`` and ``reduce`` as in :func:`worst_case`; the adaptive worst case also
+    takes the runs of the ``health`` checks (``{label: setting_health(...)}``) at its budget."""
     first = rows[0] if rows else {}
     oblivious = [r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX]
     return {"clean_accuracy": first.get("clean_accuracy"), "defended_clean_accuracy": first.get("defended_clean_accuracy"),
             "n": first.get("n"),
             "recovery_rate_min": min((r["recovery_rate"] for r in oblivious), default=None),
-            "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce),
+            "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce, checks_of(health)),
             "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce)}
+
+
+def check_mask(block: dict, n: int, budget: tuple[str, float] | None = None) -> torch.Tensor | None:
+    """An ``after_checks`` block's per-image mask over ``n`` images (True past the checked ones), or None without
+    one or, given ``budget`` ((norm, eps) as :func:`budget_of`), at another budget."""
+    b, per_image = block.get("budget") or {}, block.get("per_image")
+    if not per_image or (budget is not None and (b.get("norm"), float(f"{float(b.get('eps', -1)):.4g}")) != budget):
+        return None
+    mask = torch.ones(n, dtype=torch.bool)
+    m = min(len(per_image), n)
+    mask[:m] = torch.tensor([ch == "1" for ch in per_image[:m]], dtype=torch.bool)
+    return mask
+
+
+def checks_of(health: dict[str, dict] | None) -> list[dict]:
+    """The ``after_checks`` blocks of ``health`` (``{label: setting_health(...)}``), for :func:`worst_case`."""
+    return [h["after_checks"] for h in (health or {}).values() if h.get("after_checks")]
 
 
 def above_clean(accuracy: float, clean: float, n: int) -> bool:
@@ -177,4 +209,4 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
             for label, h in health.items() if label not in reused for c in h.get("failures", [])]
 
 
-__all__ = ["headline", "health_flags", "red_flags", "with_interval", "worst_case"]
+__all__ = ["check_mask", "checks_of", "headline", "health_flags", "red_flags", "with_interval", "worst_case"]

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from advshield.attacks import ATTACKS, Pipeline, create_attack
-from advshield.attacks.health import run_health_checks
+from advshield.attacks.health import HealthReport, run_health_checks
 from advshield.data import ImageDataset
 from advshield.experiment.context import RunContext
 from advshield.experiment.setting import AttackSetting
+from advshield.metrics import wilson_interval
 
 # The runs of run_health_checks, in its order: each asks the pipeline for one attack surface.
 CHECK_STEPS = ("convergence", "convergence, doubled steps and restarts", "gradient-free (Square)", "unbounded eps",
@@ -75,11 +76,24 @@ def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | N
     return "apgd-ce", {"norm": norm}, eps, 100, 1, norm
 
 
+def after_checks(report: HealthReport, eps: float, norm: str, steps: int, restarts: int) -> dict:
+    """What the checks' own attack runs at the checked budget reached: the attack, its run with twice the steps
+    and restarts, and Square, per image where the pipeline is deterministic (``per_image``: '1' = still robust,
+    in the order of the checked images). The evaluation's worst case takes these runs too
+    (:func:`~advshield.evaluation.verdict.worst_case`): a stronger run a check found lowers the verdict."""
+    n = len(report.robust) if report.robust is not None else None
+    k = int(report.robust.sum()) if report.robust is not None else None
+    return {"robust_accuracy": report.robust_accuracy, "budget": {"norm": norm, "eps": float(f"{eps:.4g}")},
+            "runs": [f"{steps} steps x {restarts} restarts", f"{2 * steps} x {2 * restarts}", "Square"],
+            **({"robust": k, "n": n, "ci95": list(wilson_interval(k, n)),
+                "per_image": "".join("1" if b else "0" for b in report.robust.tolist())} if n is not None else {})}
+
+
 def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext, n: int = 100,
                    eot_samples: int = 8, shared: dict | None = None) -> dict:
     """Run the checks for ``setting`` (adaptive: through the whole ``pipeline``) on the first ``n`` images.
 
-    Returns ``{"attack", "n", "ok", "checks", "failures"}``, or ``{"skipped": why}`` for an attack without an
+    Returns ``{"attack", "n", "ok", "checks", "failures", "after_checks"}`` (:func:`after_checks`), or ``{"skipped": why}`` for an attack without an
     eps budget (the unbounded and noise checks need one). Each check's run reports to ``ctx.progress``.
 
     ``shared``: a dict the caller passes to every setting it checks through one pipeline on one dataset.
@@ -106,10 +120,11 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
         report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
                                    checked, x, y, eps, steps, restarts=restarts, norm=norm,
                                    threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
-    health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures}
+    health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures,
+              "after_checks": after_checks(report, eps, norm, steps, restarts)}
     if shared is not None:
         shared[key] = (setting.qualified_name, health)
     return health
 
 
-__all__ = ["CHECK_STEPS", "reporting_checks", "setting_health"]
+__all__ = ["CHECK_STEPS", "after_checks", "reporting_checks", "setting_health"]

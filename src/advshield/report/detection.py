@@ -32,15 +32,26 @@ def worst_oblivious(card: dict) -> tuple[str, dict] | None:
     return min(oblivious, key=lambda ka: ka[1]["robust_accuracy"]) if oblivious else None
 
 
+def adaptive_of(card: dict) -> dict | None:
+    """The detector-aware attack's entry, with its robust accuracy and interval replaced by the worst case over
+    it and its self-checks' runs (``worst_case``) where the checks ran; ``checked`` says which."""
+    joint = card["attacks"].get(ADAPTIVE)
+    if not joint:
+        return None
+    w = joint.get("worst_case")
+    return dict(joint, checked=bool(w), **({k: w[k] for k in ("robust_accuracy", "robust_accuracy_ci95")} if w else {}))
+
+
 def verdict_of(card: dict) -> dict:
-    """The verdict numbers of one detection card, as the report shows them."""
-    worst, joint = worst_oblivious(card), card["attacks"].get(ADAPTIVE)
+    """The verdict numbers of one detection card, as the report shows them; the adaptive one is the joint attack's
+    worst case with its self-checks' runs where they ran (:func:`adaptive_of`)."""
+    worst, joint = worst_oblivious(card), adaptive_of(card)
     return {"clean": card.get("clean_accuracy"), "clean_unflagged": card.get("clean_accuracy_unflagged"),
             "fpr": card.get("clean_fpr"), "fpr_target": card["fpr_target"], "n": card["n_test"],
             "oblivious": worst[1]["robust_accuracy"] if worst else None, "oblivious_attack": worst[0] if worst else "",
             "oblivious_ci": worst[1]["robust_accuracy_ci95"] if worst else None,
             "adaptive": (joint or {}).get("robust_accuracy"), "adaptive_n": (joint or {}).get("n", 0),
-            "adaptive_ci": (joint or {}).get("robust_accuracy_ci95")}
+            "adaptive_ci": (joint or {}).get("robust_accuracy_ci95"), "adaptive_checked": bool((joint or {}).get("checked"))}
 
 
 def robust_groups(cards: list[dict], names: dict[str, str] | None = None,
@@ -52,6 +63,7 @@ def robust_groups(cards: list[dict], names: dict[str, str] | None = None,
     for card in cards:
         for k, a in sorted(card["attacks"].items(), key=lambda ka: ka[0] == ADAPTIVE):
             group = "adaptive (detector-aware)" if k == ADAPTIVE else labels.get(k, k)
+            a = adaptive_of(card) if k == ADAPTIVE else a
             if a.get("robust_accuracy") is not None:
                 groups.setdefault(group, {})[names.get(card["detector"], card["detector"])] = a["robust_accuracy"]
     adaptive = groups.pop("adaptive (detector-aware)", None)
@@ -63,12 +75,13 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
     for k, a in card["attacks"].items():
         label = cell_of(k, attack_labels.get(k, k))
         if k == ADAPTIVE:
-            p = a["params"]
+            a, p = adaptive_of(card), a["params"]
+            checked = "; worst case with the self-checks' runs" if a["checked"] else ""
             rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "
                                                                        f"{p.get('steps')} steps"),
                          cell_of(a.get("n")), _pct(a.get("evasion_rate")), cell_of(None), _pct(a.get("detection_rate")),
                          cell_of(None), cell_of(None), cell_of(None), cell_of(None),
-                         _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")), "robust")])
+                         _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")) + checked, "robust")])
             continue
         m, paper = a["calibrated"], a["paper_threshold"]
         rows.append([cell_of(name), label, cell_of("oblivious"), cell_of(a.get("n", card["n_test"])),
@@ -108,13 +121,15 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
         headline.append({"id": f"robust-adaptive-{kind}", "label": f"{at}, detector-aware adaptive attack",
                          "value": "" if v["adaptive"] is None else v["adaptive"],
                          "text": percent(v["adaptive"]) if v["adaptive"] is not None else "not run",
-                         "note": f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" if v["adaptive_ci"]
-                         else ""})
+                         "note": (f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" + (
+                             "; worst case with the self-checks' runs" if v["adaptive_checked"] else ""))
+                         if v["adaptive_ci"] else ""})
         verdict.append([cell_of(kind, name), cell_of(v["n"]), _pct(v["clean"]), _pct(v["clean_unflagged"]),
                         _pct(v["fpr"], f"target {percent(v['fpr_target'])}"),
                         _pct(v["oblivious"], f"{worst}; "
                                              f"{_interval(v['oblivious_ci'])}", "robust"),
-                        _pct(v["adaptive"], f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}"
+                        _pct(v["adaptive"], f"{v['adaptive_n']} images; {_interval(v['adaptive_ci'])}" + (
+                            "; worst case with the self-checks' runs" if v["adaptive_checked"] else "")
                              if v["adaptive_ci"] else "not run", "robust")])
         flags += [{"check": f["check"], "detail": (f"{name}: " if len(cards) > 1 else "") + f["detail"]}
                   for f in card.get("red_flags") or []]

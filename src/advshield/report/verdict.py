@@ -92,7 +92,10 @@ def worst_case_scope(block: dict) -> str:
     budget = block.get("budget")
     head = f"every attack at {_norm_name(budget['norm'])} eps {budget['eps']:g}" if budget else "every attack"
     left = block.get("excluded") or []
+    checks = block.get("self_checks")
     return (f"{head}: {', '.join(block['attacks'])}"
+            + (f", and the self-checks' runs at that budget (twice the steps and restarts, Square) on the first "
+               f"{checks['images']} images, which broke {checks['broken']} more" if checks else "")
             + (f"; not in it (unbounded or another budget): {', '.join(left)}" if left else ""))
 
 

@@ -18,7 +18,7 @@ from advshield.attacks import Pipeline, ThreatModel
 from advshield.data import ImageDataset
 from advshield.detectors import build_detector, load_detector, save_detector
 from advshield.evaluation.run import measure
-from advshield.evaluation.verdict import health_flags, red_flags, with_interval, worst_case
+from advshield.evaluation.verdict import check_mask, checks_of, health_flags, red_flags, with_interval, worst_case
 from advshield.experiment import RunContext, Target, Threat, acquire_set, on_victim
 from advshield.experiment.health import setting_health
 from advshield.scorecard.rows import RowSpec
@@ -165,8 +165,10 @@ def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flag
     by = {Threat.parse(r["threat"]).kind: r for r in rows}
     adaptive = by.get(ThreatModel.ADAPTIVE, by[ThreatModel.WHITE_BOX])  # no defense: white-box is adaptive
     every = [dict(r, threat=ThreatModel.ADAPTIVE.value) for r in rows]  # worst_case reads one threat kind
-    worst = worst_case(every, masks, ThreatModel.ADAPTIVE, ctx.dist.all_sum) or {  # an unbounded attack: its row
+    worst = worst_case(every, masks, ThreatModel.ADAPTIVE, ctx.dist.all_sum, checks_of(health)) or {  # unbounded: its row
         "accuracy": adaptive["restored_accuracy"], "ci95": adaptive["restored_accuracy_ci95"]}
+    # the checks' runs (doubled budget, Square) at the row's eps count in the worst-case recovery as in the verdict
+    checked = [m for m in (check_mask(b, len(clean_ok)) for b in checks_of(health)) if m is not None]
     first = rows[0]
     return {"n": first["n"], "clean_accuracy": first["clean_accuracy"],
             "defended_clean_accuracy": first["defended_clean_accuracy"],
@@ -176,7 +178,7 @@ def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flag
             "adaptive_robust_accuracy_ci95": adaptive["restored_accuracy_ci95"],
             "worst_case_robust_accuracy": worst["accuracy"], "worst_case_ci95": worst["ci95"],
             "oblivious_recovery": by[ThreatModel.WHITE_BOX]["recovery_rate"],
-            "worst_case_recovery": worst_case_recovery(masks, clean_ok, ctx.dist.all_sum),
+            "worst_case_recovery": worst_case_recovery(masks + checked, clean_ok, ctx.dist.all_sum),
             "red_flags": flags, "health": health, "rows": rows}
 
 
