@@ -54,8 +54,10 @@ def adaptive_cell(card: dict) -> str:
     block = (card.get("verdict") or {}).get("adaptive_worst_case")
     if block and block.get("budget"):
         lo, hi = block["ci95"]
+        checks = block.get("self_checks")
         return (f"{pct(block['accuracy'])} [{pct(lo)}, {pct(hi)}] ({block['n']}; {budget_label(block['budget'])}: "
-                f"{', '.join(block['attacks'])})")
+                f"{', '.join(block['attacks'])}" + (f"; the self-checks' runs on {checks['images']} broke "
+                                                     f"{checks['broken']} more" if checks else "") + ")")
     # A report from before the worst case at one budget: its lowest single bounded adaptive attack (an upper bound)
     rows = [r for r in card["rows"] if r["threat"] == "adaptive" and budget_of(r) is not None]
     if not rows:

@@ -259,23 +259,28 @@ def test_runner_counts_a_flagged_misclassification_as_robust():
 
 
 def test_the_checks_report_their_own_worst_case(tiny):
-    """Deterministic pipeline: ``robust`` is the per-image worst case over the attack, its doubled run and Square,
-    whose accuracy is the gradient-free check's; ``after_checks`` carries it for the evaluation's verdict."""
+    """Deterministic pipeline: ``not_won`` marks the images none of the attack, its doubled run and Square won;
+    over the images right when clean it is the gradient-free check's per-image worst case, and ``after_checks``
+    carries it for the evaluation's verdict."""
     from advshield.experiment.health import after_checks
     model, x, y = tiny
     report = run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 5,
                                square_queries=50, warn=False)
     numbers = {c["name"]: c["numbers"] for c in report.checks}
     base = run_attack(APGD(EPS, steps=5), Pipeline(model), x, y)
-    assert report.robust.shape == (len(y),) and not (report.robust & (base.adv_pred != base.labels)).any()
+    clean_ok = base.clean_pred == base.labels
+    assert report.not_won.shape == (len(y),) and report.not_won[~clean_ok].all()  # the rows count those
+    assert not (report.not_won & clean_ok & (base.adv_pred != base.labels)).any()  # the base run's wins are in
+    robust = report.not_won & clean_ok
+    assert float(robust.float().mean()) == pytest.approx(numbers["gradient-free"]["square_accuracy"])
     assert report.robust_accuracy == pytest.approx(numbers["gradient-free"]["square_accuracy"])
     assert report.robust_accuracy <= numbers["convergence"]["accuracy_doubled"] <= numbers["convergence"]["accuracy"]
-    block = after_checks(report, EPS, "linf", 5, 1)
-    assert block["per_image"] == "".join("1" if b else "0" for b in report.robust.tolist())
-    assert block["robust"] == int(report.robust.sum()) and block["n"] == len(y)
-    assert block["budget"] == {"norm": "linf", "eps": EPS} and block["runs"][1] == "10 x 2"
+    block = after_checks(report, "apgd-ce", EPS, "linf", 5, 1, "adaptive", len(y))
+    assert block["per_image"] == "".join("1" if b else "0" for b in report.not_won.tolist())
+    assert block["n"] == len(y) and block["threat"] == "adaptive" and block["budget"] == {"norm": "linf", "eps": EPS}
+    assert block["runs"] == "apgd-ce 5 steps x 1 restart(s), then 10 x 2, then Square"
     json.dumps(block)  # goes into the card as it is
     jittered = run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model, Jitter()), x[:30],
                                  y[:30], EPS, 3, square_queries=20, warn=False)
-    assert jittered.robust is None  # a randomised pipeline: each run judged with its own draw, no per-image case
-    assert "per_image" not in after_checks(jittered, EPS, "linf", 3, 1)
+    assert jittered.not_won is None  # a randomised pipeline: each run judged with its own draw, no per-image case
+    assert "per_image" not in after_checks(jittered, "apgd-ce", EPS, "linf", 3, 1, "adaptive", 30)

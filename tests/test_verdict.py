@@ -70,7 +70,7 @@ def test_the_self_checks_runs_at_the_budget_join_the_worst_case_on_the_images_th
     masks = [t([1, 1, 1, 0]), t([1, 1, 1, 1])]
     at_budget = {"budget": {"norm": "linf", "eps": 0.3}, "per_image": "101"}  # broke image 1 (of the first 3)
     w = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[at_budget])
-    assert (w["accuracy"], w["n"]) == (0.5, 4) and w["self_checks"] == {"images": 3, "broken": 1}
+    assert (w["accuracy"], w["n"]) == (0.5, 4) and w["self_checks"] == {"images": 3, "broken": 1, "runs": []}
     other = {"budget": {"norm": "linf", "eps": 0.1}, "per_image": "000"}
     unmasked = {"budget": {"norm": "linf", "eps": 0.3}, "robust_accuracy": 0.0}
     w2 = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[other, unmasked])
@@ -78,7 +78,12 @@ def test_the_self_checks_runs_at_the_budget_join_the_worst_case_on_the_images_th
     # an image the rows already broke is not counted again; a mask longer than the rows is cut to them
     w3 = worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[{"budget": {"norm": "linf", "eps": 0.3},
                                                                  "per_image": "111000"}])
-    assert w3["accuracy"] == 0.75 and w3["self_checks"] == {"images": 4, "broken": 0}
+    assert w3["accuracy"] == 0.75 and w3["self_checks"]["images"] == 4 and w3["self_checks"]["broken"] == 0
+    # a block of another threat kind (white-box checks of an undefended classifier) joins only that kind's case
+    white = dict(at_budget, threat="white-box")
+    assert "self_checks" not in worst_case(rows, masks, ThreatModel.ADAPTIVE, checked=[white])
+    oblivious = [dict(r, threat="white-box") for r in rows]
+    assert worst_case(oblivious, masks, ThreatModel.WHITE_BOX, checked=[white])["accuracy"] == 0.5
     assert check_mask(at_budget, 5).tolist() == [True, False, True, True, True]
     assert check_mask(at_budget, 5, ("linf", 0.1)) is None
     health = {"adaptive pgd": {"after_checks": at_budget}, "adaptive cw": {"skipped": "no eps"}}

@@ -51,9 +51,12 @@ class MaskedGradientWarning(UserWarning):
 @dataclass
 class HealthReport:
     checks: list[dict] = field(default_factory=list)
-    #: Through a deterministic pipeline, per checked image: robust under the attack, its doubled run and Square
-    #: (all at the checked eps), the worst case the checks' own runs reached; None for a randomised pipeline.
-    robust: torch.Tensor | None = None
+    #: Through a deterministic pipeline, per checked image: none of the checks' runs at the checked eps (the attack,
+    #: its doubled run, Square) won it, i.e. turned it from right (and unflagged) on the clean image in that run
+    #: into an (unflagged) misclassification. An image wrong when clean is True here: the evaluation's rows count
+    #: it already, and a detector whose clean verdict depends on the batch cannot mark it broken. None for a
+    #: randomised pipeline.
+    not_won: torch.Tensor | None = None
     #: Robust accuracy after the checks' runs at the checked eps: the per-image worst case above, or, through a
     #: randomised pipeline (each run judged with its own draw), the lowest single run's.
     robust_accuracy: float | None = None
@@ -105,16 +108,19 @@ class _Runner:
         r = self._run(attack, x, y)
         return r.unbroken, r.clean_correct
 
-    def still_correct(self, attack: Attack, robust: torch.Tensor, everywhere: bool) -> torch.Tensor:
-        """Correct under ``attack`` and every earlier one (AutoAttack's per-image worst case): the attack runs
-        only on the images still ``robust``, or, when ``everywhere`` (a randomised defense, whose judging draw
-        differs per run), on all images and its own outcome is returned."""
+    def still_correct(self, attack: Attack, robust: torch.Tensor, everywhere: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(correct under ``attack`` and every earlier one, the images ``attack`` won): AutoAttack's per-image worst
+        case, the attack running only on the images still ``robust``; or, when ``everywhere`` (a randomised
+        defense, whose judging draw differs per run), on all images, returning its own outcome. An image is won
+        when right (and unflagged) clean and not :attr:`~advshield.attacks.base.AttackResult.unbroken` in the run."""
         if everywhere:
-            return self.correct(attack)[0]
-        out = robust.clone()
+            unbroken, clean = self.correct(attack)
+            return unbroken, clean & ~unbroken
+        out, won = robust.clone(), torch.zeros_like(robust)
         rows = robust.nonzero().squeeze(1)
-        out[rows] = self.correct(attack, rows)[0]
-        return out
+        unbroken, clean = self.correct(attack, rows)
+        out[rows], won[rows] = unbroken, clean & ~unbroken
+        return out, won
 
     def dead_gradients(self) -> float:
         device = module_device(self.pipeline)
@@ -217,14 +223,14 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
     everywhere = bool(getattr(pipeline, "randomized", False))
     robust, clean_ok = run.correct(make_attack(eps, steps, restarts))
     base = float(robust.float().mean())
-    robust_doubled = run.still_correct(make_attack(eps, 2 * steps, 2 * restarts), robust, everywhere)
+    robust_doubled, won_doubled = run.still_correct(make_attack(eps, 2 * steps, 2 * restarts), robust, everywhere)
     doubled = float(robust_doubled.float().mean())
     report.checks.append(check_convergence(base, doubled, steps, restarts, tolerance))
-    robust_square = run.still_correct(Square(eps, norm=norm_.value, n_queries=square_queries), robust_doubled,
-                                      everywhere)
+    robust_square, won_square = run.still_correct(Square(eps, norm=norm_.value, n_queries=square_queries),
+                                                  robust_doubled, everywhere)
     square = float(robust_square.float().mean())
     report.checks.append(check_gradient_free(min(base, doubled), square, tolerance))
-    report.robust = None if everywhere else robust_square
+    report.not_won = None if everywhere else ~((clean_ok & ~robust) | won_doubled | won_square)
     report.robust_accuracy = min(base, doubled, square)  # = square's per-image worst case when deterministic
     whole_box = 1.0 if norm_ is Norm.LINF else math.sqrt(x[0].numel())
     # Unbounded: an adversarial within eps is one within the whole box, so only the images the attack at eps
@@ -232,7 +238,7 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
     if everywhere:
         _, unbounded = run(make_attack(whole_box, 2 * steps, restarts))
     else:
-        unbounded_ok = run.still_correct(make_attack(whole_box, 2 * steps, restarts), robust, False)
+        unbounded_ok, _ = run.still_correct(make_attack(whole_box, 2 * steps, restarts), robust, False)
         unbounded = float((clean_ok & ~unbounded_ok).sum() / clean_ok.sum()) if clean_ok.any() else 0.0
     where = "" if everywhere else f", attacking the {int(robust.sum())} images left robust at eps {eps:g}"
     _masking_checks(report, run, base, unbounded, f"at eps {whole_box:g}{where}", eps, norm_, tolerance,

@@ -141,7 +141,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         if checks > 0:
             health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector), attacked,
                                                           ctx, n=min(checks, adaptive))
-            row["worst_case"] = _worst_case(unbroken, health[joint.qualified_name])
+            if (health[joint.qualified_name].get("after_checks") or {}).get("per_image"):
+                row["worst_case"] = _worst_case(unbroken, health[joint.qualified_name]["after_checks"])
         results["adaptive-joint"] = row
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
@@ -249,14 +250,13 @@ def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detect
             "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}, r.unbroken.cpu()
 
 
-def _worst_case(unbroken: torch.Tensor, health: dict) -> dict:
-    """The adaptive row's per-image worst case with the self-checks' runs at its budget (the attack again, twice
-    its steps and restarts, Square) on the images they covered: robust accuracy and interval over the row's
-    images, and how many images the checks broke that the row's attack had not."""
-    block = health.get("after_checks") or {}
-    mask = check_mask(block, len(unbroken))
-    robust = unbroken.bool() & mask if mask is not None else unbroken.bool()
+def _worst_case(unbroken: torch.Tensor, block: dict) -> dict:
+    """The adaptive row's per-image worst case with the self-checks' runs at its budget (``block``: their
+    ``after_checks`` with a per-image mask; the attack again, twice its steps and restarts, Square) on the images
+    they covered: robust accuracy and interval over the row's images, and how many images the checks broke that
+    the row's attack had not."""
+    robust = unbroken.bool() & check_mask(block, len(unbroken))
     k, n = int(robust.sum()), len(robust)
     return {"robust_accuracy": k / max(n, 1), "robust_accuracy_ci95": list(wilson_interval(k, n)), "n": n,
-            "checked_images": min(len(block.get("per_image") or ""), n),
-            "broken_by_checks": int(unbroken.sum()) - k, "runs": block.get("runs", [])}
+            "checked_images": min(len(block["per_image"]), n), "broken_by_checks": int(unbroken.sum()) - k,
+            "runs": block.get("runs", "")}

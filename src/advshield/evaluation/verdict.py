@@ -60,9 +60,9 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     torchrun each process holds its shard's masks and ``reduce`` sums the counts over processes.
 
     ``checked``: the health checks' ``after_checks`` blocks (:func:`~advshield.experiment.health.after_checks`).
-    Those at the chosen budget with a per-image mask join the worst case on the images they cover (the first
-    ones, on the first process): an image a check's doubled run or Square broke is not robust. ``self_checks``
-    then says how many images they covered and how many of those they broke beyond the rows.
+    Those of threat ``kind`` at the chosen budget with a per-image mask join the worst case on the images they
+    cover (the first ones, on the first process): an image a check's run won is not robust. ``self_checks``
+    then says how many images they covered, how many of those they broke beyond the rows, and which runs.
     """
     rows_of_kind = [(r, c) for r, c in zip(rows, correct) if c is not None and Threat.parse(r["threat"]).kind is kind]
     groups: dict[tuple[str, float], list] = {}
@@ -83,12 +83,13 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
     robust = torch.ones(n, dtype=torch.bool)
     for _, c in picked:
         robust &= c[:n].bool()
-    covered, before = 0, int(robust.sum())
+    covered, before, runs = 0, int(robust.sum()), []
     for block in checked:
-        mask = check_mask(block, n, budget)
+        mask = check_mask(block, n, budget) if block.get("threat", kind.value) == kind.value else None
         if mask is not None:
             robust &= mask
             covered = max(covered, min(len(block["per_image"]), n))
+            runs += [block["runs"]] if block.get("runs") and block["runs"] not in runs else []
     total = reduce({"robust": float(robust.sum()), "n": float(n), "covered": float(covered),
                     "broken_by_checks": float(before - int(robust.sum()))})
     k, n = int(total["robust"]), int(total["n"])
@@ -97,8 +98,8 @@ def worst_case(rows: list[dict], correct: list[torch.Tensor | None], kind: Threa
             "attacks": [r["attack"] for r, _ in picked], "threat": kind.value, "strongest_single": weakest["attack"],
             "budget": {"norm": budget[0], "eps": budget[1]},
             "excluded": [r["attack"] for r, _ in rows_of_kind if all(r is not p for p, _ in picked)],
-            **({"self_checks": {"images": int(total["covered"]), "broken": int(total["broken_by_checks"])}}
-               if total["covered"] else {})}
+            **({"self_checks": {"images": int(total["covered"]), "broken": int(total["broken_by_checks"]),
+                                "runs": runs}} if total["covered"] else {})}
 
 
 def headline(rows: list[dict], correct: list[torch.Tensor | None],
@@ -111,7 +112,8 @@ def headline(rows: list[dict], correct: list[torch.Tensor | None],
             "n": first.get("n"),
             "recovery_rate_min": min((r["recovery_rate"] for r in oblivious), default=None),
             "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce, checks_of(health)),
-            "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce)}
+            # white-box checks exist only where the classifier is undefended (the white-box attack is the adaptive one)
+            "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce, checks_of(health))}
 
 
 def check_mask(block: dict, n: int, budget: tuple[str, float] | None = None) -> torch.Tensor | None:

@@ -76,17 +76,21 @@ def _probe(setting: AttackSetting) -> tuple[str, dict, float, int, int, str] | N
     return "apgd-ce", {"norm": norm}, eps, 100, 1, norm
 
 
-def after_checks(report: HealthReport, eps: float, norm: str, steps: int, restarts: int) -> dict:
-    """What the checks' own attack runs at the checked budget reached: the attack, its run with twice the steps
-    and restarts, and Square, per image where the pipeline is deterministic (``per_image``: '1' = still robust,
-    in the order of the checked images). The evaluation's worst case takes these runs too
-    (:func:`~advshield.evaluation.verdict.worst_case`): a stronger run a check found lowers the verdict."""
-    n = len(report.robust) if report.robust is not None else None
-    k = int(report.robust.sum()) if report.robust is not None else None
-    return {"robust_accuracy": report.robust_accuracy, "budget": {"norm": norm, "eps": float(f"{eps:.4g}")},
-            "runs": [f"{steps} steps x {restarts} restarts", f"{2 * steps} x {2 * restarts}", "Square"],
-            **({"robust": k, "n": n, "ci95": list(wilson_interval(k, n)),
-                "per_image": "".join("1" if b else "0" for b in report.robust.tolist())} if n is not None else {})}
+def after_checks(report: HealthReport, attack: str, eps: float, norm: str, steps: int, restarts: int,
+                 threat: str, n: int) -> dict:
+    """What the checks' own attack runs at the checked budget reached on their ``n`` images: ``attack``, its run
+    with twice the steps and restarts, then Square, each on the images still robust. ``robust_accuracy`` (with
+    its interval) is theirs; ``per_image`` ('1' = no run won the image, in the order of the checked images; see
+    :attr:`~advshield.attacks.health.HealthReport.not_won`) is there where the pipeline is deterministic, and
+    the evaluation's worst case then takes these runs too (:func:`~advshield.evaluation.verdict.worst_case`,
+    for rows of the same ``threat`` kind): a stronger run a check found lowers the verdict."""
+    k = round(report.robust_accuracy * n)
+    block = {"robust_accuracy": report.robust_accuracy, "ci95": list(wilson_interval(k, n)), "n": n,
+             "budget": {"norm": norm, "eps": float(f"{eps:.4g}")}, "threat": threat,
+             "runs": f"{attack} {steps} steps x {restarts} restart(s), then {2 * steps} x {2 * restarts}, then Square"}
+    if report.not_won is not None:
+        block["per_image"] = "".join("1" if b else "0" for b in report.not_won.tolist())
+    return block
 
 
 def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext, n: int = 100,
@@ -121,7 +125,8 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
                                    checked, x, y, eps, steps, restarts=restarts, norm=norm,
                                    threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
     health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures,
-              "after_checks": after_checks(report, eps, norm, steps, restarts)}
+              "after_checks": after_checks(report, name, eps, norm, steps, restarts, setting.threat.kind.value,
+                                           len(y))}
     if shared is not None:
         shared[key] = (setting.qualified_name, health)
     return health

@@ -76,7 +76,8 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
         label = cell_of(k, attack_labels.get(k, k))
         if k == ADAPTIVE:
             a, p = adaptive_of(card), a["params"]
-            checked = "; worst case with the self-checks' runs" if a["checked"] else ""
+            checked = ("; worst case with the self-checks' runs (evasion and detection: the joint attack's own)"
+                       if a["checked"] else "")
             rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "
                                                                        f"{p.get('steps')} steps"),
                          cell_of(a.get("n")), _pct(a.get("evasion_rate")), cell_of(None), _pct(a.get("detection_rate")),

@@ -94,8 +94,8 @@ def worst_case_scope(block: dict) -> str:
     left = block.get("excluded") or []
     checks = block.get("self_checks")
     return (f"{head}: {', '.join(block['attacks'])}"
-            + (f", and the self-checks' runs at that budget (twice the steps and restarts, Square) on the first "
-               f"{checks['images']} images, which broke {checks['broken']} more" if checks else "")
+            + (f", and the self-checks' runs at that budget ({'; '.join(checks.get('runs') or []) or 'doubled, Square'}"
+               f") on the first {checks['images']} images, which broke {checks['broken']} more" if checks else "")
             + (f"; not in it (unbounded or another budget): {', '.join(left)}" if left else ""))
 
 

@@ -165,10 +165,12 @@ def summarise(rows: list[dict], masks: list[torch.Tensor], ctx: RunContext, flag
     by = {Threat.parse(r["threat"]).kind: r for r in rows}
     adaptive = by.get(ThreatModel.ADAPTIVE, by[ThreatModel.WHITE_BOX])  # no defense: white-box is adaptive
     every = [dict(r, threat=ThreatModel.ADAPTIVE.value) for r in rows]  # worst_case reads one threat kind
-    worst = worst_case(every, masks, ThreatModel.ADAPTIVE, ctx.dist.all_sum, checks_of(health)) or {  # unbounded: its row
+    checks = [dict(b, threat=ThreatModel.ADAPTIVE.value) for b in checks_of(health)]  # read as the rows above
+    worst = worst_case(every, masks, ThreatModel.ADAPTIVE, ctx.dist.all_sum, checks) or {  # unbounded: its row
         "accuracy": adaptive["restored_accuracy"], "ci95": adaptive["restored_accuracy_ci95"]}
     # the checks' runs (doubled budget, Square) at the row's eps count in the worst-case recovery as in the verdict
-    checked = [m for m in (check_mask(b, len(clean_ok)) for b in checks_of(health)) if m is not None]
+    budget = (worst["budget"]["norm"], worst["budget"]["eps"]) if worst.get("budget") else None
+    checked = [m for m in (check_mask(b, len(clean_ok), budget) for b in checks) if m is not None] if budget else []
     first = rows[0]
     return {"n": first["n"], "clean_accuracy": first["clean_accuracy"],
             "defended_clean_accuracy": first["defended_clean_accuracy"],

@@ -31,11 +31,12 @@ NOTES = ["clean: the classifier's accuracy; clean through defense: through the d
          "oblivious: the attack crafted on the classifier alone, judged through the defense; transfer: crafted on "
          "the substitute; for an undefended classifier the oblivious attack is the white-box (adaptive) one",
          "adaptive worst case: per image, robust only if right through the defense under every attack run on it "
-         "(oblivious, transfer and adaptive: through the defense with BPDA/EOT, or the detector-aware objective); "
-         "95 % Wilson interval",
+         "(oblivious, transfer and adaptive: through the defense with BPDA/EOT, or the detector-aware objective) "
+         "and under the self-checks' runs at that eps (doubled steps and restarts, Square) on the images they "
+         "covered; 95 % Wilson interval",
          "recovery: over the images the classifier alone gets right clean; oblivious recovery: the share still right "
          "through the defense (a detector: right or flagged) under the oblivious attack (the evaluation's recovery "
-         "rate); worst-case recovery: the share robust in the adaptive worst case",
+         "rate); worst-case recovery: the share robust in the adaptive worst case (with the self-checks' runs)",
          "detectors: thresholds calibrated at the stated false-positive rate on held-out clean training images; an "
          "adversarial image counts as stopped when flagged",
          "ms / image: clean inference through the defense (or classifier and detector), measured in the run"]

@@ -110,7 +110,7 @@ def _adaptive(s: dict) -> list[str]:
             "eps on the images they covered (the attack with twice its steps and restarts, then Square, each on "
             "the images still robust): an image any of them broke is not robust. It is the number to quote. The "
             "oblivious rates above assume an attacker who ignores the detector.", "",
-            *_table(["detector", "images", "eps", "steps", "evasion", "detection that survives",
+            *_table(["detector", "images", "eps", "steps", "evasion (joint attack)", "detection that survives (joint attack)",
                      "robust accuracy at the calibrated FPR, the joint attack", "worst case with the self-checks"],
                     rows), "",
             *([f"Fewer than {MIN_ADAPTIVE} images because {s['budget']['n_adaptive_reason']}.", ""]
