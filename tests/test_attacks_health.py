@@ -284,3 +284,27 @@ def test_the_checks_report_their_own_worst_case(tiny):
                                  y[:30], EPS, 3, square_queries=20, warn=False)
     assert jittered.not_won is None  # a randomised pipeline: each run judged with its own draw, no per-image case
     assert "per_image" not in after_checks(jittered, "apgd-ce", EPS, "linf", 3, 1, "adaptive", 30)
+
+
+def test_checks_start_from_the_rows_own_run_when_given(tiny):
+    """``base``: the attack already run (the evaluation's row) is not run again; the convergence check judges it."""
+    model, x, y = tiny
+    runs = []
+
+    class Counted(APGD):
+        def perturb(self, surface, xb, labels, target, generator):
+            runs.append((self.eps, self.steps, self.restarts, len(xb)))
+            return super().perturb(surface, xb, labels, target, generator)
+
+    row = run_attack(APGD(EPS, steps=5), Pipeline(model), x, y)
+    base = (row.unbroken, row.clean_correct)
+    report = run_health_checks(lambda e, s, r: Counted(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 5,
+                               square_queries=20, warn=False, base=base)
+    robust = int(row.unbroken.sum())
+    assert runs[0] == (EPS, 10, 2, robust)  # straight to the doubled run, on the row's robust images
+    assert all(r[1] != 5 or r[0] == 1.0 for r in runs)  # no second run at (eps, 5 steps)
+    numbers = {c["name"]: c["numbers"] for c in report.checks}
+    assert numbers["convergence"]["accuracy"] == pytest.approx(robust / len(y))
+    with pytest.raises(ValueError, match="base covers"):
+        run_health_checks(lambda e, s, r: APGD(e, steps=s, restarts=r), Pipeline(model), x, y, EPS, 5,
+                          warn=False, base=(row.unbroken[:3], row.clean_correct[:3]))

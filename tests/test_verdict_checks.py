@@ -47,6 +47,11 @@ def test_a_weak_attack_is_lowered_by_its_checks_exactly_by_what_they_broke(tiny,
     assert checks["images"] == N and checks["broken"] > 0
     assert round(with_checks["accuracy"] * N) == round(without["accuracy"] * N) - checks["broken"]
     assert "self_checks" not in without
+    health = next(iter(card["health"].values()))
+    row = next(r for r in card["rows"] if r["attack"] == "pgd")
+    assert health["base"] == "the row"  # the checks start from the row's stored run instead of running it again
+    convergence = next(c for c in health["checks"] if c["name"] == "convergence")
+    assert convergence["numbers"]["accuracy"] == pytest.approx(row["restored_accuracy"])
     failed = {f["check"] for f in card["red_flags"]}
     assert "health: convergence" in failed  # the reason the number moved is in the card
     shown = headline_worst_case(card)

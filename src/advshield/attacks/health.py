@@ -205,12 +205,17 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
                       threat: ThreatModel | str = ThreatModel.ADAPTIVE, substitute: nn.Module | None = None,
                       eot_samples: int = 8, oblivious_accuracy: float | None = None, square_queries: int = 1000,
                       tolerance: float = 0.01, unbounded_success: float = 0.95, seed: int = 0,
-                      warn: bool = True) -> HealthReport:
+                      warn: bool = True, base: tuple[torch.Tensor, torch.Tensor] | None = None) -> HealthReport:
     """The checks every report runs, on ``(x, labels)``; ``make_attack(eps, steps, restarts)`` builds the attack.
 
     convergence (2x steps and restarts), gradient-free (Square with ``square_queries``), unbounded
     (eps = 1 in L-inf, the whole box in L2), beats-noise, gradients, and, given the oblivious
     attack's accuracy, adaptive-vs-oblivious.
+
+    ``base``: per image of ``x``, (not won, right and unflagged when clean) of ``make_attack(eps, steps, restarts)``
+    already run through this pipeline under this threat (the evaluation's own row: its stored set). The checks
+    then start from it instead of running the attack again, and the convergence check judges the very run the
+    report quotes.
     """
     norm_ = Norm(norm)
     run = _Runner(pipeline, x, labels, threat, substitute, eot_samples, seed)
@@ -221,7 +226,10 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
     # report after the stronger run, for the cost of the still-robust images only. A randomised defense judges
     # each run with a new draw, so there every run attacks every image and is compared on its own.
     everywhere = bool(getattr(pipeline, "randomized", False))
-    robust, clean_ok = run.correct(make_attack(eps, steps, restarts))
+    if base is not None and (len(base[0]) != len(labels) or len(base[1]) != len(labels)):
+        raise ValueError(f"base covers {len(base[0])} / {len(base[1])} images, the checks {len(labels)}")
+    robust, clean_ok = (base[0].bool().cpu(), base[1].bool().cpu()) if base is not None else \
+        run.correct(make_attack(eps, steps, restarts))
     base = float(robust.float().mean())
     robust_doubled, won_doubled = run.still_correct(make_attack(eps, 2 * steps, 2 * restarts), robust, everywhere)
     doubled = float(robust_doubled.float().mean())

@@ -137,10 +137,10 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
         det_id = {"kind": kind, "sha256": saved_card["sha256"]}
         joint = adaptive_setting or default_adaptive()
         attacked = test.head(adaptive)
-        row, unbroken = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
-        if checks > 0:
+        row, unbroken, clean = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
+        if checks > 0:  # the checks start from the row's own run
             health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector), attacked,
-                                                          ctx, n=min(checks, adaptive))
+                                                          ctx, n=min(checks, adaptive), base=(unbroken, clean))
             if (health[joint.qualified_name].get("after_checks") or {}).get("per_image"):
                 row["worst_case"] = _worst_case(unbroken, health[joint.qualified_name]["after_checks"])
         results["adaptive-joint"] = row
@@ -247,7 +247,8 @@ def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detect
             f"misclassified and unflagged; robust accuracy {1 - broken / max(len(r.labels), 1):.4f}")
     return {"attack": setting.attack, "params": setting.create().params(), "n": len(r.labels), "n_clean_correct": n_ok,
             "evasion_rate": evasion, "detection_rate": 1 - evasion,
-            "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}, r.unbroken.cpu()
+            "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}, \
+        r.unbroken.cpu(), r.clean_correct.cpu()
 
 
 def _worst_case(unbroken: torch.Tensor, block: dict) -> dict:

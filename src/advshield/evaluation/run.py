@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from advshield.evaluation.restoration import CleanCache, RestorationCache, Samples, evaluate_setting
 from advshield.attacks import Pipeline, ThreatModel
 from advshield.data import ImageDataset
@@ -95,8 +97,12 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
         if log_row is not None:
             log_row(ctx, s, row)
     shared: dict = {}  # settings checked with the same runs (FGSM and AutoAttack: APGD-CE at one eps) run them once
+    def row_of(s: AttackSetting) -> tuple[torch.Tensor, torch.Tensor]:  # the checks start from the row's own run
+        sample = samples[str(s.threat)][s.name]
+        return sample.correct, sample.clean_correct
+
     health = {s.qualified_name: setting_health(s, Pipeline(victim.model, defense), data, ctx, checks, eot_samples,
-                                               shared)
+                                               shared, row_of(s))
               for s in settings if checks and ctx.dist.is_main
               and (s.threat.adaptive or (undefended and s.threat.kind is ThreatModel.WHITE_BOX))}
     return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum, health),

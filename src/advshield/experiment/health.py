@@ -15,6 +15,8 @@ import inspect
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import torch
+
 from advshield.attacks import ATTACKS, Pipeline, create_attack
 from advshield.attacks.health import HealthReport, run_health_checks
 from advshield.data import ImageDataset
@@ -41,14 +43,15 @@ class _Announcing(Pipeline):
 
 @contextmanager
 def reporting_checks(pipeline: Pipeline, progress: Callable[[str, int, int], None] | None,
-                     what: str) -> Iterator[Pipeline]:
+                     what: str, first: int = 0) -> Iterator[Pipeline]:
     """The pipeline to give :func:`run_health_checks`: ``pipeline`` itself without ``progress``; else the same
     modules, reporting ``progress(f"{what}: <check>", done, total)`` as each run of the checks starts
-    (:data:`CHECK_STEPS`) and once they are done. Nothing is computed differently."""
+    (:data:`CHECK_STEPS`, from index ``first``: 1 where the base run is the row's) and once they are done.
+    Nothing is computed differently."""
     if progress is None:
         yield pipeline
         return
-    total, started = len(CHECK_STEPS), []
+    total, started = len(CHECK_STEPS), list(range(first))
 
     def announce() -> None:
         k = len(started)
@@ -94,7 +97,8 @@ def after_checks(report: HealthReport, attack: str, eps: float, norm: str, steps
 
 
 def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDataset, ctx: RunContext, n: int = 100,
-                   eot_samples: int = 8, shared: dict | None = None) -> dict:
+                   eot_samples: int = 8, shared: dict | None = None,
+                   base: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Run the checks for ``setting`` (adaptive: through the whole ``pipeline``) on the first ``n`` images.
 
     Returns ``{"attack", "n", "ok", "checks", "failures", "after_checks"}`` (:func:`after_checks`), or ``{"skipped": why}`` for an attack without an
@@ -107,24 +111,32 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
     together). Through a deterministic pipeline the numbers are those a second run would give (the runs are
     seeded with ``ctx.seed``); through a defense that draws from the global RNG they are one draw of the same
     runs.
+
+    ``base``: the setting's own run on (at least) these images, as the evaluation judged it, per image (not won,
+    right and unflagged when clean). Where the checks attack with the setting's own attack (not an FGSM or
+    ensemble checked through APGD-CE) they start from it instead of running it again (``"base": "the row"``).
     """
     probe = _probe(setting)
     if probe is None:
         return {"skipped": f"{setting.attack} has no eps budget to vary"}
     name, fixed, eps, steps, restarts, norm = probe
     modules = tuple(id(getattr(pipeline, part, None)) for part in ("classifier", "defense", "detector"))
+    own = name == setting.attack and base is not None and min(len(base[0]), len(base[1])) >= min(n, len(data))
     key = (modules, id(data), name, repr(sorted(fixed.items())), eps, steps, restarts, norm,
-           str(setting.threat.kind), n, eot_samples)
+           str(setting.threat.kind), n, eot_samples, id(base[0]) if own else None)
     if shared is not None and key in shared:
         first_label, first = shared[key]
         return dict(first, same_checks_as=first_label)
     x, y = data.tensors(slice(0, n))
+    first = (base[0][:len(y)], base[1][:len(y)]) if own else None
     what = f"checks {setting.name}" + (f" through {name}" if name != setting.attack else "")
-    with reporting_checks(pipeline.to(ctx.device), ctx.progress, what) as checked:
+    with reporting_checks(pipeline.to(ctx.device), ctx.progress, what, first=1 if own else 0) as checked:
         report = run_health_checks(lambda e, s, r: create_attack(name, eps=e, steps=s, restarts=r, **fixed),
                                    checked, x, y, eps, steps, restarts=restarts, norm=norm,
-                                   threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False)
+                                   threat=setting.threat.kind, eot_samples=eot_samples, seed=ctx.seed, warn=False,
+                                   base=first)
     health = {"attack": name, "n": len(y), "ok": report.ok, "checks": report.checks, "failures": report.failures,
+              "base": "the row" if own else "run by the checks",
               "after_checks": after_checks(report, name, eps, norm, steps, restarts, setting.threat.kind.value,
                                            len(y))}
     if shared is not None:

@@ -49,8 +49,9 @@ def measure_defense(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: 
     health, flags = m["health"], m["red_flags"]
     if not defended and cfg.checks and ctx.dist.is_main:  # no defense: the white-box attack is the adaptive one
         wb = settings[0]
+        row = m["samples"][str(wb.threat)][wb.name]
         health = {wb.qualified_name: setting_health(wb, Pipeline(victim.model), data, ctx, cfg.checks,
-                                                    cfg.eot_samples)}
+                                                    cfg.eot_samples, base=(row.correct, row.clean_correct))}
         flags = flags + health_flags(health)
     masks = [m["samples"][str(s.threat)][s.name].correct for s in settings]
     pipe = Pipeline(victim.model, defense)
@@ -96,7 +97,8 @@ def measure_detector(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data:
                                    "attack_seconds": round(sums["seconds"], 2)}))
         masks.append(robust)
         if s.threat.adaptive and cfg.checks and ctx.dist.is_main:
-            health[s.qualified_name] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples, shared)
+            health[s.qualified_name] = setting_health(s, pipe, data, ctx, cfg.checks, cfg.eot_samples, shared,
+                                                      (robust, r.clean_correct.cpu()))
     flags = red_flags(rows, data.num_classes) + health_flags(health)
     out = summarise(rows, masks, ctx, flags, health, clean_ok)
     out.update(victim=_victim(victim), detector=dict(det_id, threshold=detector.threshold, fpr=cfg.fpr,
