@@ -212,7 +212,8 @@ def run_health_checks(make_attack: Callable[[float, int, int], Attack], pipeline
     (eps = 1 in L-inf, the whole box in L2), beats-noise, gradients, and, given the oblivious
     attack's accuracy, adaptive-vs-oblivious.
 
-    ``base``: per image of ``x``, (not won, right and unflagged when clean) of ``make_attack(eps, steps, restarts)``
+    ``base``: per image of ``x``, (:attr:`~advshield.attacks.base.AttackResult.unbroken`, right and unflagged when
+    clean) of ``make_attack(eps, steps, restarts)``
     already run through this pipeline under this threat (the evaluation's own row: its stored set). The checks
     then start from it instead of running the attack again, and the convergence check judges the very run the
     report quotes.

@@ -99,7 +99,7 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
     shared: dict = {}  # settings checked with the same runs (FGSM and AutoAttack: APGD-CE at one eps) run them once
     def row_of(s: AttackSetting) -> tuple[torch.Tensor, torch.Tensor]:  # the checks start from the row's own run
         sample = samples[str(s.threat)][s.name]
-        return sample.correct, sample.clean_correct
+        return sample.restored_correct, sample.clean_correct  # as the checks judge their runs (no clean term)
 
     health = {s.qualified_name: setting_health(s, Pipeline(victim.model, defense), data, ctx, checks, eot_samples,
                                                shared, row_of(s))

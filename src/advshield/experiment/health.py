@@ -109,11 +109,12 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
     APGD-CE at that budget) then run them once: the later ones get the first one's result, marked
     ``"same_checks_as"`` with its label (:func:`~advshield.evaluation.verdict.health_flags` names them
     together). Through a deterministic pipeline the numbers are those a second run would give (the runs are
-    seeded with ``ctx.seed``); through a defense that draws from the global RNG they are one draw of the same
+    seeded with ``ctx.seed``; a base taken from the row is its own draw of the same attack); through a defense that draws from the global RNG they are one draw of the same
     runs.
 
-    ``base``: the setting's own run on (at least) these images, as the evaluation judged it, per image (not won,
-    right and unflagged when clean). Where the checks attack with the setting's own attack (not an FGSM or
+    ``base``: the setting's own run on (at least) these images, as the evaluation judged it, per image (right,
+    and unflagged, on the attacked image as :attr:`~advshield.attacks.base.AttackResult.unbroken` says; right and
+    unflagged when clean). Where the checks attack with the setting's own attack (not an FGSM or
     ensemble checked through APGD-CE) they start from it instead of running it again (``"base": "the row"``).
     """
     probe = _probe(setting)
@@ -139,7 +140,7 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
               "base": "the row" if own else "run by the checks",
               "after_checks": after_checks(report, name, eps, norm, steps, restarts, setting.threat.kind.value,
                                            len(y))}
-    if shared is not None:
+    if shared is not None and not own:  # checks from a row's own run are that row's alone
         shared[key] = (setting.qualified_name, health)
     return health
 

@@ -51,7 +51,7 @@ def measure_defense(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: 
         wb = settings[0]
         row = m["samples"][str(wb.threat)][wb.name]
         health = {wb.qualified_name: setting_health(wb, Pipeline(victim.model), data, ctx, cfg.checks,
-                                                    cfg.eot_samples, base=(row.correct, row.clean_correct))}
+                                                    cfg.eot_samples, base=(row.restored_correct, row.clean_correct))}
         flags = flags + health_flags(health)
     masks = [m["samples"][str(s.threat)][s.name].correct for s in settings]
     pipe = Pipeline(victim.model, defense)
