@@ -35,3 +35,23 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def detection_run_pipeline(run: Path, detector_kind: str, data_root: str | None, n: int):
+    """(pipeline, images, labels, detector) of a detection reproduction's folder ``run``: the zoo classifier it
+    guarded, the detector it trained (checkpoint and calibrated threshold) and its first ``n`` test images."""
+    import json
+
+    from advshield.attacks import Pipeline
+    from advshield.detectors.checkpoint import load_detector
+    from advshield.experiment.context import RunContext
+
+    summary = json.loads((run / "reproduction.json").read_text())
+    ctx = RunContext.create("cpu", data_root=data_root)
+    target = ctx.load_target(summary["preset"]["target"], summary["preset"]["dataset"])
+    detector, _ = load_detector(run / detector_kind / "detector.safetensors", target.model, target.card["sha256"])
+    calibrated = json.loads((run / detector_kind / "detection.json").read_text())["threshold"]
+    if not detector.threshold == calibrated:  # the run calibrated after saving: its card holds the threshold
+        detector._threshold.fill_(calibrated)
+    x, y = ctx.load_data(summary["preset"]["dataset"], "test", n, target=target).tensors()
+    return Pipeline(target.model.eval().requires_grad_(False), None, detector).eval(), x, y, detector

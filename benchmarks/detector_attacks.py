@@ -21,11 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-from advshield.attacks import Pipeline, create_attack, run_attack
-from advshield.detectors.checkpoint import load_detector
-from advshield.experiment.context import RunContext
+from advshield.attacks import create_attack, run_attack
 from advshield.metrics.interval import wilson_interval
-from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
+from common import atomic_write, detection_run_pipeline, git_commit  # benchmarks/common.py, beside this script
 
 DEFAULT = ['pgd {"eps": 0.3, "steps": 50, "abs_stepsize": 0.015, "early_stop": true}',
            'pgd {"eps": 0.3, "steps": 200, "abs_stepsize": 0.003, "early_stop": true}',
@@ -42,16 +40,7 @@ def main() -> None:
     ap.add_argument("--attack", action="append", help="'<registered name> <JSON parameters>' (repeatable)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    run = Path(args.run)
-    summary = json.loads((run / "reproduction.json").read_text())
-    ctx = RunContext.create("cpu", data_root=args.data_root)
-    target = ctx.load_target(summary["preset"]["target"], summary["preset"]["dataset"])
-    detector, _ = load_detector(run / args.detector / "detector.safetensors", target.model, target.card["sha256"])
-    calibrated = json.loads((run / args.detector / "detection.json").read_text())["threshold"]
-    if not detector.threshold == calibrated:  # the run calibrated after saving: its card holds the threshold
-        detector._threshold.fill_(calibrated)
-    x, y = ctx.load_data(summary["preset"]["dataset"], "test", args.n, target=target).tensors()
-    pipe = Pipeline(target.model.eval().requires_grad_(False), None, detector).eval()
+    pipe, x, y, detector = detection_run_pipeline(Path(args.run), args.detector, args.data_root, args.n)
     result = {"command": "python benchmarks/detector_attacks.py " + " ".join(
                   "<data>" if a == args.data_root else ("<run>" if a == args.run else a) for a in sys.argv[1:]),
               "commit": git_commit(), "detector": args.detector, "threshold": float(detector.threshold),

@@ -32,10 +32,8 @@ import torch
 
 from advshield.attacks import PGD, Pipeline, craft_images
 from advshield.attacks.base import frozen
-from advshield.detectors.checkpoint import load_detector
-from advshield.experiment.context import RunContext
 from advshield.metrics.interval import wilson_interval
-from common import atomic_write, git_commit  # benchmarks/common.py, beside this script
+from common import atomic_write, detection_run_pipeline, git_commit  # benchmarks/common.py, beside this script
 
 def single_run(attack: PGD, pipe: Pipeline, x: torch.Tensor, y: torch.Tensor, weight: float,
                switch: bool) -> torch.Tensor:
@@ -62,16 +60,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=0.3)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    run = Path(args.run)
-    summary = json.loads((run / "reproduction.json").read_text())
-    ctx = RunContext.create("cpu", data_root=args.data_root)
-    target = ctx.load_target(summary["preset"]["target"], summary["preset"]["dataset"])
-    detector, _ = load_detector(run / args.detector / "detector.safetensors", target.model, target.card["sha256"])
-    calibrated = json.loads((run / args.detector / "detection.json").read_text())["threshold"]
-    if not detector.threshold == calibrated:  # the run calibrated after saving: its card holds the threshold
-        detector._threshold.fill_(calibrated)
-    x, y = ctx.load_data(summary["preset"]["dataset"], "test", args.n, target=target).tensors()
-    pipe = Pipeline(target.model, None, detector).eval()
+    pipe, x, y, detector = detection_run_pipeline(Path(args.run), args.detector, args.data_root, args.n)
     attack = PGD(args.eps, steps=args.steps, abs_stepsize=2.5 * args.eps / args.steps, early_stop=True)
     result = {"command": "python benchmarks/detector_objectives.py " + " ".join(
                   "<data>" if a == args.data_root else a for a in sys.argv[1:]),
