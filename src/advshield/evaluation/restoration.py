@@ -36,17 +36,23 @@ _SUMS = ("clean_correct", "defended_clean_correct", "adv_correct", "restored_cor
 
 @dataclass
 class Samples:
-    """A few images per attack for figures (originals, adversarials, restored), and ``correct``: per image of
-    this process's shard, whether the classifier is right through the defense on the clean image and on the
-    attacked one (for the per-image worst case over attacks: an image wrong when clean is never robust)."""
+    """A few images per attack for figures (originals, adversarials, restored), and per image of this process's
+    shard whether the classifier is right through the defense on the clean image (``clean_correct``) and on the
+    attacked one (``restored_correct``); ``correct`` is both (for the per-image worst case over attacks: an
+    image wrong when clean is never robust)."""
 
     x: torch.Tensor
     adv: torch.Tensor
     restored: torch.Tensor
     labels: torch.Tensor
-    correct: torch.Tensor | None = None
-    clean_correct: torch.Tensor | None = None  # per image of the shard: right through the defense when clean
-    restored_correct: torch.Tensor | None = None  # ... and on the restored attacked image (the row's accuracy)
+    clean_correct: torch.Tensor | None = None
+    restored_correct: torch.Tensor | None = None  # the row's restored accuracy is its mean
+
+    @property
+    def correct(self) -> torch.Tensor | None:
+        if self.clean_correct is None or self.restored_correct is None:
+            return None
+        return self.clean_correct & self.restored_correct
 
 
 class RestorationCache:
@@ -111,8 +117,8 @@ def _clean_side(classifier, restore, x, y):
 def _accumulate(classifier, randomized: bool, restore_adv, restore_clean, x, adv, y, sums: dict,
                 cache: CleanCache | None = None, first: int = 0) -> tuple[torch.Tensor, ...]:
     """Add one batch to ``sums``; ``restore_adv`` / ``restore_clean`` apply the defense to either input.
-    Returns (restored images, and per image: robust, right on the restored attacked image, right through the
-    defense when clean)."""
+    Returns (restored images, and per image: right on the restored attacked image, right through the defense
+    when clean)."""
     restored = restore_adv(adv)
     if cache is None or randomized:  # a randomised defense draws anew for every setting
         clean_ok, defended_ok, ssim_dc = _clean_side(classifier, restore_clean, x, y)
@@ -135,7 +141,7 @@ def _accumulate(classifier, randomized: bool, restore_adv, restore_clean, x, adv
     sums["l2"] += float(delta.norm(dim=1).sum())
     sums["linf"] += float(delta.abs().amax(1).sum())
     sums["n"] += len(y)
-    return restored, rest_ok & defended_ok, rest_ok, defended_ok  # robust: right through the defense, both
+    return restored, rest_ok, defended_ok
 
 
 def summarise(sums: dict) -> dict:
@@ -184,7 +190,7 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
     sums = dict.fromkeys(_SUMS, 0.0)
     sums["seconds"] = result.seconds
     defense.eval()
-    samples, correct, clean_right, restored_right = None, [], [], []
+    samples, clean_right, restored_right = None, [], []
     offset = shard.start  # the shard's first image in ``data``
     restorations = restoration_cache or RestorationCache(max_bytes=0)
     defense_key = json.dumps(defense_id, sort_keys=True, default=str)
@@ -194,17 +200,15 @@ def evaluate_setting(setting: AttackSetting, victim: Target, defense: Defense, d
         adv = result.adv[start:start + batch_size].to(device)  # read from the store batch by batch
         first = offset + start
         batch = (defense_key, first, len(y))
-        restored, ok, restored_ok, clean_ok = _accumulate(classifier, defense.randomized,
+        restored, restored_ok, clean_ok = _accumulate(classifier, defense.randomized,
                                lambda t: restorations.restore(defense, ("adv", set_key, *batch), t),
                                lambda t: restorations.restore(defense, ("clean", data_key, *batch), t),
                                x, adv, y, sums, clean_cache, first)
-        correct.append(ok.cpu())
         clean_right.append(clean_ok.cpu())
         restored_right.append(restored_ok.cpu())
         if samples is None:
             samples = Samples(x[:n_samples].cpu(), adv[:n_samples].cpu(), restored[:n_samples].cpu(), y[:n_samples].cpu())
-    samples.correct, samples.clean_correct = torch.cat(correct), torch.cat(clean_right)
-    samples.restored_correct = torch.cat(restored_right)
+    samples.clean_correct, samples.restored_correct = torch.cat(clean_right), torch.cat(restored_right)
     row = summarise(ctx.dist.all_sum(sums))
     label = {"label": setting.label} if setting.label else {}
     # the per-member record is judged on the surface the set was crafted on: it is the row's own robust accuracy

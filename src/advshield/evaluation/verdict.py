@@ -106,21 +106,21 @@ def headline(rows: list[dict], correct: list[torch.Tensor | None],
              reduce: Callable[[dict], dict] = lambda sums: sums, health: dict[str, dict] | None = None) -> dict:
     """The card's verdict block; ``correct`` and ``reduce`` as in :func:`worst_case`; the adaptive worst case also
     takes the runs of the ``health`` checks (``{label: setting_health(...)}``) at its budget."""
-    first = rows[0] if rows else {}
+    first, checked = rows[0] if rows else {}, checks_of(health)
     oblivious = [r for r in rows if Threat.parse(r["threat"]).kind is ThreatModel.WHITE_BOX]
     return {"clean_accuracy": first.get("clean_accuracy"), "defended_clean_accuracy": first.get("defended_clean_accuracy"),
             "n": first.get("n"),
             "recovery_rate_min": min((r["recovery_rate"] for r in oblivious), default=None),
-            "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce, checks_of(health)),
+            "adaptive_worst_case": worst_case(rows, correct, ThreatModel.ADAPTIVE, reduce, checked),
             # white-box checks exist only where the classifier is undefended (the white-box attack is the adaptive one)
-            "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce, checks_of(health))}
+            "oblivious_worst_case": worst_case(rows, correct, ThreatModel.WHITE_BOX, reduce, checked)}
 
 
 def check_mask(block: dict, n: int, budget: tuple[str, float] | None = None) -> torch.Tensor | None:
     """An ``after_checks`` block's per-image mask over ``n`` images (True past the checked ones), or None without
-    one or, given ``budget`` ((norm, eps) as :func:`budget_of`), at another budget."""
+    one or, given ``budget`` ((norm, eps) as :func:`budget_of`; the block's eps is rounded alike), at another."""
     b, per_image = block.get("budget") or {}, block.get("per_image")
-    if not per_image or (budget is not None and (b.get("norm"), float(f"{float(b.get('eps', -1)):.4g}")) != budget):
+    if not per_image or (budget is not None and (b.get("norm"), b.get("eps")) != budget):
         return None
     mask = torch.ones(n, dtype=torch.bool)
     m = min(len(per_image), n)

@@ -124,8 +124,8 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
     modules = tuple(id(getattr(pipeline, part, None)) for part in ("classifier", "defense", "detector"))
     own = name == setting.attack and base is not None and min(len(base[0]), len(base[1])) >= min(n, len(data))
     key = (modules, id(data), name, repr(sorted(fixed.items())), eps, steps, restarts, norm,
-           str(setting.threat.kind), n, eot_samples, id(base[0]) if own else None)
-    if shared is not None and key in shared:
+           str(setting.threat.kind), n, eot_samples)
+    if shared is not None and not own and key in shared:  # checks from a row's own run are that row's alone
         first_label, first = shared[key]
         return dict(first, same_checks_as=first_label)
     x, y = data.tensors(slice(0, n))
@@ -140,7 +140,7 @@ def setting_health(setting: AttackSetting, pipeline: Pipeline, data: ImageDatase
               "base": "the row" if own else "run by the checks",
               "after_checks": after_checks(report, name, eps, norm, steps, restarts, setting.threat.kind.value,
                                            len(y))}
-    if shared is not None and not own:  # checks from a row's own run are that row's alone
+    if shared is not None and not own:
         shared[key] = (setting.qualified_name, health)
     return health
 
