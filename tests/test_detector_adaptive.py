@@ -174,3 +174,29 @@ def test_carlini_wagner_keeps_only_examples_the_detector_lets_through(setting):
     blind_found = (blind.adv - x[:40]).flatten(1).abs().amax(1) > 0
     with torch.no_grad():
         assert int((det.score(blind.adv[blind_found]) > det.threshold).sum()) >= 3  # 4 of them, seeded
+
+
+def test_apgd_starts_its_first_restart_at_the_clean_image_only_against_a_detector(setting, monkeypatch):
+    """Against a detector APGD's first restart starts at x (the unflagged errors lie near it), its second on the
+    eps-sphere; without a detector every restart starts on the sphere (the reference implementation)."""
+    import advshield.attacks.apgd as apgd
+
+    model, det, x, y = setting
+    original, starts = apgd.APGDBase._start, []
+
+    def recorded(self, xx, generator, clean=False):
+        out = original(self, xx, generator, clean)
+        starts.append((clean, float((out - xx).abs().amax())))
+        return out
+
+    monkeypatch.setattr(apgd.APGDBase, "_start", recorded)
+    attack = create_attack("apgd-ce", eps=1e-3, steps=3, restarts=2)  # too small to break any image: both restarts run
+    with torch.enable_grad():
+        attack.perturb(Pipeline(model, detector=det).surface("adaptive"), x[:8], y[:8], None,
+                       torch.Generator().manual_seed(0))
+    assert starts[0] == (True, 0.0) and starts[1][0] is False and starts[1][1] > 0.99e-3  # then on the eps-sphere
+    starts.clear()
+    with torch.enable_grad():
+        create_attack("apgd-ce", eps=1e-3, steps=3).perturb(Pipeline(model).surface("white-box"), x[:8], y[:8], None,
+                                                           torch.Generator().manual_seed(0))
+    assert [clean for clean, _ in starts] == [False]

@@ -112,8 +112,8 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     adv_ssim = cmag["attacks"]["fgsm-0.3"]["reconstruction"]["ssim_mean"]
     assert adv_ssim < rec["clean_test"]["ssim_mean"]  # Table 6's point: adversarial inputs reconstruct worse
     assert "adaptive-joint" in cmag["attacks"] and s["ablation"]["cmag_combine"] == "average"
-    assert cmag["health"]["adaptive pgd"]["n"] == 5  # the joint attack's self-checks, on the budget's images
-    joint, after = cmag["attacks"]["adaptive-joint"], cmag["health"]["adaptive pgd"]["after_checks"]
+    assert cmag["health"]["adaptive apgd-ce"]["n"] == 5  # the joint attack's self-checks, on the budget's images
+    joint, after = cmag["attacks"]["adaptive-joint"], cmag["health"]["adaptive apgd-ce"]["after_checks"]
     worst = joint["worst_case"]  # the joint attack and its checks' runs, per image on the checked images
     assert worst["checked_images"] == 5 and worst["n"] == joint["n"] and len(after["per_image"]) == 5
     assert after["threat"] == "adaptive" and after["budget"] == {"norm": "linf", "eps": 0.3}

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from advshield.attacks.apgd import norm_and_eps
+from advshield.attacks.norms import norm_and_eps
 from advshield.attacks.ensemble import CLEAN_FOOLED, ROBUST, member_robust_accuracy  # noqa: F401
 from advshield.attacks.base import ATTACKS, Attack, check_output, register_attack, succeeded
 from advshield.attacks.pipeline import Surface

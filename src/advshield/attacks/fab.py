@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from advshield.attacks.apgd import l2_norm, norm_and_eps
+from advshield.attacks.norms import l2_norm, norm_and_eps
 from advshield.attacks.base import Attack, Norm, check_positive_int, register_attack, succeeded
 from advshield.attacks.deepfool import candidate_gradients
 from advshield.errors import InputError

@@ -109,9 +109,11 @@ def detect_cmd(
     gan_search_lr: float = typer.Option(10.0, help="Defense-GAN: initial rate of the latent search (decays 10x)."),
     gan_lr: float = typer.Option(1e-4, help="Defense-GAN: Adam rate of the WGAN-GP training."),
     adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
-                                                "(misclassify and stay under the threshold)."),
-    adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attack."),
-    adaptive_steps: int = typer.Option(100, min=1, help="PGD steps of the adaptive attack (step 2.5 eps / steps)."),
+                                                "(misclassify and stay under the threshold): APGD-CE and PGD, "
+                                                "per-image worst case."),
+    adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attacks."),
+    adaptive_steps: int = typer.Option(100, min=1, help="Steps of each adaptive attack (PGD's step: 2.5 eps / "
+                                                        "steps)."),
     checks: Optional[int] = typer.Option(None, min=0, help="Images of the adaptive attack's convergence and "
                                          "gradient-masking checks, judged like it (a win needs an unflagged "
                                          "misclassification); 0 skips them. Used only with --adaptive. Default: 100, "
@@ -126,7 +128,8 @@ def detect_cmd(
 
     The trained detector is saved as <out>/detector.safetensors with its JSON card."""
     from advshield.detectors import DETECTORS, Projection
-    from advshield.evaluation.detection import default_adaptive, detection_experiment
+    from advshield.evaluation.detection import detection_experiment
+    from advshield.evaluation.detection_adaptive import default_adaptive
     from advshield.experiment import AttackSetting, RunContext
 
     DETECTORS.entry(detector)  # an unknown name fails here, naming the registered ones
@@ -144,7 +147,7 @@ def detect_cmd(
                              n_calibration=n_calibration, epochs=epochs, n=n, dataset=dataset, gan_lr=gan_lr,
                              projection=Projection(steps=gan_steps, restarts=gan_restarts, lr=gan_search_lr,
                                                    final_lr=gan_search_lr / 10),
-                             adaptive=adaptive, adaptive_setting=default_adaptive(adaptive_eps, adaptive_steps),
+                             adaptive=adaptive, adaptive_settings=default_adaptive(adaptive_eps, adaptive_steps),
                              max_rule_n=max_rule_n, checkpoint=checkpoint,
                              checks=(0 if detector == "defense-gan" else 100) if checks is None else checks)
     print_json_file(out / "detection.json", as_json)

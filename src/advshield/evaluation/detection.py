@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
@@ -15,9 +15,10 @@ from advshield.attacks import AttackResult, Pipeline
 from advshield.detectors import Detector, Projection, build_detector, load_detector, save_detector
 from advshield.detectors.base import report_batches
 from advshield.errors import InputError
+from advshield.evaluation.detection_adaptive import adaptive_row, default_adaptive, worst_case_with_checks
 from advshield.evaluation.figures import grouped_bars
-from advshield.evaluation.verdict import check_mask, health_flags
-from advshield.experiment import AttackSetting, RunContext, Target, acquire_set
+from advshield.evaluation.verdict import health_flags
+from advshield.experiment import AttackSetting, RunContext, acquire_set
 from advshield.experiment.health import setting_health
 from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
@@ -66,16 +67,18 @@ def reconstruction_stats(detector: Detector, x: torch.Tensor | StoredImages, dev
 def detection_experiment(target: str, kind: str, settings: list[AttackSetting], out: str | Path, ctx: RunContext, *,
                          fpr: float = 0.05, n_train: int = 5000, n_calibration: int = 1000, epochs: int = 10,
                          n: int = 1000, dataset: str | None = None, projection: Projection = Projection(),
-                         adaptive: int = 0, adaptive_setting: AttackSetting | None = None, max_rule_n: int = 0,
+                         adaptive: int = 0, adaptive_settings: Sequence[AttackSetting] | None = None,
+                         max_rule_n: int = 0,
                          gan_lr: float = 1e-4, cmag_combine: str = "attention",
                          checkpoint: str | Path | None = None, checks: int = 0) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
-    the threshold) and report how many evade, beside the oblivious rates. ``settings`` are crafted white-box
+    the threshold), with each of ``adaptive_settings`` (default :func:`default_adaptive`), and report how many
+    evade the per-image worst case of them, beside the oblivious rates. ``settings`` are crafted white-box
     on the target; their labels name the results, so one run measures several intensities of one attack. ``max_rule_n`` > 0 takes the papers'
     max-rule threshold over that many training images instead of all ``n_train`` (Defense-GAN's search is slow).
     The trained detector is saved as ``out/detector.safetensors`` with its card; ``checkpoint`` reuses such a
     file instead of training (the threshold is then recalibrated on the same held-out images). ``checks`` > 0 (with
-    ``adaptive``): the attack self-checks of the detector-aware setting (convergence, gradient-free Square,
+    ``adaptive``): the attack self-checks of the first detector-aware setting (convergence, gradient-free Square,
     unbounded, noise, gradients; :func:`~advshield.experiment.health.setting_health`) on its first ``checks``
     images, judged as the adaptive row is (a win needs an unflagged misclassification); failures are red flags."""
     t0 = time.perf_counter()
@@ -135,14 +138,15 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
     health = {}
     if adaptive:
         det_id = {"kind": kind, "sha256": saved_card["sha256"]}
-        joint = adaptive_setting or default_adaptive()
+        joint = list(adaptive_settings or default_adaptive())
         attacked = test.head(adaptive)
-        row, unbroken, clean = _adaptive(joint, victim, detector, det_id, attacked, ctx, ds_name)
-        if checks > 0:  # the checks start from the row's own run
-            health[joint.qualified_name] = setting_health(joint, Pipeline(classifier, None, detector), attacked,
-                                                          ctx, n=min(checks, adaptive), base=(unbroken, clean))
-            if (health[joint.qualified_name].get("after_checks") or {}).get("per_image"):
-                row["worst_case"] = _worst_case(unbroken, health[joint.qualified_name]["after_checks"])
+        row, unbroken, clean, own = adaptive_row(joint, victim, detector, det_id, attacked, ctx, ds_name)
+        if checks > 0:  # the checks vary the first attack and start from its own run
+            key = joint[0].qualified_name
+            health[key] = setting_health(joint[0], Pipeline(classifier, None, detector), attacked, ctx,
+                                         n=min(checks, adaptive), base=(own, clean))
+            if (health[key].get("after_checks") or {}).get("per_image"):
+                row["worst_case"] = worst_case_with_checks(unbroken, health[key]["after_checks"])
         results["adaptive-joint"] = row
     summary = {"target": card["architecture"], "target_sha256": card["sha256"], "dataset": ds_name, "detector": kind,
                "fpr_target": fpr, "threshold": detector.threshold, "paper_threshold": paper_threshold,
@@ -160,7 +164,7 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "adaptive-joint: the attack engine's adaptive threat against classifier + detector (Carlini & "
                          "Wagner 2017's hinge sum -(max(margin, -0.1) + c x the score's relative excess over the "
                          "threshold) at c = 1, 10, 100, then the per-image switch, each run on the images no earlier "
-                         "one broke, per-image worst case); evasion = share of the "
+                         "one broke), with each attack of 'members', per-image worst case over them; evasion = share of the "
                          "images correct and unflagged when clean that end misclassified and unflagged; "
                          "robust_accuracy = share of all images right and unflagged when clean that the attack did not "
                          "turn into an unflagged misclassification (a flagged clean image counts as an error); the "
@@ -226,38 +230,3 @@ def detection_red_flags(card: dict) -> list[dict]:
                 f"the detector-aware attack leaves robust accuracy {joint['robust_accuracy']:.3f}, more than the "
                 f"oblivious {k} ({worst['robust_accuracy']:.3f}): the adaptive attack is broken or too weak")})
     return flags
-
-
-def default_adaptive(eps: float = 0.3, steps: int = 100) -> AttackSetting:
-    """The detector-aware attack of the detection experiment: L-inf PGD, Madry et al.'s step rule 2.5 eps / steps."""
-    return AttackSetting("pgd", {"eps": eps, "steps": steps, "abs_stepsize": 2.5 * eps / steps, "early_stop": True},
-                         "adaptive")
-
-
-def _adaptive(setting: AttackSetting, victim: Target, detector: Detector, detector_id: dict, data, ctx: RunContext,
-              dataset: str) -> dict:
-    r = acquire_set(setting, victim, data, ctx, dataset=dataset, detector=detector, detector_id=detector_id).result
-    n_ok = int(r.clean_correct.sum())
-    evasion = float(r.success.sum()) / max(n_ok, 1)
-    # robust: right and unflagged when clean (a false positive costs accuracy) and not an unflagged error after
-    robust = int(r.unbroken.sum())
-    broken = len(r.labels) - robust
-    lo, hi = wilson_interval(robust, len(r.labels))
-    ctx.log(f"adaptive {setting.attack} {setting.params}: {evasion:.4f} of {n_ok} clean-correct, unflagged images end "
-            f"misclassified and unflagged; robust accuracy {1 - broken / max(len(r.labels), 1):.4f}")
-    return {"attack": setting.attack, "params": setting.create().params(), "n": len(r.labels), "n_clean_correct": n_ok,
-            "evasion_rate": evasion, "detection_rate": 1 - evasion,
-            "robust_accuracy": 1 - broken / max(len(r.labels), 1), "robust_accuracy_ci95": [lo, hi]}, \
-        r.unbroken.cpu(), r.clean_correct.cpu()
-
-
-def _worst_case(unbroken: torch.Tensor, block: dict) -> dict:
-    """The adaptive row's per-image worst case with the self-checks' runs at its budget (``block``: their
-    ``after_checks`` with a per-image mask; the attack again, twice its steps and restarts, Square) on the images
-    they covered: robust accuracy and interval over the row's images, and how many images the checks broke that
-    the row's attack had not."""
-    robust = unbroken.bool() & check_mask(block, len(unbroken))
-    k, n = int(robust.sum()), len(robust)
-    return {"robust_accuracy": k / max(n, 1), "robust_accuracy_ci95": list(wilson_interval(k, n)), "n": n,
-            "checked_images": min(len(block["per_image"]), n), "broken_by_checks": int(unbroken.sum()) - k,
-            "runs": block.get("runs", "")}

@@ -78,8 +78,9 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
             a, p = adaptive_of(card), a["params"]
             checked = ("; worst case with the self-checks' runs (evasion and detection: the joint attack's own)"
                        if a["checked"] else "")
+            own = "; ".join(f"{m['attack']} alone {percent(m['robust_accuracy'])}" for m in a.get("members", []))
             rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "
-                                                                       f"{p.get('steps')} steps"),
+                                                                       f"{p.get('steps')} steps" + (f"; {own}" if own else "")),
                          cell_of(a.get("n")), _pct(a.get("evasion_rate")), cell_of(None), _pct(a.get("detection_rate")),
                          cell_of(None), cell_of(None), cell_of(None), cell_of(None),
                          _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")) + checked, "robust")])

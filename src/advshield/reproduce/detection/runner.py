@@ -12,7 +12,8 @@ import torch
 
 from advshield.detectors.defense_gan import Projection
 from advshield.device import module_device
-from advshield.evaluation.detection import DetectionRun, default_adaptive, detection_experiment
+from advshield.evaluation.detection import DetectionRun, detection_experiment
+from advshield.evaluation.detection_adaptive import default_adaptive
 from advshield.evaluation.figures import grouped_bars, image_rows
 from advshield.experiment import RunContext
 from advshield.io import atomic_write_json
@@ -39,7 +40,7 @@ def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Pa
         preset.target, kind, preset.settings(budget), folder, ctx, fpr=preset.fpr, n_train=budget.n_train,
         n_calibration=budget.n_calibration, epochs=epochs, n=budget.n_test,
         dataset=preset.dataset.value, adaptive=n_adaptive,
-        adaptive_setting=default_adaptive(budget.adaptive_eps, budget.adaptive_steps),
+        adaptive_settings=default_adaptive(budget.adaptive_eps, budget.adaptive_steps),
         projection=Projection(steps=budget.gan_steps, restarts=budget.gan_restarts, lr=budget.gan_search_lr,
                               final_lr=budget.gan_search_lr / 10),
         max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine,
