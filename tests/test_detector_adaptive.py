@@ -199,4 +199,6 @@ def test_apgd_starts_its_first_restart_at_the_clean_image_only_against_a_detecto
     with torch.enable_grad():
         create_attack("apgd-ce", eps=1e-3, steps=3).perturb(Pipeline(model).surface("white-box"), x[:8], y[:8], None,
                                                            torch.Generator().manual_seed(0))
-    assert [clean for clean, _ in starts] == [False]
+        create_attack("apgd-ce", eps=1e-3, steps=3, detector_start="random").perturb(
+            Pipeline(model, detector=det).surface("adaptive"), x[:8], y[:8], None, torch.Generator().manual_seed(0))
+    assert [clean for clean, _ in starts] == [False, False]  # no detector; the reference start asked for

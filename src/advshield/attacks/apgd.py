@@ -29,12 +29,6 @@ def dlr_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | 
 LOSSES = {"ce": attack_loss, "dlr": dlr_loss}
 
 
-def guarded(surface) -> bool:
-    """A surface with a detector: the first restart starts at the clean image, near the unflagged errors (from
-    the eps-sphere, 100 steps never got back under MagNet's threshold on MNIST at eps 0.3: 0 of 40 broken, 32)."""
-    return getattr(surface, "detector", None) is not None
-
-
 def checkpoints(steps: int) -> list[int]:
     """Iteration counts after which the step size is checked (Sec. 3.2).
 
@@ -58,13 +52,22 @@ class APGDBase(Attack):
     targeted_runs = False
     alpha, rho = 0.75, 0.75  # momentum (Alg. 1) and the condition-1 threshold (Eq. 4)
 
-    def __init__(self, eps: float | None, norm: str, steps: int, restarts: int, loss: str, early_stop: bool) -> None:
+    def __init__(self, eps: float | None, norm: str, steps: int, restarts: int, loss: str, early_stop: bool,
+                 detector_start: str = "clean") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
+        if detector_start not in ("clean", "random"):
+            raise InputError(f"detector_start must be 'clean' or 'random', got {detector_start!r}")
+        self.detector_start = detector_start
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
         if loss not in LOSSES:
             raise InputError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
         self.loss, self.early_stop = loss, bool(early_stop)
+
+    def _clean_first(self, surface) -> bool:
+        # Against a detector the first restart starts at x, near the unflagged errors: from the eps-sphere, 100
+        # steps never got back under MagNet's threshold on MNIST at eps 0.3 (0 of 40 images broken; 32 from x).
+        return self.detector_start == "clean" and getattr(surface, "detector", None) is not None
 
     # -- geometry --------------------------------------------------------------------------------------
     def _project(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +175,7 @@ class APGDBase(Attack):
                 sub = (lambda t: None if t is None else t[todo])
                 r_adv, fooled, r_loss = self._run(surface, x[todo], labels[todo], sub(loss_target),
                                                   sub(success_target), generator,
-                                                  clean_start=restart == 0 and guarded(surface))
+                                                  clean_start=restart == 0 and self._clean_first(surface))
                 keep = fooled | (r_loss > best[todo])
                 adv[todo[keep]], best[todo[keep]] = r_adv[keep], r_loss[keep]
                 todo = todo[~fooled]
@@ -190,14 +193,15 @@ class APGD(APGDBase):
     (``early_stop``); ``restarts`` re-run, from a new random start, only the points still robust.
     Targeted with ``target``: the loss is -CE(target) (or the targeted DLR).
     Norm: ``norm`` = 'linf' or 'l2'. Defaults (AutoAttack): eps = 8/255 (L-inf) or 0.5 (L2),
-    steps = 100, restarts = 1, loss = 'ce'.
+    steps = 100, restarts = 1, loss = 'ce'; detector_start = 'clean' (against a detector the first restart
+    starts at the clean image, later ones on the eps-sphere; 'random': every restart on the sphere).
     """
 
     name = "apgd-ce"
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
-                 loss: str = "ce", early_stop: bool = True) -> None:
-        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+                 loss: str = "ce", early_stop: bool = True, detector_start: str = "clean") -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop, detector_start)
 
     def min_classes(self, targeted: bool = False) -> int:  # the DLR loss (Eq. 6) reads the 3rd (targeted: 4th) logit
         return (4 if targeted else 3) if self.loss == "dlr" else 2
@@ -215,8 +219,8 @@ class APGDDLR(APGD):
     name = "apgd-dlr"
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
-                 loss: str = "dlr", early_stop: bool = True) -> None:
-        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+                 loss: str = "dlr", early_stop: bool = True, detector_start: str = "clean") -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop, detector_start)
 
 
 @register_attack("apgd-t", norm="linf", family="apgd")
@@ -240,8 +244,8 @@ class APGDT(APGDBase):
 
     def __init__(self, eps: float | None = None, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  n_target_classes: int = 9, loss: str = "dlr", early_stop: bool = True,
-                 parallel_targets: bool | None = None) -> None:
-        super().__init__(eps, norm, steps, restarts, loss, early_stop)
+                 parallel_targets: bool | None = None, detector_start: str = "clean") -> None:
+        super().__init__(eps, norm, steps, restarts, loss, early_stop, detector_start)
         self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
         self.parallel_targets = None if parallel_targets is None else bool(parallel_targets)
         self.max_rows: int | None = None  # rows per model call; None: the batch given (AutoAttack sets its own)
@@ -278,7 +282,8 @@ class APGDT(APGDBase):
                 rows = (lambda t: t[todo].repeat(k, *([1] * (t.ndim - 1))))
                 groups = torch.arange(m, device=x.device).repeat(k) if k > 1 else None
                 r_adv, fooled, r_loss = self._run(surface, rows(x), rows(labels), torch.cat([t[todo] for t in chunk]),
-                                                  None, generator, groups, restart == 0 and guarded(surface))
+                                                  None, generator, groups,
+                                                  restart == 0 and self._clean_first(surface))
                 fooled, r_loss = fooled.view(k, m), r_loss.view(k, m)
                 hit = fooled.any(0)
                 pick = torch.where(hit, fooled.float().argmax(0), r_loss.argmax(0))  # first target that fooled
