@@ -28,6 +28,7 @@ from common import atomic_write, detection_run_pipeline, git_commit  # benchmark
 DEFAULT = ['pgd {"eps": 0.3, "steps": 50, "abs_stepsize": 0.015, "early_stop": true}',
            'pgd {"eps": 0.3, "steps": 200, "abs_stepsize": 0.003, "early_stop": true}',
            'apgd-ce {"eps": 0.3, "steps": 100}',
+           'apgd-ce {"eps": 0.3, "steps": 100, "detector_start": "random"}',
            'pgd-l2 {"eps": 3.0, "steps": 100, "early_stop": true}']
 
 

@@ -45,20 +45,26 @@ class AutoAttack(Attack):
     members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
     A member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped and
     named in ``info['skipped_members']`` (a binary classifier is attacked with APGD-CE, FAB-T and Square).
-    Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard'.
+    Norm: ``norm`` = 'linf' or 'l2'. Defaults: eps = 8/255 (L-inf) or 0.5 (L2), version = 'standard',
+    detector_start = 'clean' (the APGD members' first restart against a detector, see APGD).
     """
 
     name, randomized, supports_targeted = "autoattack", True, False
     detector_aware = reads_detector_switch = True  # its APGD members read the switch; FAB-T ignores the detector
 
-    def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard") -> None:
+    def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard",
+                 detector_start: str = "clean") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         if version not in VERSIONS:
             raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        self.version = version
+        if detector_start not in ("clean", "random"):
+            raise InputError(f"detector_start must be 'clean' or 'random', got {detector_start!r}")
+        self.version, self.detector_start = version, detector_start
 
     def members(self) -> list[Attack]:
-        return [ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw) for name, kw in VERSIONS[self.version]]
+        start = {"detector_start": self.detector_start}  # the APGD members' start against a detector
+        return [ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw,
+                               **(start if name.startswith("apgd") else {})) for name, kw in VERSIONS[self.version]]
 
     def _surface(self, surface):
         if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None

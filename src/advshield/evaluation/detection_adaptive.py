@@ -47,7 +47,8 @@ def adaptive_row(settings: Sequence[AttackSetting], victim: Target, detector: De
     members, unbroken, clean, first = [], None, None, None
     for setting in settings:
         r = acquire_set(setting, victim, data, ctx, dataset=dataset, detector=detector, detector_id=detector_id).result
-        own, clean = r.unbroken.cpu(), r.clean_correct.cpu()
+        own = r.unbroken.cpu()
+        clean = r.clean_correct.cpu() if clean is None else clean & r.clean_correct.cpu()  # right, unflagged in all
         first = own if first is None else first
         unbroken = own if unbroken is None else unbroken & own
         members.append({"attack": setting.attack, "params": setting.create().params(), **_rates(own, clean)})

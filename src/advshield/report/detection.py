@@ -76,7 +76,7 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
         label = cell_of(k, attack_labels.get(k, k))
         if k == ADAPTIVE:
             a, p = adaptive_of(card), a["params"]
-            checked = ("; worst case with the self-checks' runs (evasion and detection: the joint attack's own)"
+            checked = ("; worst case with the self-checks' runs (evasion and detection: the joint attacks' worst case)"
                        if a["checked"] else "")
             own = "; ".join(f"{m['attack']} alone {percent(m['robust_accuracy'])}" for m in a.get("members", []))
             rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "

@@ -83,6 +83,21 @@ def _reconstruction_tables(preset: DetectionPreset, s: dict) -> list[str]:
             *_table(["detector", "legitimate"] + cols, l2_rows), ""]
 
 
+ATTACK_NAMES = {"apgd-ce": "APGD-CE (its first restart from the clean image)",
+                "pgd": "PGD (step 2.5 eps / steps)"}
+
+
+def _attacks_named(s: dict) -> str:
+    """The detector-aware attacks the cards ran, in order (a card from before the worst case ran PGD alone)."""
+    names: list[str] = []
+    for d in s["detectors"].values():
+        a = d["attacks"].get("adaptive-joint") or {}
+        for m in a.get("members") or [{"attack": a.get("attack", "pgd")}]:
+            label = ATTACK_NAMES.get(m["attack"], m["attack"])
+            names += [label] if label not in names else []
+    return " and ".join(names) or "PGD"
+
+
 def _adaptive(s: dict) -> list[str]:
     rows = []
     for kind, d in s["detectors"].items():
@@ -102,8 +117,7 @@ def _adaptive(s: dict) -> list[str]:
         return []
     return ["## Adaptive attack (beyond the paper)", "",
             "The attack engine's adaptive threat against classifier + detector at the calibrated threshold: L-inf "
-            "APGD-CE (its first restart from the clean image) and L-inf PGD (step 2.5 eps / steps), each on Carlini "
-            "& Wagner 2017's joint objective max(margin + 0.1, 0) + c x the score's excess over the threshold "
+            f"{_attacks_named(s)}, each on Carlini & Wagner 2017's joint objective max(margin + 0.1, 0) + c x the score's excess over the threshold "
             "(relative to it), at c = 1, 10, 100 and then the per-image switch (the classifier until misclassified, "
             "then the score alone), each run on the images no earlier one broke (Defense-GAN differentiated with "
             "its latent search held fixed, BPDA). The joint attacks' columns are the per-image worst case over the "
