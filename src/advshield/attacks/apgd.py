@@ -10,6 +10,13 @@ from advshield.attacks.checks import check_classes
 from advshield.attacks.norms import l2_norm, norm_and_eps
 from advshield.errors import InputError
 
+def check_detector_start(value: str) -> str:
+    """Where APGD's first restart starts against a detector: 'clean' (at x) or 'random' (the eps-sphere)."""
+    if value not in ("clean", "random"):
+        raise InputError(f"detector_start must be 'clean' or 'random', got {value!r}")
+    return value
+
+
 def dlr_loss(logits: torch.Tensor, labels: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
     """Difference of Logits Ratio, per sample, to maximise (Croce & Hein 2020, Eq. 6).
 
@@ -55,9 +62,7 @@ class APGDBase(Attack):
     def __init__(self, eps: float | None, norm: str, steps: int, restarts: int, loss: str, early_stop: bool,
                  detector_start: str = "clean") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
-        if detector_start not in ("clean", "random"):
-            raise InputError(f"detector_start must be 'clean' or 'random', got {detector_start!r}")
-        self.detector_start = detector_start
+        self.detector_start = check_detector_start(detector_start)
         self.steps = check_positive_int(steps, "steps")
         self.restarts = check_positive_int(restarts, "restarts")
         if loss not in LOSSES:
@@ -65,8 +70,7 @@ class APGDBase(Attack):
         self.loss, self.early_stop = loss, bool(early_stop)
 
     def _clean_first(self, surface) -> bool:
-        # Against a detector the first restart starts at x, near the unflagged errors: from the eps-sphere, 100
-        # steps never got back under MagNet's threshold on MNIST at eps 0.3 (0 of 40 images broken; 32 from x).
+        # From the eps-sphere 100 steps never got under MagNet's threshold (MNIST, eps 0.3: 0 of 40 broken; 32 from x)
         return self.detector_start == "clean" and getattr(surface, "detector", None) is not None
 
     # -- geometry --------------------------------------------------------------------------------------

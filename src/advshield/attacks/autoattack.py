@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from advshield.attacks.apgd import check_detector_start
 from advshield.attacks.norms import norm_and_eps
 from advshield.attacks.ensemble import CLEAN_FOOLED, ROBUST, member_robust_accuracy  # noqa: F401
 from advshield.attacks.base import ATTACKS, Attack, check_output, register_attack, succeeded
@@ -57,9 +58,7 @@ class AutoAttack(Attack):
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
         if version not in VERSIONS:
             raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
-        if detector_start not in ("clean", "random"):
-            raise InputError(f"detector_start must be 'clean' or 'random', got {detector_start!r}")
-        self.version, self.detector_start = version, detector_start
+        self.version, self.detector_start = version, check_detector_start(detector_start)
 
     def members(self) -> list[Attack]:
         start = {"detector_start": self.detector_start}  # the APGD members' start against a detector
