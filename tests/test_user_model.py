@@ -107,7 +107,8 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     assert [(r["threat"], r["attack"]) for r in result.rows] == [  # the ensemble is added at the first eps budget
         ("white-box", "fgsm"), ("adaptive", "fgsm"), ("white-box", "pgd"), ("adaptive", "pgd"),
         ("adaptive", "autoattack")]
-    assert result.rows[-1]["params"] == {"eps": 0.25, "norm": "linf", "version": "standard"}
+    assert result.rows[-1]["params"] == {"eps": 0.25, "norm": "linf", "version": "standard",
+                                        "detector_start": "clean"}  # its APGD members' start against a detector
     assert any("AutoAttack ensemble" in note for note in card["notes"])
     assert all(r["clean_accuracy"] == 1.0 and r["n"] == 12 for r in result.rows)
     # the quantiser carries no gradient: measured, and the adaptive attacks went through BPDA
