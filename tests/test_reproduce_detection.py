@@ -139,3 +139,23 @@ def test_report_lists_each_detectors_red_flags_or_says_none_fired():
     assert "None fired." in _red_flags(summary)
     del summary["detectors"]["cmag-ssim"]["red_flags"]
     assert any(line.startswith("Not checked for") for line in _red_flags(summary))
+
+
+def test_ablation_detectors_red_flags_reach_both_reports(tmp_path):
+    """The Fig. 4 ablation's CMAG is calibrated like the others: its failed checks are listed, named, in the
+    markdown Red flags and in the HTML page (the committed MNIST run's ablation flagged 11.3 % at 5 % FPR)."""
+    from advshield.report.detection import detection_page
+    from advshield.reproduce.detection.report import ABLATION_LABEL, _red_flags, ablation_flags
+
+    flag = {"check": "fpr-above-target", "detail": "flags 11.3 % of the 300 clean test images"}
+    summary = {"detectors": {"cmag-ssim": {"red_flags": []}}, "ablation": {"red_flags": [flag]}}
+    lines = _red_flags(summary)
+    assert f"- {ABLATION_LABEL}: **fpr-above-target**: flags 11.3 % of the 300 clean test images" in lines
+    assert "None fired." not in lines
+    card = {"detector": "cmag-ssim", "target": "a-net", "target_sha256": "0" * 64, "dataset": "mnist",
+            "n_test": 10, "clean_accuracy": 1.0, "clean_accuracy_unflagged": 0.9, "clean_fpr": 0.1,
+            "fpr_target": 0.05, "attacks": {}, "red_flags": []}
+    page = detection_page([card], extra_flags=ablation_flags(summary))
+    assert [f["detail"] for f in page["red_flags"]] == [f"{ABLATION_LABEL}: {flag['detail']}"]
+    summary["ablation"] = None  # a run without the ablation
+    assert "None fired." in _red_flags(summary) and ablation_flags(summary) == []

@@ -27,9 +27,10 @@ def _pct(v: float | None, note: str = "", cls: str = "") -> dict:
 
 
 def worst_oblivious(card: dict) -> tuple[str, dict] | None:
-    """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry)."""
+    """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry); a tie
+    goes to the first key in sorted order, so a card read back from JSON (keys sorted) names the same attack."""
     oblivious = [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and a.get("robust_accuracy") is not None]
-    return min(oblivious, key=lambda ka: ka[1]["robust_accuracy"]) if oblivious else None
+    return min(oblivious, key=lambda ka: (ka[1]["robust_accuracy"], ka[0])) if oblivious else None
 
 
 def adaptive_of(card: dict) -> dict | None:
@@ -103,9 +104,11 @@ def _reconstruction_rows(card: dict, name: str, attack_labels: dict[str, str]) -
 
 
 def detection_page(cards: list[dict], names: dict[str, str] | None = None,
-                   attack_labels: dict[str, str] | None = None, summary: list[str] | None = None) -> dict:
+                   attack_labels: dict[str, str] | None = None, summary: list[str] | None = None,
+                   extra_flags: list[dict] | None = None) -> dict:
     """The page (see :func:`advshield.report.html.render_page`) of one or several detection cards on the same
-    target; ``names``: detector kind -> how to call it; ``attack_labels``: attack key -> column name."""
+    target; ``names``: detector kind -> how to call it; ``attack_labels``: attack key -> column name;
+    ``extra_flags``: red flags of detectors the page has no card for (e.g. a reproduction's ablation)."""
     names, labels = names or {}, attack_labels or {}
     first = cards[0]
     clean = first.get("clean_accuracy")
@@ -154,7 +157,7 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
                                    ("ssim_min", "SSIM min"), ("l2", "L2 mean"), ("l2_max", "L2 max")]})
     return {"summary": summary or [f"{first['target']} (sha256 {str(first['target_sha256'])[:12]}...) on "
                                    f"{first['dataset']}, seed {first.get('seed', 0)}"],
-            "headline": headline, "red_flags": flags, "tables": tables, "notes": first.get("notes") or [],
+            "headline": headline, "red_flags": flags + list(extra_flags or []), "tables": tables, "notes": first.get("notes") or [],
             "verdict": {"id": "verdict-table", "rows": verdict, "columns": [
                 ("detector", "detector"), ("n", "test images"), ("clean", "clean accuracy"),
                 ("clean_unflagged", "clean, right and unflagged"), ("fpr", "clean FPR (test)"),
@@ -169,10 +172,12 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
 
 def write_detection_html(cards: list[dict], path: str | Path, title: str = "advshield detection", *,
                          names: dict[str, str] | None = None, attack_labels: dict[str, str] | None = None,
-                         summary: list[str] | None = None, figures: list[str | Path] | None = None) -> Path:
+                         summary: list[str] | None = None, figures: list[str | Path] | None = None,
+                         extra_flags: list[dict] | None = None) -> Path:
     """Write the self-contained ``report.html`` of ``cards`` at ``path`` (figures relative to its folder)."""
     path = Path(path)
-    html = render_page(title, detection_page(cards, names, attack_labels, summary), figures, base=path.parent)
+    html = render_page(title, detection_page(cards, names, attack_labels, summary, extra_flags), figures,
+                       base=path.parent)
     atomic_write_bytes(path, html.encode("utf-8"))
     return path
 

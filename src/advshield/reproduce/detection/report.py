@@ -152,14 +152,26 @@ def _ablation(preset: DetectionPreset, s: dict) -> list[str]:
                     rows), ""]
 
 
+ABLATION_LABEL = "CMAG, weighted-average ablation (Fig. 4)"
+
+
+def ablation_flags(s: dict) -> list[dict]:
+    """The Fig. 4 ablation detector's red flags (its threshold is calibrated like the others' and checked the
+    same way), with the detector named in the detail."""
+    return [{"check": f["check"], "detail": f"{ABLATION_LABEL}: {f['detail']}"}
+            for f in (s.get("ablation") or {}).get("red_flags", [])]
+
+
 def _red_flags(s: dict) -> list[str]:
-    """Every detector card's red flags, always as a section (``None fired.`` when none did)."""
+    """Every detector card's red flags and the ablation's, always as a section (``None fired.`` when none did)."""
     flags, unchecked = [], []
     for kind, d in s["detectors"].items():
         name = DETECTOR_LABELS.get(kind, kind)
         if "red_flags" not in d:
             unchecked.append(name)
         flags += [f"{name}: **{f['check']}**: {f['detail']}" for f in d.get("red_flags", [])]
+    flags += [f"{ABLATION_LABEL}: **{f['check']}**: {f['detail']}"
+              for f in (s.get("ablation") or {}).get("red_flags", [])]
     lines = ["## Red flags", "",
              "Checks run on every detector: the threshold calibrated on held-out training images must not flag "
              "clearly more clean test images than the stated FPR (the whole 95 % interval above it), every oblivious "

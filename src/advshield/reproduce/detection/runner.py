@@ -21,7 +21,7 @@ from advshield.report import write_detection_html
 from advshield.report.detection import robust_groups
 from advshield.reproduce.detection.gradients import preset_gradients
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
-from advshield.reproduce.detection.report import write_detection_report
+from advshield.reproduce.detection.report import ablation_flags, write_detection_report
 from advshield.reproduce.core import run_header
 
 N_FIGURE = 8
@@ -139,6 +139,19 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
         "ablation": ablation.summary if ablation else None, "figures": figures, "gradients": gradients,
     }
     atomic_write_json(out / "reproduction.json", summary)
+    write_detection_reports(preset, summary, out)
+    log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
+    return summary
+
+
+def write_detection_reports(preset: DetectionPreset, summary: dict, out: Path) -> None:
+    """``report.md``, the robust-accuracy bars and ``report.html`` of a run, from its summary alone (so a committed
+    ``reproduction.json`` can be re-rendered after a report change)."""
+    command, order = summary.get("command"), list(preset.attacks)
+    summary = {**summary, "detectors": {  # the preset's attack order, also for a summary read back from JSON
+        kind: {**card, "attacks": dict(sorted(card["attacks"].items(), key=lambda ka: (
+            order.index(ka[0]) if ka[0] in order else len(order), ka[0])))}
+        for kind, card in summary["detectors"].items()}}
     write_detection_report(preset, summary, out / "report.md")
     cards, labels = list(summary["detectors"].values()), {k: a.label or k for k, a in preset.attacks.items()}
     bars = grouped_bars(robust_groups(cards, DETECTOR_LABELS, labels), f"{preset.title}: robust accuracy at the "
@@ -148,8 +161,7 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
                          names=DETECTOR_LABELS, attack_labels=labels,
                          summary=[f"Regenerate with {command or 'advshield reproduce ' + preset.name}; paper "
                                   f"{preset.paper}; target {preset.target} on {preset.dataset.value}, "
-                                  f"{budget.n_test} test images"],
-                         figures=[str(bars.relative_to(out))] + list(figures.values())
-                         + list((gradients or {}).get("figures", {}).values()))
-    log(f"== done in {summary['seconds'] / 60:.1f} min: {out / 'report.md'}")
-    return summary
+                                  f"{summary['budget']['n_test']} test images"],
+                         figures=[str(bars.relative_to(out))] + list(summary.get("figures", {}).values())
+                         + list((summary.get("gradients") or {}).get("figures", {}).values()),
+                         extra_flags=ablation_flags(summary))
