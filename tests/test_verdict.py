@@ -88,3 +88,21 @@ def test_the_self_checks_runs_at_the_budget_join_the_worst_case_on_the_images_th
     assert check_mask(at_budget, 5, ("linf", 0.1)) is None
     health = {"adaptive pgd": {"after_checks": at_budget}, "adaptive cw": {"skipped": "no eps"}}
     assert headline(rows, masks, health=health)["adaptive_worst_case"]["accuracy"] == 0.5
+
+
+def test_member_lines_keep_running_order_for_a_card_read_back_from_json():
+    """robust_accuracy_after is written with sorted keys: the line still starts at clean and follows the members
+    in the order they ran (the cumulative numbers never rise), also when later members tie at zero."""
+    import json
+
+    from advshield.report.verdict import member_lines
+
+    row = {"attack": "autoattack", "threat": "adaptive",
+           "robust_accuracy_after": {"clean": 0.776, "apgd-ce": 0.01, "apgd-t": 0.0, "fab-t": 0.0, "square": 0.0}}
+    expected = ("autoattack (adaptive), robust accuracy after each member: clean 0.7760, apgd-ce 0.0100, "
+                "apgd-t 0.0000, fab-t 0.0000, square 0.0000.")
+    assert member_lines([row]) == [expected]
+    assert member_lines([json.loads(json.dumps(row, sort_keys=True))]) == [expected]
+    row["robust_accuracy_after"] = {"clean": 0.5, "apgd-ce": 0.5, "apgd-t": 0.5}  # nothing broken: clean first
+    assert member_lines([json.loads(json.dumps(row, sort_keys=True))])[0].endswith(
+        "clean 0.5000, apgd-ce 0.5000, apgd-t 0.5000.")

@@ -146,9 +146,14 @@ def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
 
 def member_lines(rows: list[dict], name: Callable[[dict], str] = lambda r: r["attack"]) -> list[str]:
     """One line per ensemble row that kept its per-member record: the robust accuracy after each member
-    (cumulative: an image counts if it is correct under that member and every one before it)."""
+    (cumulative: an image counts if it is correct under that member and every one before it), in running order:
+    clean first, then non-increasing (a card read back from JSON has its keys sorted; ties keep that order,
+    which for AutoAttack's members is also their running order)."""
+    def ordered(after: dict) -> list:
+        return sorted(after.items(), key=lambda mv: (mv[0] != "clean", -mv[1]))
+
     return [f"{name(r)} ({threat_label(r['threat'])}), robust accuracy after each member: "
-            + ", ".join(f"{m} {v:.4f}" for m, v in r["robust_accuracy_after"].items()) + "."
+            + ", ".join(f"{m} {v:.4f}" for m, v in ordered(r["robust_accuracy_after"])) + "."
             + (f" Skipped (the model has too few classes for their loss): {', '.join(r['skipped_members'])}."
                if r.get("skipped_members") else "")
             for r in rows if r.get("robust_accuracy_after")]
