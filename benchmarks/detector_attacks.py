@@ -29,6 +29,7 @@ DEFAULT = ['pgd {"eps": 0.3, "steps": 50, "abs_stepsize": 0.015, "early_stop": t
            'pgd {"eps": 0.3, "steps": 200, "abs_stepsize": 0.003, "early_stop": true}',
            'apgd-ce {"eps": 0.3, "steps": 100}',
            'apgd-ce {"eps": 0.3, "steps": 100, "detector_start": "random"}',
+           'apgd-ce {"eps": 0.3, "steps": 100, "restarts": 2}',
            'pgd-l2 {"eps": 3.0, "steps": 100, "early_stop": true}']
 
 

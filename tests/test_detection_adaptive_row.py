@@ -55,3 +55,20 @@ def test_the_checks_lower_the_row_only_on_images_no_attack_broke():
 def test_no_attack_is_refused():
     with pytest.raises(ValueError, match="at least one"):
         adaptive_row([], None, None, {}, None, SimpleNamespace(log=print), "mnist")
+
+
+def test_default_apgd_runs_both_starts_and_the_report_names_them():
+    """Neither APGD start wins on every detector (MagNet: the clean start; CMAG: the sphere), so the default row's
+    APGD-CE has two restarts, the first from x, the second from the eps-sphere on the images the first left."""
+    from advshield.reproduce.detection.report import _attacks_named
+
+    apgd, pgd = (s.create() for s in default_adaptive(0.3, 10))
+    assert (apgd.name, apgd.restarts, apgd.detector_start, apgd.steps) == ("apgd-ce", 2, "clean", 10)
+    assert pgd.name == "pgd" and pgd.params()["stepsize"] == pytest.approx(0.075)
+    card = {"attacks": {"adaptive-joint": {"members": [{"attack": "apgd-ce", "params": apgd.params()},
+                                                        {"attack": "pgd", "params": pgd.params()}]}}}
+    assert _attacks_named({"detectors": {"cmag-ssim": card}}) == (
+        "APGD-CE (its first restart from the clean image, 1 more from the eps-sphere) and PGD (step 2.5 eps / steps)")
+    card["attacks"]["adaptive-joint"]["members"][0]["params"] = {"eps": 0.3, "steps": 100}  # a card of one restart
+    assert _attacks_named({"detectors": {"cmag-ssim": card}}).startswith("APGD-CE (its first restart from the "
+                                                                         "clean image) and")

@@ -1,6 +1,7 @@
 """Detection presets (``kind: detection``): validation, an end-to-end tiny run, and reconstruction statistics."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -122,6 +123,13 @@ def test_tiny_detection_reproduction_end_to_end(tmp_path):
     assert "Fig. 4 ablation" in report and "clean FPR" in report and "tiny budget" in report
     assert "Fewer than 500 images because a tiny test." in report
     assert "## Red flags" in report and report.index("## Red flags") < report.index("## Detection")
+    # the committed reproduction.json (keys sorted) renders the same report.md and report.html as the run did
+    from advshield.reproduce.detection.runner import write_detection_reports
+    again = tmp_path / "again"
+    shutil.copytree(out / "figures", again / "figures")  # the run's figures, which the HTML inlines
+    write_detection_reports(load_preset(_write(tmp_path, TINY)), s, again)
+    assert (again / "report.md").read_text() == report
+    assert (again / "report.html").read_text() == (out / "report.html").read_text()
     assert "self-checks did not run" not in report and "worst case with the self-checks" in report
     assert {"fig2", "fig3-fgsm-0.3", "fig3-cw-9", "fig5-cw-9"} <= set(s["figures"])  # Fig. 2: legit, CW, FGSM
     for fig in s["figures"].values():

@@ -109,7 +109,8 @@ def detect_cmd(
     gan_search_lr: float = typer.Option(10.0, help="Defense-GAN: initial rate of the latent search (decays 10x)."),
     gan_lr: float = typer.Option(1e-4, help="Defense-GAN: Adam rate of the WGAN-GP training."),
     adaptive: int = typer.Option(0, min=0, help="Also attack this many test images with the joint loss "
-                                                "(misclassify and stay under the threshold): APGD-CE and PGD, "
+                                                "(misclassify and stay under the threshold): APGD-CE (two "
+                                                "restarts: from the clean image, then the eps-sphere) and PGD, "
                                                 "per-image worst case."),
     adaptive_eps: float = typer.Option(0.3, help="L-inf budget of the adaptive attacks."),
     adaptive_steps: int = typer.Option(100, min=1, help="Steps of each adaptive attack (PGD's step: 2.5 eps / "

@@ -26,6 +26,15 @@ def _pct(v: float | None, note: str = "", cls: str = "") -> dict:
     return cell_of(None if v is None or v != v else v, percent(None if v is None or v != v else v), note, cls)
 
 
+def apgd_starts(params: dict) -> str:
+    """Where an APGD card's restarts start against a detector, from its parameters (a card without the keys ran
+    the defaults: one restart, from the clean image)."""
+    more = int(params.get("restarts", 1)) - 1
+    if params.get("detector_start", "clean") == "random":
+        return "every restart from the eps-sphere" if more else "from the eps-sphere"
+    return "its first restart from the clean image" + (f", {more} more from the eps-sphere" if more else "")
+
+
 def worst_oblivious(card: dict) -> tuple[str, dict] | None:
     """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry); a tie
     goes to the first key in sorted order, so a card read back from JSON (keys sorted) names the same attack."""
@@ -47,7 +56,9 @@ def verdict_of(card: dict) -> dict:
     """The verdict numbers of one detection card, as the report shows them; the adaptive one is the joint attack's
     worst case with its self-checks' runs where they ran (:func:`adaptive_of`)."""
     worst, joint = worst_oblivious(card), adaptive_of(card)
-    return {"clean": card.get("clean_accuracy"), "clean_unflagged": card.get("clean_accuracy_unflagged"),
+    ties = sum(1 for k, a in card["attacks"].items() if worst and k not in (ADAPTIVE, worst[0])
+               and a.get("robust_accuracy") == worst[1]["robust_accuracy"])
+    return {"oblivious_ties": ties, "clean": card.get("clean_accuracy"), "clean_unflagged": card.get("clean_accuracy_unflagged"),
             "fpr": card.get("clean_fpr"), "fpr_target": card["fpr_target"], "n": card["n_test"],
             "oblivious": worst[1]["robust_accuracy"] if worst else None, "oblivious_attack": worst[0] if worst else "",
             "oblivious_ci": worst[1]["robust_accuracy_ci95"] if worst else None,
@@ -80,8 +91,11 @@ def _attack_rows(card: dict, name: str, attack_labels: dict[str, str]) -> list[l
             checked = ("; worst case with the self-checks' runs (evasion and detection: the joint attacks' worst case)"
                        if a["checked"] else "")
             own = "; ".join(f"{m['attack']} alone {percent(m['robust_accuracy'])}" for m in a.get("members", []))
+            first = (a.get("members") or [{}])[0].get("attack")
+            starts = f" ({first.upper()}: {apgd_starts(p)})" if first and first.startswith("apgd") else ""
             rows.append([cell_of(name), label, cell_of("adaptive", note=f"{a.get('attack', '')} eps {p.get('eps')}, "
-                                                                       f"{p.get('steps')} steps" + (f"; {own}" if own else "")),
+                                                                       f"{p.get('steps')} steps{starts}"
+                                                                       + (f"; {own}" if own else "")),
                          cell_of(a.get("n")), _pct(a.get("evasion_rate")), cell_of(None), _pct(a.get("detection_rate")),
                          cell_of(None), cell_of(None), cell_of(None), cell_of(None),
                          _pct(a.get("robust_accuracy"), _interval(a.get("robust_accuracy_ci95")) + checked, "robust")])
@@ -119,7 +133,8 @@ def detection_page(cards: list[dict], names: dict[str, str] | None = None,
         kind = card["detector"]
         name, v = names.get(kind, kind), verdict_of(card)
         at = f"{name} at the calibrated {percent(v['fpr_target'])} FPR, robust accuracy"
-        worst = labels.get(v["oblivious_attack"], v["oblivious_attack"])
+        worst = labels.get(v["oblivious_attack"], v["oblivious_attack"]) + (
+            f" (tied with {v['oblivious_ties']} more)" if v["oblivious_ties"] else "")
         headline.append({"id": f"robust-oblivious-{kind}", "label": f"{at}, oblivious attacks", "value": v["oblivious"],
                          "text": percent(v["oblivious"]),
                          "note": f"worst: {worst}; {_interval(v['oblivious_ci'])}" if v["oblivious_ci"] else ""})
@@ -182,4 +197,4 @@ def write_detection_html(cards: list[dict], path: str | Path, title: str = "advs
     return path
 
 
-__all__ = ["detection_page", "robust_groups", "verdict_of", "worst_oblivious", "write_detection_html"]
+__all__ = ["apgd_starts", "detection_page", "robust_groups", "verdict_of", "worst_oblivious", "write_detection_html"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
+from advshield.report.detection import apgd_starts
 from advshield.reproduce.detection.gradients import gradient_section
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionPreset
 from advshield.reproduce.sample_size import MIN_ADAPTIVE
@@ -83,8 +84,13 @@ def _reconstruction_tables(preset: DetectionPreset, s: dict) -> list[str]:
             *_table(["detector", "legitimate"] + cols, l2_rows), ""]
 
 
-ATTACK_NAMES = {"apgd-ce": "APGD-CE (its first restart from the clean image)",
-                "pgd": "PGD (step 2.5 eps / steps)"}
+ATTACK_NAMES = {"pgd": "PGD (step 2.5 eps / steps)"}
+
+
+def _attack_name(member: dict) -> str:
+    if member["attack"] != "apgd-ce":
+        return ATTACK_NAMES.get(member["attack"], member["attack"])
+    return f"APGD-CE ({apgd_starts(member.get('params') or {})})"
 
 
 def _attacks_named(s: dict) -> str:
@@ -93,7 +99,7 @@ def _attacks_named(s: dict) -> str:
     for d in s["detectors"].values():
         a = d["attacks"].get("adaptive-joint") or {}
         for m in a.get("members") or [{"attack": a.get("attack", "pgd")}]:
-            label = ATTACK_NAMES.get(m["attack"], m["attack"])
+            label = _attack_name(m)
             names += [label] if label not in names else []
     return " and ".join(names) or "PGD"
 
@@ -170,7 +176,7 @@ def _red_flags(s: dict) -> list[str]:
         if "red_flags" not in d:
             unchecked.append(name)
         flags += [f"{name}: **{f['check']}**: {f['detail']}" for f in d.get("red_flags", [])]
-    flags += [f"{ABLATION_LABEL}: **{f['check']}**: {f['detail']}"
+    flags += [f"{ABLATION_LABEL}: **{f['check']}**: {f['detail']}"  # named first, as the detectors' are
               for f in (s.get("ablation") or {}).get("red_flags", [])]
     lines = ["## Red flags", "",
              "Checks run on every detector: the threshold calibrated on held-out training images must not flag "

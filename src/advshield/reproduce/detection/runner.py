@@ -144,14 +144,23 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     return summary
 
 
+def _in_order(d: dict, order: list[str]) -> dict:
+    return dict(sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+
+
+def canonical_order(preset: DetectionPreset, summary: dict) -> dict:
+    """The summary with its detectors and each card's attacks in the preset's order (others last, by key) and its
+    figures and phases by key: the same reports from a run's summary and from its JSON (written with keys sorted)."""
+    return {**summary, "figures": _in_order(summary.get("figures") or {}, []),
+            "phases": _in_order(summary.get("phases") or {}, []),
+            "detectors": {kind: {**card, "attacks": _in_order(card["attacks"], list(preset.attacks))}
+                          for kind, card in _in_order(summary["detectors"], list(preset.detectors)).items()}}
+
+
 def write_detection_reports(preset: DetectionPreset, summary: dict, out: Path) -> None:
     """``report.md``, the robust-accuracy bars and ``report.html`` of a run, from its summary alone (so a committed
     ``reproduction.json`` can be re-rendered after a report change)."""
-    command, order = summary.get("command"), list(preset.attacks)
-    summary = {**summary, "detectors": {  # the preset's attack order, also for a summary read back from JSON
-        kind: {**card, "attacks": dict(sorted(card["attacks"].items(), key=lambda ka: (
-            order.index(ka[0]) if ka[0] in order else len(order), ka[0])))}
-        for kind, card in summary["detectors"].items()}}
+    command, summary = summary.get("command"), canonical_order(preset, summary)
     write_detection_report(preset, summary, out / "report.md")
     cards, labels = list(summary["detectors"].values()), {k: a.label or k for k, a in preset.attacks.items()}
     bars = grouped_bars(robust_groups(cards, DETECTOR_LABELS, labels), f"{preset.title}: robust accuracy at the "
