@@ -38,8 +38,12 @@ def apgd_starts(params: dict) -> str:
 def worst_oblivious(card: dict) -> tuple[str, dict] | None:
     """The oblivious attack leaving the lowest robust accuracy at the calibrated threshold: (key, its entry); a tie
     goes to the first key in sorted order, so a card read back from JSON (keys sorted) names the same attack."""
-    oblivious = [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and a.get("robust_accuracy") is not None]
+    oblivious = _oblivious(card)
     return min(oblivious, key=lambda ka: (ka[1]["robust_accuracy"], ka[0])) if oblivious else None
+
+
+def _oblivious(card: dict) -> list[tuple[str, dict]]:
+    return [(k, a) for k, a in card["attacks"].items() if k != ADAPTIVE and a.get("robust_accuracy") is not None]
 
 
 def adaptive_of(card: dict) -> dict | None:
@@ -56,8 +60,8 @@ def verdict_of(card: dict) -> dict:
     """The verdict numbers of one detection card, as the report shows them; the adaptive one is the joint attack's
     worst case with its self-checks' runs where they ran (:func:`adaptive_of`)."""
     worst, joint = worst_oblivious(card), adaptive_of(card)
-    ties = sum(1 for k, a in card["attacks"].items() if worst and k not in (ADAPTIVE, worst[0])
-               and a.get("robust_accuracy") == worst[1]["robust_accuracy"])
+    ties = sum(1 for k, a in _oblivious(card) if worst and k != worst[0]
+               and a["robust_accuracy"] == worst[1]["robust_accuracy"])
     return {"oblivious_ties": ties, "clean": card.get("clean_accuracy"), "clean_unflagged": card.get("clean_accuracy_unflagged"),
             "fpr": card.get("clean_fpr"), "fpr_target": card["fpr_target"], "n": card["n_test"],
             "oblivious": worst[1]["robust_accuracy"] if worst else None, "oblivious_attack": worst[0] if worst else "",

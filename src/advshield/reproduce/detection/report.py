@@ -161,11 +161,14 @@ def _ablation(preset: DetectionPreset, s: dict) -> list[str]:
 ABLATION_LABEL = "CMAG, weighted-average ablation (Fig. 4)"
 
 
+def _ablation_red_flags(s: dict) -> list[dict]:
+    return (s.get("ablation") or {}).get("red_flags", [])
+
+
 def ablation_flags(s: dict) -> list[dict]:
     """The Fig. 4 ablation detector's red flags (its threshold is calibrated like the others' and checked the
-    same way), with the detector named in the detail."""
-    return [{"check": f["check"], "detail": f"{ABLATION_LABEL}: {f['detail']}"}
-            for f in (s.get("ablation") or {}).get("red_flags", [])]
+    same way), with the detector named in the detail (for the HTML page, which has no card for it)."""
+    return [{"check": f["check"], "detail": f"{ABLATION_LABEL}: {f['detail']}"} for f in _ablation_red_flags(s)]
 
 
 def _red_flags(s: dict) -> list[str]:
@@ -176,8 +179,7 @@ def _red_flags(s: dict) -> list[str]:
         if "red_flags" not in d:
             unchecked.append(name)
         flags += [f"{name}: **{f['check']}**: {f['detail']}" for f in d.get("red_flags", [])]
-    flags += [f"{ABLATION_LABEL}: **{f['check']}**: {f['detail']}"  # named first, as the detectors' are
-              for f in (s.get("ablation") or {}).get("red_flags", [])]
+    flags += [f"{ABLATION_LABEL}: **{f['check']}**: {f['detail']}" for f in _ablation_red_flags(s)]  # named first
     lines = ["## Red flags", "",
              "Checks run on every detector: the threshold calibrated on held-out training images must not flag "
              "clearly more clean test images than the stated FPR (the whole 95 % interval above it), every oblivious "

@@ -151,8 +151,8 @@ def _in_order(d: dict, order: list[str]) -> dict:
 def canonical_order(preset: DetectionPreset, summary: dict) -> dict:
     """The summary with its detectors and each card's attacks in the preset's order (others last, by key) and its
     figures and phases by key: the same reports from a run's summary and from its JSON (written with keys sorted)."""
-    return {**summary, "figures": _in_order(summary.get("figures") or {}, []),
-            "phases": _in_order(summary.get("phases") or {}, []),
+    return {**summary, "figures": dict(sorted((summary.get("figures") or {}).items())),
+            "phases": dict(sorted((summary.get("phases") or {}).items())),
             "detectors": {kind: {**card, "attacks": _in_order(card["attacks"], list(preset.attacks))}
                           for kind, card in _in_order(summary["detectors"], list(preset.detectors)).items()}}
 
