@@ -78,7 +78,8 @@ def test_the_switch_run_ascends_the_attack_loss_until_fooled_then_the_hinge_alon
     model, det, x, y = setting
     surface = Pipeline(model, detector=det).surface("adaptive").reweighted(1.0, switch=True)
     wrong = (y + 1) % 10  # labels that every image already "fools": the loss is minus the hinge where flagged
-    xs = torch.cat([x[:10], x[:10] + 0.3 * torch.rand_like(x[:10])]).clamp(0, 1)
+    noise = torch.rand(x[:10].shape, generator=torch.Generator().manual_seed(0))  # not the global RNG's state
+    xs = torch.cat([x[:10], x[:10] + 0.3 * noise]).clamp(0, 1)
     for labels in (y[:10].repeat(2), wrong[:10].repeat(2)):
         loss, _, _ = loss_gradient(surface, xs, labels)
         with torch.no_grad():
