@@ -107,3 +107,5 @@ def test_cli_adaptive_runs_health_checks(tmp_path):
     assert {c["check"] for c in s["health"]["checks"]} == {"convergence", "gradient-free", "unbounded", "beats-noise",
                                                             "gradients"}
     assert s["health"]["attack"] == "pgd" and s["health"]["n"] == 60
+    flagged = {f["check"] for f in s["red_flags"]}  # the failed checks and the 60 images, as a card would say
+    assert {"health: " + c["check"] for c in s["health"]["failures"]} | {"sample-size"} == flagged

@@ -1,5 +1,5 @@
 """The HTML report in a real browser: headless Chromium renders it, runs its script, and the DOM it leaves
-shows the verdict first, the red flags, and tables sorted as the URL asked; a screenshot is kept.
+shows the red flags first, then the verdict, and tables sorted as the URL asked; a screenshot is kept.
 
 Chromium comes from ``scripts/install_browser.sh`` (CI runs it); without a chromium binary the browser
 tests are skipped, the rendering tests still run.
@@ -94,23 +94,28 @@ def report(tmp_path) -> Path:
     return write_html_report(CARD, tmp_path / "report.html")
 
 
-def test_report_is_self_contained_and_verdict_first(report):
+def test_report_is_self_contained_with_red_flags_first_then_the_verdict(report):
     html = report.read_text()
     dom = _dom(html)
-    assert dom.sections[:3] == ["verdict-e0", "red-flags-e0", "rows-e0"] and dom.sections[-1] == "figures"
+    assert dom.sections[:3] == ["red-flags-e0", "verdict-e0", "rows-e0"] and dom.sections[-1] == "figures"
     assert "http://" not in html and "https://" not in html  # opens offline
     assert dom.images and dom.images[0].startswith("data:image/png;base64,")
     head, *body = dom.tables["verdict-table-e0"]
-    assert head[-2:] == ["robust: oblivious (white-box)", "robust: adaptive"]
+    assert head[-2:] == ["robust: oblivious (white-box) (95 % CI)", "robust: adaptive (95 % CI)"]
     assert [r[0].split()[0] for r in body] == ["fgsm", "pgd"]
-    assert body[1][2:] == ["94.0 %", "91.0 %", "0.0 %", "71.0 %", "4.0 %"]  # pgd: clean ... oblivious, adaptive
+    # pgd: clean ... oblivious, adaptive; the card's rows carry no interval, so it is Wilson's of 142 and 8 of 200
+    assert body[1][2:] == ["94.0 %", "91.0 %", "0.0 %", "71.0 % [64.4, 76.8]", "4.0 % [2.0, 7.7]"]
+    assert "recovery of the originally correct images, lowest over the oblivious attacks: 62.0 %" in html
+    rows_head, *rows = dom.tables["rows-table-e0"]
+    assert [r[rows_head.index("robust, 95 % CI")] for r in rows][2:] == ["[64.4, 76.8]", "[2.0, 7.7]"]
     assert "a note <with> markup" in "".join(dom.text)  # escaped in the page, read back as text
 
 
 def test_no_red_flag_says_none_fired():
     dom = _dom(render_html(dict(CARD, red_flags=[], figures=[])))
     assert "None fired." in "".join(dom.text)
-    assert "None fired." in card_markdown(dict(CARD, red_flags=[]))
+    markdown = card_markdown(dict(CARD, red_flags=[]))
+    assert "None fired." in markdown and markdown.index("## Red flags") < markdown.index("## Verdict")
 
 
 def test_missing_figure_is_named_not_fatal(tmp_path):

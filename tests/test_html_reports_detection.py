@@ -63,7 +63,7 @@ def _worst(card: dict) -> tuple[str, dict]:
 def _check_detection_verdict(html: str, cards: list[dict], names: dict[str, str] | None = None,
                              labels: dict[str, str] | None = None) -> None:
     dom, strong = _dom(html), _strong(html)
-    assert dom.sections[:2] == ["verdict", "red-flags"]  # the verdict is the first screen
+    assert dom.sections[:2] == ["red-flags", "verdict"]  # the red flags open the page, then the verdict
     assert float(strong["clean-accuracy"][0]) == cards[0]["clean_accuracy"]
     assert strong["clean-accuracy"][1] == percent(cards[0]["clean_accuracy"])
     head, *rows = dom.tables["verdict-table"]
@@ -156,7 +156,7 @@ def test_propagation_reproduction_writes_a_report(tmp_path):
     card = json.loads((out / "a-net" / "propagation.json").read_text())
     html = (out / "report.html").read_text()
     dom, strong = _dom(html), _strong(html)
-    assert dom.sections[:2] == ["verdict", "red-flags"]
+    assert dom.sections[:2] == ["red-flags", "verdict"]
     for key, value in summary["holds"].items():
         assert strong[f"holds-{key.replace('_', '-')}"] == (value, value)
     head, *rows = dom.tables["verdict-table"]

@@ -141,7 +141,7 @@ def test_the_reproduction_attacks_each_denoiser_and_reports_what_its_card_says(t
     assert summary["red_flags"] == [{"check": f["check"], "detail": "cru-net-for-a-net: " + f["detail"]}
                                     for f in card["red_flags"]]
     dom = _dom((out / "report.html").read_text())
-    assert dom.sections[:2] == ["verdict", "red-flags"]
+    assert dom.sections[:2] == ["red-flags", "verdict"]
     head, *rows = dom.tables["denoisers-under-attack"]
     assert [r[3] for r in rows] == ["oblivious (white-box)", "adaptive"]
     assert [r[6] for r in rows] == [  # the cell shows the value, then its interval as a note

@@ -10,6 +10,8 @@ import subprocess
 import sys
 
 import pytest
+
+from advshield.metrics import wilson_interval
 from typer.testing import CliRunner
 
 from advshield.cli import app
@@ -110,6 +112,10 @@ def test_rows_columns_filled_worst_case_bounded_and_rows_cached(tmp_path):
     md_none = next(ln for ln in table.splitlines() if ln.startswith("| none |")).split(" | ")
     assert md_none[head.index("worst-case recovery")] == f"{100 * none['worst_case_recovery']:.1f} %"
     assert md_none[head.index("oblivious recovery")] == f"{100 * none['oblivious_recovery']:.1f} %"
+    lo, hi = wilson_interval(round(none["oblivious_robust_accuracy"] * none["n"]), none["n"])  # the interval beside it
+    assert md_none[head.index("oblivious")] == (f"{100 * none['oblivious_robust_accuracy']:.1f} % "
+                                                f"[{100 * lo:.1f}, {100 * hi:.1f}]")
+    assert table.index("## Red flags") < table.index("| defense |")  # the red flags open the page
     header, *lines = list(csv.reader((out / "scorecard.csv").open()))
     assert {"clean_accuracy", "oblivious_robust_accuracy", "transfer_robust_accuracy", "worst_case_ci95",
             "oblivious_recovery", "worst_case_recovery", "red_flags", "ms_per_image", "card"} <= set(header)

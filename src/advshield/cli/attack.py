@@ -48,6 +48,8 @@ def attack_cmd(
     from advshield.defenses import DEFENSES, is_restorer
     from advshield.errors import AdvShieldError
     from advshield.experiment import AttackSetting, RunContext, Threat, acquire_set, on_victim
+    from advshield.evaluation.sample_size import sample_size_flags
+    from advshield.evaluation.verdict import health_flags
     from advshield.experiment.health import setting_health
 
     params = parse_params(param)
@@ -83,6 +85,14 @@ def attack_cmd(
         for c in summary["health"].get("failures", []):
             notes.print(f"[red]warning: health check '{c['check']}' failed: {c['detail']} (gradients may be "
                         "masked; do not trust these numbers)[/red]")
+    if setting.threat.adaptive:  # as an evaluation card's: failed checks, then the sample size of this one attack
+        ci = summary["adv_accuracy_ci95"] or (0.0, 1.0)
+        block = {"n": summary["n"], "accuracy": summary["adv_accuracy"], "ci95": list(ci)}
+        summary["red_flags"] = (health_flags({str(setting.threat) + " " + attack: summary["health"]})
+                                if "health" in summary else []) + sample_size_flags({"adaptive_worst_case": block})
+        notes.print("Red flags: " + ("; ".join(f"{f['check']}: {f['detail']}" for f in summary["red_flags"])
+                                     or "none fired") + ("" if "health" in summary else " (health checks off)"),
+                    markup=False)
     if as_json:
         print(json.dumps(summary, indent=2))
         return

@@ -17,6 +17,7 @@ from advshield.detectors.base import report_batches
 from advshield.errors import InputError
 from advshield.evaluation.detection_adaptive import adaptive_row, default_adaptive, worst_case_with_checks
 from advshield.evaluation.figures import grouped_bars
+from advshield.evaluation.sample_size import sample_size_flags
 from advshield.evaluation.verdict import health_flags
 from advshield.experiment import AttackSetting, RunContext, acquire_set
 from advshield.experiment.health import setting_health
@@ -70,7 +71,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          adaptive: int = 0, adaptive_settings: Sequence[AttackSetting] | None = None,
                          max_rule_n: int = 0,
                          gan_lr: float = 1e-4, cmag_combine: str = "attention",
-                         checkpoint: str | Path | None = None, checks: int = 0) -> DetectionRun:
+                         checkpoint: str | Path | None = None, checks: int = 0,
+                         sample_reason: str | None = None) -> DetectionRun:
     """``adaptive`` > 0: also attack that many test images with the joint loss (misclassify and stay under
     the threshold), with each of ``adaptive_settings`` (default :func:`default_adaptive`), and report how many
     evade the per-image worst case of them, beside the oblivious rates. ``settings`` are crafted white-box
@@ -174,6 +176,8 @@ def detection_experiment(target: str, kind: str, settings: list[AttackSetting], 
                          "threshold is their smallest SSIM)"]}
     if health:
         summary["health"] = health
+    if sample_reason:
+        summary["sample_reason"] = sample_reason
     summary["red_flags"] = detection_red_flags(summary) + health_flags(health)
     atomic_write_json(Path(out) / "detection.json", summary)
     grouped_bars(robust_groups([summary]), f"{kind} guarding {card['architecture']}: robust accuracy at the "
@@ -210,7 +214,8 @@ def detection_red_flags(card: dict) -> list[dict]:
     """Red flags of a detection card (``{"check", "detail"}`` each): the calibrated threshold flags clearly more
     clean test images than ``fpr_target`` (the whole 95 % interval above it); an oblivious attack without a single
     successful example (its detection rate is undefined); the detector-aware adaptive attack leaving more robust
-    accuracy than an oblivious one, by more than one of its images (the adaptive attack is broken or too weak)."""
+    accuracy than an oblivious one, by more than one of its images (the adaptive attack is broken or too weak); the
+    adaptive attack on fewer than 500 images without the card's ``sample_reason`` (``sample-size``)."""
     flags = []
     n = card["n_test"]
     lo, _ = wilson_interval(round(card["clean_fpr"] * n), n)
@@ -229,4 +234,8 @@ def detection_red_flags(card: dict) -> list[dict]:
             flags.append({"check": "adaptive-vs-oblivious", "detail": (
                 f"the detector-aware attack leaves robust accuracy {joint['robust_accuracy']:.3f}, more than the "
                 f"oblivious {k} ({worst['robust_accuracy']:.3f}): the adaptive attack is broken or too weak")})
+    if joint:
+        w = joint.get("worst_case") or joint  # the number to quote: with the self-checks' runs where they ran
+        block = {"n": joint["n"], "accuracy": w["robust_accuracy"], "ci95": w["robust_accuracy_ci95"]}
+        flags += sample_size_flags({"adaptive_worst_case": block}, card.get("sample_reason"))
     return flags

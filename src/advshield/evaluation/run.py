@@ -16,7 +16,8 @@ from advshield.data import ImageDataset
 from advshield.defenses import Defense
 from advshield.experiment import AttackSetting, RunContext, Target, Threat
 from advshield.experiment.health import setting_health
-from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval
+from advshield.evaluation.sample_size import sample_size_flags
+from advshield.evaluation.verdict import headline, health_flags, red_flags, with_interval, worst_case_flags
 from advshield.io import atomic_write_bytes, atomic_write_json
 from advshield.report import card_markdown, write_html_report
 
@@ -39,9 +40,10 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
                    defense_params: dict | None = None, dataset: str | None = None, n: int | None = None,
                    figures: bool = True, restoration_cache: RestorationCache | None = None,
                    target_weights: str | Path | None = None, defense_weights: str | Path | None = None,
-                   checks: int = 100, notes: list[str] | None = None) -> dict:
+                   checks: int = 100, notes: list[str] | None = None, sample_reason: str | None = None) -> dict:
     """Evaluate ``defense`` protecting ``target`` under every setting; returns (and writes) the card, ``notes``
-    added to its notes.
+    added to its notes; ``sample_reason`` says why the adaptive worst case rests on fewer than 500 images (without
+    one, that is a red flag).
 
     ``target`` and ``defense`` may be the user's own ``package.module:factory`` (with their weights files).
     Every adaptive setting is checked for convergence and gradient masking on the first ``checks`` images
@@ -56,12 +58,14 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
                                                       probe=data.tensors(slice(0, 8))[0])
     t0 = time.perf_counter()
     m = measure(settings, victim, defense_obj, defense_id, data, ctx, dataset=ds_name, checks=checks,
-                restoration_cache=restoration_cache, log_row=_log_row if ctx.dist.is_main else None)
+                restoration_cache=restoration_cache, log_row=_log_row if ctx.dist.is_main else None,
+                sample_reason=sample_reason)
     rows, samples = m.pop("rows"), m.pop("samples")
     tcard = victim.card
     card = {"target": tcard["architecture"], "target_sha256": tcard["sha256"], "dataset": ds_name, "n": len(data),
             "defense": defense_id, "defense_card": _defense_summary(dcard), "seed": ctx.seed, "world_size": ctx.dist.world_size,
             "seconds": round(time.perf_counter() - t0, 1), "rows": rows, **m,
+            **({"sample_reason": sample_reason} if sample_reason else {}),
             "notes": ["success_rate = restored accuracy / clean accuracy (CRU-Net Eq. 14, DIR Eq. 8)",
                       "PSNR uses MAX = 1 on [0, 1] images; psnr_restored_paper_convention adds 48.13 dB, "
                       "the offset CRU-Net's Eq. 16 ((L-1)^2 = 255^2 over a [0, 1] MSE) introduces", *(notes or [])]}
@@ -80,10 +84,12 @@ def run_evaluation(target: str, defense: str, settings: list[AttackSetting], out
 def measure(settings: list[AttackSetting], victim: Target, defense: Defense, defense_id: dict, data: ImageDataset,
             ctx: RunContext, *, dataset: str, checks: int = 100, eot_samples: int = 8,
             restoration_cache: RestorationCache | None = None, undefended: bool = False,
-            log_row: Callable[[RunContext, AttackSetting, dict], None] | None = None) -> dict:
+            log_row: Callable[[RunContext, AttackSetting, dict], None] | None = None,
+            sample_reason: str | None = None) -> dict:
     """Every setting's row (with its interval), the verdict, the health checks of the adaptive settings and the
     red flags: the part of a card every evaluation path (CLI, reproductions, the Python API) shares.
     ``undefended``: ``defense`` is the identity, so the white-box settings are the adaptive ones and are checked.
+    ``sample_reason``: why the adaptive worst case rests on fewer than 500 images (else a ``sample-size`` red flag).
     Returns ``{"rows", "samples", "verdict", "health", "red_flags"}``."""
     rows, samples, correct, clean_cache = [], {}, [], CleanCache()
     for s in settings:
@@ -105,8 +111,10 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
                                                shared, row_of(s))
               for s in settings if checks and ctx.dist.is_main
               and (s.threat.adaptive or (undefended and s.threat.kind is ThreatModel.WHITE_BOX))}
-    return {"rows": rows, "samples": samples, "verdict": headline(rows, correct, ctx.dist.all_sum, health),
-            "health": health, "red_flags": red_flags(rows, data.num_classes) + health_flags(health)}
+    verdict = headline(rows, correct, ctx.dist.all_sum, health)
+    return {"rows": rows, "samples": samples, "verdict": verdict, "health": health,
+            "red_flags": (red_flags(rows, data.num_classes) + worst_case_flags(verdict) + health_flags(health)
+                          + sample_size_flags(verdict, sample_reason, undefended))}
 
 
 def _log_row(ctx: RunContext, s: AttackSetting, row: dict) -> None:
@@ -116,7 +124,7 @@ def _log_row(ctx: RunContext, s: AttackSetting, row: dict) -> None:
 
 
 def write_reports(card: dict, out: Path) -> None:
-    """``report.md`` and the self-contained ``report.html`` (verdict first, red flags, tables, figures)."""
+    """``report.md`` and the self-contained ``report.html`` (red flags first, then the verdict, tables, figures)."""
     atomic_write_bytes(out / "report.md", card_markdown(card, "advshield evaluation").encode())
     write_html_report(card, out / "report.html", [out / f for f in card.get("figures", [])])
 

@@ -191,6 +191,22 @@ def red_flags(rows: list[dict], num_classes: int | None = None) -> list[dict]:
     return flags
 
 
+def worst_case_flags(verdict: dict) -> list[dict]:
+    """``adaptive-vs-oblivious`` on the headline itself: the adaptive worst case above the oblivious one on the same
+    images at the same budget by more than one image (each attack may pass its own row check while the ensemble
+    of attacks that know the defense still leaves more than those that ignore it)."""
+    a, o = verdict.get("adaptive_worst_case"), verdict.get("oblivious_worst_case")
+    if not a or not o or a.get("budget") != o.get("budget") or a["n"] != o["n"]:
+        return []
+    if a["accuracy"] <= o["accuracy"] + 1 / max(a["n"], 1) + 1e-9:
+        return []
+    return [{"check": "adaptive-vs-oblivious", "detail": (
+        f"the adaptive worst case {a['accuracy']:.3f} (over {', '.join(a['attacks'])}) is above the oblivious worst "
+        f"case {o['accuracy']:.3f} (over {', '.join(o['attacks'])}) on the same {a['n']} images at "
+        f"{a['budget']['norm']} eps {a['budget']['eps']:g}: the attacks that know the defense do worse than those "
+        "that ignore it (missing BPDA or EOT?)")}]
+
+
 def health_flags(health: dict[str, dict]) -> list[dict]:
     """The failed health checks of every adaptive setting (``{label: setting_health(...)}``) as red flags, naming
     the attack the checks ran where it is not the setting's own (a single-step FGSM is checked with APGD-CE).
@@ -211,4 +227,5 @@ def health_flags(health: dict[str, dict]) -> list[dict]:
             for label, h in health.items() if label not in reused for c in h.get("failures", [])]
 
 
-__all__ = ["check_mask", "checks_of", "headline", "health_flags", "red_flags", "with_interval", "worst_case"]
+__all__ = ["check_mask", "checks_of", "headline", "health_flags", "red_flags", "with_interval", "worst_case",
+           "worst_case_flags"]

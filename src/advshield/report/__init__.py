@@ -1,4 +1,4 @@
-"""Reports of evaluation cards: Markdown and self-contained HTML (verdict first, then tables, then figures).
+"""Reports of evaluation cards: Markdown and self-contained HTML (red flags first, then the verdict, tables and figures).
 
 This package reads cards (plain JSON dicts) and imports only core modules, so every layer can render one.
 """

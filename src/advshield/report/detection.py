@@ -1,5 +1,5 @@
 """The HTML report of detection cards (``advshield detect``'s ``detection.json``, one per detector of a detection
-reproduction): the verdict first (clean accuracy, robust accuracy of classifier + detector at the calibrated FPR
+reproduction): the red flags first, then the verdict (clean accuracy, robust accuracy of classifier + detector at the calibrated FPR
 under the oblivious attacks and the detector-aware adaptive one, with 95 % intervals), the red flags, then every
 attack and the reconstruction statistics in sortable tables, then the figures. Reads cards only."""
 

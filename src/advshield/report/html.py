@@ -11,8 +11,8 @@ import base64
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
-from advshield.report.verdict import (ROW_COLUMNS, cell, percent, red_flags, summary_line, threat_label, threats_of,
-                                      verdict_rows, worst_case)
+from advshield.report.verdict import (ROW_COLUMNS, cell, headline_line, interval_of, percent, red_flags, summary_line,
+                                      threat_label, threats_of, verdict_rows, with_ci, worst_case)
 
 _MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 
@@ -49,18 +49,26 @@ def _params(params: dict | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) if params else ""
 
 
+def _row_cell(key: str, row: dict) -> tuple:
+    """(sort value, text) of one cell of the all-rows table; an interval sorts by its lower end."""
+    if key == "restored_accuracy_ci95":
+        ci = interval_of(row)
+        return (ci[0] if ci else "", cell(key, ci))
+    v = row.get(key)
+    return (v if isinstance(v, (int, float)) else str(v if v is not None else ""), cell(key, v))
+
+
 def _evaluation_section(card: dict, section_id: str) -> dict:
     threats = threats_of(card)
     verdict = [{"attack": v["attack"], "params": _params(v["params"]),
                 "n": v["n"], "cells": [(v["clean"], percent(v["clean"])),
                                        (v["defended_clean"], percent(v["defended_clean"])),
                                        (v["undefended"], percent(v["undefended"]))]
-                + [(v["robust"][t], percent(v["robust"][t])) for t in threats],
+                + [(v["robust"][t], with_ci(v["robust"][t], v["robust_ci"][t])) for t in threats],
                 "cell_params": [""] * 3 + [_params(v["robust_params"].get(t)) for t in threats]}
                for v in verdict_rows(card)]
-    rows = [[(r.get(k) if isinstance(r.get(k), (int, float)) else str(r.get(k, "")), cell(k, r.get(k)))
-             for k, _ in ROW_COLUMNS] for r in card.get("rows", [])]
-    return {"id": section_id, "summary": summary_line(card), "worst": worst_case(card),
+    rows = [[_row_cell(k, r) for k, _ in ROW_COLUMNS] for r in card.get("rows", [])]
+    return {"id": section_id, "summary": summary_line(card), "worst": worst_case(card), "headline": headline_line(card),
             "threat_labels": [threat_label(t) for t in threats], "verdict": verdict,
             "columns": [(k, h) for k, h in ROW_COLUMNS], "rows": rows, "red_flags": red_flags(card),
             "notes": card.get("notes") or []}
@@ -122,7 +130,7 @@ def cell_of(value, text: str | None = None, note: str = "", cls: str = "") -> di
 
 
 def render_page(title: str, page: dict, figures: list[str | Path] | None = None, base: str | Path | None = None) -> str:
-    """A verdict-first page from generic parts (``tables.html.j2``): ``page`` holds ``summary`` (lines),
+    """A page from generic parts, red flags first, then the verdict (``tables.html.j2``): ``page`` holds ``summary`` (lines),
     ``headline`` (``{id, label, value, text, note}``), ``verdict`` (a table), ``verdict_notes``, ``red_flags``,
     ``tables`` (``{id, title, caption, columns: [(key, heading)], rows: [[cell_of(...)]]}``) and ``notes``."""
     page = {"summary": [], "headline": [], "verdict_notes": [], "red_flags": [], "tables": [], "notes": [], **page}

@@ -1,5 +1,5 @@
 """The HTML report of a propagation study (several models' ``propagation.json`` and the cross-model
-``summary.json`` of ``advshield.analysis.report.propagation_report``): the verdict first (how often NE-D jumps and
+``summary.json`` of ``advshield.analysis.report.propagation_report``): the red flags first, then the verdict (how often NE-D jumps and
 COS-D fades at the output, and per model and set the accuracy beside the output-layer ratios), then NE-D and
 COS-D layer by layer in sortable tables, then each model's curves. Reads cards only."""
 

@@ -4,7 +4,8 @@ A card (``run_evaluation``'s ``card.json`` or :func:`advshield.evaluate`'s ``.ca
 (attack, threat model). The verdict pivots them: one line per attack with the clean accuracy, the clean
 accuracy through the defense, the accuracy under attack without the defense, and the robust accuracy
 (the classifier's accuracy on the defended adversarial images) under each threat model side by side.
-This module reads JSON only; it imports nothing but the standard library.
+This module reads JSON only (cards written by older code too: an interval missing from a row is computed
+from its accuracy and ``n``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from __future__ import annotations
 import json
 from typing import Callable
 
+from advshield.metrics.interval import wilson_interval
+
 #: How the verdict names a threat model's column; any other threat (``transfer:<substitute>``) keeps its name.
 THREAT_LABELS = {"white-box": "oblivious (white-box)", "adaptive": "adaptive", "transfer-feedback": "transfer-feedback"}
 
 #: The per-row columns the full tables show, with their headings.
 ROW_COLUMNS = (("threat", "threat"), ("attack", "attack"), ("n", "n"), ("clean_accuracy", "clean"),
                ("defended_clean_accuracy", "clean through defense"), ("adv_accuracy", "adversarial, no defense"),
-               ("restored_accuracy", "robust (through defense)"), ("recovery_rate", "recovery rate"),
+               ("restored_accuracy", "robust (through defense)"), ("restored_accuracy_ci95", "robust, 95 % CI"),
+               ("recovery_rate", "recovery rate"),
                ("attack_success_rate", "attack success"), ("success_rate", "papers' success rate"),
                ("ssim_restored", "SSIM restored"), ("psnr_restored", "PSNR restored (dB)"),
                ("mean_l2", "mean L2"), ("mean_linf", "mean L-inf"), ("attack_seconds", "attack s"))
@@ -32,10 +36,26 @@ def percent(v: float | None) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
 
+def interval_of(row: dict) -> list[float] | None:
+    """A row's 95 % interval of its robust accuracy: the card's, else from its accuracy and ``n``."""
+    ci = row.get("restored_accuracy_ci95")
+    if ci is None and isinstance(row.get("restored_accuracy"), (int, float)) and row.get("n"):
+        ci = list(wilson_interval(round(row["restored_accuracy"] * row["n"]), int(row["n"])))
+    return ci
+
+
+def with_ci(v: float | None, ci: list[float] | None) -> str:
+    """``71.0 % [61.5, 79.0]``: an accuracy in percent with its 95 % interval, where there is one."""
+    return percent(v) + (f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if v is not None and ci else "")
+
+
 def cell(key: str, v) -> str:
-    """A row value as the tables print it: rates in percent, other floats with 4 significant digits."""
+    """A row value as the tables print it: rates in percent, intervals as [low, high] in percent, other floats with
+    4 significant digits."""
     if v is None:
         return "-"
+    if key.endswith("_ci95"):
+        return f"[{100 * v[0]:.1f}, {100 * v[1]:.1f}]"
     if key in _PERCENT:
         return percent(v)
     return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -53,7 +73,7 @@ def threat_label(threat: str) -> str:
 def verdict_rows(card: dict) -> list[dict]:
     """One dict per attack: ``attack``, ``params`` (its first row's), ``n``, ``clean``, ``defended_clean``,
     ``undefended`` (accuracy on the white-box adversarial images without the defense), ``robust`` (threat ->
-    accuracy through the defense, None where not run) and ``robust_params`` (threat -> parameters, where
+    accuracy through the defense, None where not run), ``robust_ci`` (threat -> its 95 % interval) and ``robust_params`` (threat -> parameters, where
     they differ from ``params``). The k-th row of an attack under one threat lines up with its k-th row
     on the same number of images under every other threat (an attack run twice with two budgets, or on
     two image counts, gives two lines)."""
@@ -66,8 +86,9 @@ def verdict_rows(card: dict) -> list[dict]:
         v = out.setdefault((r["attack"], r["n"], k), {"attack": r["attack"], "params": params, "n": r["n"],
                                                "clean": r["clean_accuracy"],
                                                "defended_clean": r["defended_clean_accuracy"], "undefended": None,
-                                               "robust": {}, "robust_params": {}})
+                                               "robust": {}, "robust_ci": {}, "robust_params": {}})
         v["robust"][r["threat"]] = r["restored_accuracy"]
+        v["robust_ci"][r["threat"]] = interval_of(r)
         if params != v["params"]:
             v["robust_params"][r["threat"]] = params
         if r["threat"] in _UNDEFENDED:
@@ -75,6 +96,7 @@ def verdict_rows(card: dict) -> list[dict]:
     threats = threats_of(card)
     for v in out.values():
         v["robust"] = {t: v["robust"].get(t) for t in threats}
+        v["robust_ci"] = {t: v["robust_ci"].get(t) for t in threats}
     return list(out.values())
 
 
@@ -139,6 +161,24 @@ def summary_line(card: dict) -> str:
             f"defense {_defense_name(card)}, seed {card.get('seed', 0)}")
 
 
+def headline_line(card: dict) -> str | None:
+    """The headline besides the worst case: clean accuracy, clean accuracy through the defense and the lowest
+    recovery (over the originally correct images) under an oblivious attack, where the card has them."""
+    rows = card.get("rows", [])
+    if not rows:
+        return None
+    verdict = card.get("verdict") or {}
+    recovery = verdict.get("recovery_rate_min")
+    if recovery is None:
+        recovery = min((r["recovery_rate"] for r in rows if r["threat"] in _UNDEFENDED
+                        and isinstance(r.get("recovery_rate"), (int, float))), default=None)
+    first = rows[0]
+    return (f"Clean accuracy {percent(first.get('clean_accuracy'))}, through the defense "
+            f"{percent(first.get('defended_clean_accuracy'))}"
+            + (f"; recovery of the originally correct images, lowest over the oblivious attacks: {percent(recovery)}"
+               if recovery is not None else "") + ".")
+
+
 def _md_table(head: list[str], body: list[list[str]]) -> list[str]:
     return (["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             + ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in body])
@@ -160,23 +200,28 @@ def member_lines(rows: list[dict], name: Callable[[dict], str] = lambda r: r["at
 
 
 def card_markdown(card: dict, title: str = "Evaluation") -> str:
-    """The card as Markdown: verdict, red flags, every row, notes."""
+    """The card as Markdown: red flags first, then the verdict, every row, notes."""
     threats = threats_of(card)
-    lines = [f"# {title}", "", summary_line(card), "", "## Verdict", ""]
+    lines = [f"# {title}", "", summary_line(card), "", "## Red flags", ""]
+    flags = red_flags(card)
+    lines += [f"- **{f['check']}**: {f['detail']}" for f in flags] or ["None fired."]
+    lines += ["", "## Verdict", ""]
     worst = worst_case(card)
     if worst:
         lines += [f"Worst-case robust accuracy: **{percent(worst['accuracy'])}** ({worst['threat']} {worst['attack']}, "
                   f"{worst['n']} images{'; ' + worst['interval'] if worst['interval'] else ''}).", ""]
+    head_line = headline_line(card)
+    if head_line:
+        lines += [head_line, ""]
     head = ["attack", "clean", "clean through defense", "attacked, no defense"] + [
-        f"robust: {threat_label(t)}" for t in threats]
+        f"robust: {threat_label(t)} (95 % CI)" for t in threats]
     body = [[v["attack"] + (f" {json.dumps(v['params'], sort_keys=True)}" if v["params"] else ""), percent(v["clean"]),
-             percent(v["defended_clean"]), percent(v["undefended"])] + [percent(v["robust"][t]) for t in threats]
+             percent(v["defended_clean"]), percent(v["undefended"])]
+            + [with_ci(v["robust"][t], v["robust_ci"][t]) for t in threats]
             for v in verdict_rows(card)]
-    lines += _md_table(head, body) + ["", "## Red flags", ""]
-    flags = red_flags(card)
-    lines += [f"- **{f['check']}**: {f['detail']}" for f in flags] or ["None fired."]
-    lines += ["", "## All rows", ""]
-    lines += _md_table([h for _, h in ROW_COLUMNS], [[cell(k, r.get(k)) for k, _ in ROW_COLUMNS]
+    lines += _md_table(head, body) + ["", "## All rows", ""]
+    lines += _md_table([h for _, h in ROW_COLUMNS], [[cell(k, r.get(k) if k != "restored_accuracy_ci95"
+                                                          else interval_of(r)) for k, _ in ROW_COLUMNS]
                                                      for r in card.get("rows", [])])
     members = member_lines(card.get("rows", []))
     if members:
@@ -187,6 +232,7 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "member_lines", "percent", "red_flags",
+__all__ = ["ROW_COLUMNS", "THREAT_LABELS", "card_markdown", "cell", "headline_line", "interval_of", "member_lines",
+           "percent", "red_flags", "with_ci",
            "summary_line",
            "threat_label", "threats_of", "verdict_rows", "worst_case", "worst_case_scope", "budget_label"]

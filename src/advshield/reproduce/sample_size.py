@@ -4,8 +4,8 @@ full variant, unless the preset says why not; the reason is printed in the repor
 from __future__ import annotations
 
 from advshield.data.core import DatasetName
+from advshield.evaluation.sample_size import MIN_ADAPTIVE
 
-MIN_ADAPTIVE = 500
 STRICT_DATASETS = (DatasetName.MNIST.value, DatasetName.CIFAR10.value)
 
 
@@ -18,10 +18,29 @@ def check_adaptive_sample(dataset: str, counts: dict[str, int], reason: str | No
                          "raise it or say why not in full.n_adaptive_reason")
 
 
-def adaptive_reason_text(budget: dict) -> str:
-    """``"; fewer than 500 adaptive images because ..."`` for a report line, or ``""``."""
-    reason = budget.get("n_adaptive_reason")
+def adaptive_reason(budget: dict, full_n_adaptive: int | None = None) -> str | None:
+    """Why a variant's adaptive numbers rest on fewer than :data:`MIN_ADAPTIVE` images: the preset's
+    ``n_adaptive_reason``, else, for a fast variant (``full_n_adaptive``: the full variant's count) below 500, that it
+    is one; None otherwise (the evaluation then raises a ``sample-size`` red flag below 500)."""
+    if budget.get("n_adaptive_reason"):
+        return budget["n_adaptive_reason"]
+    if full_n_adaptive is not None and 0 < (budget.get("n_adaptive") or 0) < MIN_ADAPTIVE:
+        return (f"this is the preset's fast variant, a check that the pipeline runs end to end (`--full` attacks "
+                f"{full_n_adaptive})")
+    return None
+
+
+def fast_variant_count(summary: dict) -> int | None:
+    """The full variant's adaptive image count when ``summary`` (a reproduction's, from ``run_header``) is a fast
+    run, for :func:`adaptive_reason`; None for a full run."""
+    return ((summary.get("preset") or {}).get("full") or {}).get("n_adaptive") if summary.get("variant") == "fast" \
+        else None
+
+
+def adaptive_reason_text(budget: dict, full_n_adaptive: int | None = None) -> str:
+    """``"; fewer than 500 adaptive images because ..."`` for a report line (:func:`adaptive_reason`), or ``""``."""
+    reason = adaptive_reason(budget, full_n_adaptive)
     return f"; fewer than {MIN_ADAPTIVE} adaptive images because {reason}" if reason else ""
 
 
-__all__ = ["MIN_ADAPTIVE", "adaptive_reason_text", "check_adaptive_sample"]
+__all__ = ["MIN_ADAPTIVE", "adaptive_reason", "adaptive_reason_text", "fast_variant_count", "check_adaptive_sample"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from advshield.io import atomic_write_bytes
+from advshield.metrics import wilson_interval
 from advshield.report.html import cell_of, render_page
 from advshield.zoo import zoo_root
 
@@ -23,6 +24,8 @@ COLUMNS = (("name", "defense"), ("kind", "kind"), ("classifier", "classifier"), 
            ("red_flags", "red flags"), ("ms_per_image", "ms / image"), ("card", "card"))
 _PERCENT = {"clean_accuracy", "defended_clean_accuracy", "oblivious_robust_accuracy", "oblivious_recovery",
             "transfer_robust_accuracy", "worst_case_robust_accuracy", "worst_case_recovery"}
+#: robust accuracies whose cell carries its 95 % Wilson interval (the worst case has its own column)
+_WITH_INTERVAL = {"oblivious_robust_accuracy", "transfer_robust_accuracy"}
 
 
 def card_target(row: dict, out: Path) -> Path:
@@ -42,6 +45,9 @@ def cell(key: str, row: dict) -> str:
         return "none" if not v else f"{len(v)}: " + ", ".join(dict.fromkeys(f["check"] for f in v))
     if v is None:
         return "-"
+    if key in _WITH_INTERVAL and row.get("n"):
+        lo, hi = wilson_interval(round(v * row["n"]), row["n"])
+        return f"{100 * v:.1f} % [{100 * lo:.1f}, {100 * hi:.1f}]"
     if key in _PERCENT:
         return f"{100 * v:.1f} %"
     if key == "worst_case_ci95":
@@ -69,21 +75,22 @@ def _card_cell(row: dict, out: Path, base: Path, outside: bool) -> str:
 
 
 def markdown(card: dict, out: Path, base: Path, outside: bool = True) -> str:
-    """The table, links relative to ``base`` (the folder the Markdown file lies in; ``outside`` False: no link
-    leaves it), then notes and red flags."""
+    """The red flags first (every row's, or "None fired."), then the table, links relative to ``base`` (the folder
+    the Markdown file lies in; ``outside`` False: no link leaves it), then notes."""
     head = [h for _, h in COLUMNS]
+    flagged = [(r["name"], f) for r in card["rows"] for f in r.get("red_flags") or []]
     lines = [f"# advshield scorecard: {card['dataset']}", "",
              f"`{card['command']}`", "",
              f"{card['n']} test images; attack {card['attack_label']}, L-inf eps {card['eps']:.4g}; seed {card['seed']}; "
-             f"machine: {card['machine_label']}.", "",
+             f"machine: {card['machine_label']}.", "", "## Red flags", "",
+             *([f"* **{name}** {f['check']}: {f['detail']}" for name, f in flagged] or ["None fired."]), "",
+             "## Defenses", "",
+             "Robust accuracies with their 95 % interval in brackets (the adaptive worst case's in its own column).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in card["rows"]:
         cells = [cell(k, row) for k, _ in COLUMNS[:-1]] + [_card_cell(row, out, base, outside)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     lines += ["", *[f"* {n}" for n in card["notes"]]]
-    flagged = [(r["name"], f) for r in card["rows"] for f in r.get("red_flags") or []]
-    if flagged:
-        lines += ["", "## Red flags", ""] + [f"* **{name}** {f['check']}: {f['detail']}" for name, f in flagged]
     noted = [(r["name"], r["note"]) for r in card["rows"] if r.get("note")]
     if noted:
         lines += ["", "## Row notes", ""] + [f"* **{name}**: {note}" for name, note in noted]
@@ -111,7 +118,7 @@ def write_csv(card: dict, path: Path) -> None:
 
 
 def write_html(card: dict, out: Path, path: Path) -> None:
-    """The report package's verdict-first page: the best adaptive worst case beside the undefended reference,
+    """The report package's page (red flags first, then the verdict): the best adaptive worst case beside the undefended reference,
     the sortable table (card links kept), red flags, notes."""
     measured = [r for r in card["rows"] if r.get("worst_case_robust_accuracy") is not None]
     headline = []

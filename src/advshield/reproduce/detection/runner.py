@@ -23,12 +23,13 @@ from advshield.reproduce.detection.gradients import preset_gradients
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection.report import ablation_flags, write_detection_report
 from advshield.reproduce.core import run_header
+from advshield.reproduce.sample_size import adaptive_reason
 
 N_FIGURE = 8
 
 
 def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Path, ctx: RunContext, *,
-         combine: str = "attention", adaptive: bool = True) -> DetectionRun:
+         combine: str = "attention", adaptive: bool = True, reason: str | None = None) -> DetectionRun:
     gan = kind == "defense-gan"
     epochs = budget.epochs
     if gan:
@@ -44,7 +45,7 @@ def _run(preset: DetectionPreset, kind: str, budget: DetectionBudget, folder: Pa
         projection=Projection(steps=budget.gan_steps, restarts=budget.gan_restarts, lr=budget.gan_search_lr,
                               final_lr=budget.gan_search_lr / 10),
         max_rule_n=budget.max_rule_n if gan else 0, gan_lr=budget.gan_lr, cmag_combine=combine,
-        checks=0 if gan else budget.checks)  # capped at the adaptive images there
+        checks=0 if gan else budget.checks, sample_reason=reason)  # checks: capped at the adaptive images there
 
 
 def _fig2(preset: DetectionPreset, run: DetectionRun, out: Path) -> dict[str, Path]:
@@ -108,13 +109,14 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     per-detector cards (each with its own ``report.html``) and figures."""
     out = Path(out)
     budget = preset.full if full else preset.fast
+    reason = adaptive_reason(budget.model_dump(), None if full else preset.full.n_adaptive)  # fewer than 500: why
     t_start = time.perf_counter()
     log = ctx.log
     runs, phases = {}, {}
     for kind in preset.detectors:
         t0 = time.perf_counter()
         log(f"== {kind} on {preset.dataset.value} / {preset.target}")
-        runs[kind] = _run(preset, kind, budget, out / kind, ctx)
+        runs[kind] = _run(preset, kind, budget, out / kind, ctx, reason=reason)
         phases[kind] = round(time.perf_counter() - t0, 1)
     ablation = None
     cmag_kind = next((k for k in preset.detectors if k.startswith("cmag")), None)

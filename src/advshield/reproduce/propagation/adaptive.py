@@ -21,7 +21,7 @@ from advshield.metrics.interval import wilson_interval
 from advshield.report.verdict import percent, red_flags, threat_label, worst_case_scope
 from advshield.reproduce.propagation.preset import PropagationBudget, PropagationPreset, denoiser_key
 from advshield.reproduce.restoration.preset import ENSEMBLE
-from advshield.reproduce.sample_size import adaptive_reason_text
+from advshield.reproduce.sample_size import adaptive_reason, adaptive_reason_text
 from advshield.zoo import resolve_checkpoint
 
 
@@ -36,10 +36,12 @@ def adaptive_settings(preset: PropagationPreset) -> list[AttackSetting]:
     return out
 
 
-def attack_denoisers(preset: PropagationPreset, budget: PropagationBudget, out: Path, ctx: RunContext) -> dict:
+def attack_denoisers(preset: PropagationPreset, budget: PropagationBudget, out: Path, ctx: RunContext,
+                     full_n_adaptive: int | None = None) -> dict:
     """Evaluate every denoiser of ``preset`` in front of its reference classifier on the first
     ``budget.n_adaptive`` test images; the evaluation cards by denoiser (each also written, with its
-    ``report.md`` and ``report.html``, under ``out/adaptive/<denoiser_key>``). Empty when the preset asks none."""
+    ``report.md`` and ``report.html``, under ``out/adaptive/<denoiser_key>``). Empty when the preset asks none.
+    ``full_n_adaptive``: the full variant's count when ``budget`` is the fast one (its reason for fewer than 500)."""
     settings = adaptive_settings(preset)
     if not settings or not budget.n_adaptive:
         return {}
@@ -49,7 +51,8 @@ def attack_denoisers(preset: PropagationPreset, budget: PropagationBudget, out: 
                 "test images")
         cards[name] = run_evaluation(preset.reference, str(resolve_checkpoint(name, preset.dataset.value)), settings,
                                      out / report_folder(name), ctx, dataset=preset.dataset.value,
-                                     n=budget.n_adaptive, figures=False, checks=budget.n_checks)
+                                     n=budget.n_adaptive, figures=False, checks=budget.n_checks,
+                                     sample_reason=adaptive_reason(budget.model_dump(), full_n_adaptive))
     return cards
 
 
@@ -124,8 +127,8 @@ def worst_line(name: str, card: dict) -> str:
             f"**{percent(block['accuracy'])}** [{percent(lo)}, {percent(hi)}] over {worst_case_scope(block)}.")
 
 
-def adaptive_markdown(cards: dict[str, dict], budget: dict, models: dict[str, dict] | None = None
-                      ) -> tuple[list[str], list[str]]:
+def adaptive_markdown(cards: dict[str, dict], budget: dict, models: dict[str, dict] | None = None,
+                      full_n_adaptive: int | None = None) -> tuple[list[str], list[str]]:
     """(the Red flags section, the section of the denoisers under attack) as Markdown lines; the second is empty
     when no denoiser was attacked. ``models`` (run -> ``propagation.json``) adds Table 5's label-leaking flags."""
     flags = table5_red_flags(models or {}) + denoiser_red_flags(cards)
@@ -140,7 +143,7 @@ def adaptive_markdown(cards: dict[str, dict], budget: dict, models: dict[str, di
              f"(oblivious) and through the denoiser (adaptive){ensemble}. Robust accuracy = share of "
              "the images classified correctly after the attack and the denoiser; recovery = share of the images "
              "correct when clean that stay correct; the worst case counts an image only if it survives every "
-             f"adaptive attack{adaptive_reason_text(budget)}.", ""]
+             f"adaptive attack{adaptive_reason_text(budget, full_n_adaptive)}.", ""]
     for name, card in cards.items():
         lines += [worst_line(name, card), ""] + _rows(card) + [""]
     return top, lines

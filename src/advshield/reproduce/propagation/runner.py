@@ -36,14 +36,15 @@ def reproduce_propagation(preset: PropagationPreset, out: str | Path, ctx: RunCo
         folders.append(folder)
         phases[model] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
-    attacked = attack_denoisers(preset, budget, out, ctx)  # beyond the paper: the denoisers under attack
+    fast_of = None if full else preset.full.n_adaptive  # a fast variant's reason for fewer than 500 adaptive images
+    attacked = attack_denoisers(preset, budget, out, ctx, fast_of)  # beyond the paper: the denoisers under attack
     if attacked:
         phases["denoisers under attack"] = round(time.perf_counter() - t0, 1)
     if ctx.progress is not None:
         ctx.progress("cross-model report", 0, 1)
     notes = "\n\n".join(preset.notes + [f"Regenerate: `{command}`"] if command else preset.notes)
     cards = {f.name: json.loads((f / "propagation.json").read_text()) for f in folders}
-    top, extra = adaptive_markdown(attacked, budget.model_dump(), cards)
+    top, extra = adaptive_markdown(attacked, budget.model_dump(), cards, fast_of)
     summary = propagation_report(folders, out, preset.title, notes, top=top, extra=extra)
     flags = table5_red_flags(cards) + denoiser_red_flags(attacked)
     card = {**run_header(preset, budget, full=full, t_start=t_start, phases=phases, command=command, ctx=ctx),

@@ -70,11 +70,14 @@ def ablation_lines(preset: Preset, ablation: dict | None) -> list[str]:
     """The report section: accuracy after the restorer per loss variant, attack and threat."""
     if not ablation:
         return []
-    names = list(ablation["variants"])
+    # the run's order (reproduction.json has its keys sorted): the whole loss, then the preset's variants
+    names = [n for n in [TOTAL, *preset.loss_ablation] if n in ablation["variants"]] + [
+        n for n in ablation["variants"] if n not in (TOTAL, *preset.loss_ablation)]
     lines = ["## Loss ablation (DKN Fig. 2)", "",
              f"Restorers for {ablation['target']} trained on {ablation['n_train']} images for {ablation['epochs']} "
              f"epochs, one per loss; accuracy after each on the same stored adversarial examples (the last row: clean "
-             f"images through it). Losses: " + "; ".join(f"{n} = {v['loss']}" for n, v in ablation["variants"].items())
+             f"images through it). Losses: " + "; ".join(f"{n} = {dict(sorted(ablation['variants'][n]['loss'].items()))}"
+                                                       for n in names)
              + ".", "", "| target | threat | attack | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
     cells: dict[tuple, dict[str, float]] = {}
     clean: dict[tuple, dict[str, float]] = {}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from advshield.experiment import ThreatModel
 from advshield.io import atomic_write_bytes
-from advshield.report.verdict import member_lines, worst_case_scope
+from advshield.report.verdict import interval_of, member_lines, worst_case_scope
 from advshield.reproduce.restoration.ablation import ablation_lines
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
-from advshield.reproduce.sample_size import adaptive_reason_text
+from advshield.reproduce.sample_size import adaptive_reason_text, fast_variant_count
 
 _PAPER_METRIC = {"clean_accuracy": "clean_accuracy", "adv_accuracy": "adv_accuracy",
                  "restored_accuracy": "restored_accuracy", "success_rate": "success_rate",
@@ -40,11 +40,12 @@ def _comparison_block(preset: Preset, e: dict) -> list[str]:
     adaptive = "adaptive" in ev["threats"] and e["adaptive"] is not None
     head = ["attack", "defense", "setting"] + [f"{t}" for t in threats] + (
         ["white-box (adaptive subset)", "adaptive"] if adaptive else [])
-    lines = [f"**{ev['target']}**: accuracy after each defense (paper values in parentheses); the restorer "
+    lines = [f"**{ev['target']}**: accuracy after each defense [95 % CI] (paper values in parentheses); the restorer "
              f"was trained for {ev['defense_of']}" + (f"; adaptive columns on {e['adaptive']['n']} images"
                                                       if adaptive else "") + ":", "",
              "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    entries = [(b, e["baselines"][b]) for b in e["baselines"]] + [(None, {"oblivious": e["oblivious"],
+    entries = [(b.name, e["baselines"][b.name]) for b in preset.baselines if b.name in e["baselines"]] + [
+        (None, {"oblivious": e["oblivious"],
                                                                           "adaptive": e["adaptive"]})]
     for attack in preset.attacks:
         for name, res in entries:
@@ -55,19 +56,23 @@ def _comparison_block(preset: Preset, e: dict) -> list[str]:
                 row = next((r for r in res["oblivious"]["rows"] if r["attack"] == attack and r["threat"] == t), None)
                 paper = (_paper_baseline(preset, ev["target"], t, name) if base
                          else _paper(preset, ev["target"], ev["defense_of"], t).get("restored_accuracy"))
-                cells.append(_cell(row["restored_accuracy"] if row else None, paper, attack, ".4f"))
+                cells.append(_cell(row["restored_accuracy"] if row else None, paper, attack, ".4f",
+                                   interval_of(row) if row else None))
             if adaptive:
                 rows = res["adaptive"]["rows"] if res.get("adaptive") else []
                 for t in ("white-box", "adaptive"):
                     row = next((r for r in rows if r["attack"] == attack and r["threat"] == t), None)
-                    cells.append("-" if row is None else f"{row['restored_accuracy']:.4f}")
+                    cells.append("-" if row is None else _cell(row["restored_accuracy"], None, attack, ".4f",
+                                                               interval_of(row)))
             lines.append(f"| {preset.attacks[attack].label or attack} | {label[0]} | {label[1]} | "
                          + " | ".join(cells) + " |")
     return lines + [""]
 
 
-def _cell(ours: float | None, paper: tuple[str, dict] | None, attack: str, fmt: str) -> str:
-    text = "-" if ours is None else format(ours, fmt)
+def _cell(ours: float | None, paper: tuple[str, dict] | None, attack: str, fmt: str,
+          ci: list[float] | None = None) -> str:
+    """Our value (with its 95 % interval ``ci`` in brackets, where given), the paper's in parentheses."""
+    text = "-" if ours is None else format(ours, fmt) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
     if paper is not None and attack in paper[1]:
         text += f" ({format(paper[1][attack], fmt)})"
     return text
@@ -84,7 +89,7 @@ def _block(preset: Preset, rows: list[dict], ev: dict, threat: str) -> list[str]
     paper = _paper(preset, target, defense_of, threat)
     tables = sorted({t for t, _ in paper.values()})
     cols = [("clean acc.", "clean_accuracy", ".4f"), ("through defense", "defended_clean_accuracy", ".4f"),
-            ("no defense", "adv_accuracy", ".4f"), ("restored", "restored_accuracy", ".4f"),
+            ("no defense", "adv_accuracy", ".4f"), ("restored [95 % CI]", "restored_accuracy", ".4f"),
             ("success rate", "success_rate", ".4f"), ("recovery", "recovery_rate", ".4f"),
             ("SSIM", "ssim_restored", ".4f"), ("PSNR (MAX=1)", "psnr_restored", ".2f"),
             ("PSNR (paper Eq. 16)", "psnr_restored_paper_convention", ".2f"),
@@ -96,8 +101,9 @@ def _block(preset: Preset, rows: list[dict], ev: dict, threat: str) -> list[str]
              "| attack | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for r in rows:
         name = preset.attack_spec(r["attack"]).label or r["attack"]
-        lines.append(f"| {name} | " + " | ".join(_cell(r.get(k), paper.get(k), r["attack"], f) for _, k, f in cols)
-                     + " |")
+        lines.append(f"| {name} | " + " | ".join(_cell(r.get(k), paper.get(k), r["attack"], f,
+                                                       interval_of(r) if k == "restored_accuracy" else None)
+                                                 for _, k, f in cols) + " |")
     return lines + [""]
 
 
@@ -109,16 +115,16 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
     names = [a for a in preset.adaptive_names() if a in ran]  # the ensemble only where the variant ran it
     lines = [f"**{ev['target']}**, {_restorer_name(ev)}, {card['n']} test images, same images in both columns"
              + (f" (the adaptive attacks run with these parameters changed: {stronger})" if stronger else "") + ":", "",
-             "| attack | no defense (oblivious) | restored, oblivious | restored, adaptive (95 % CI) | success rate "
+             "| attack | no defense (oblivious) | restored, oblivious [95 % CI] | restored, adaptive [95 % CI] | success rate "
              "oblivious (papers') | success rate adaptive (papers') | adaptive mean L2 | adaptive mean L-inf |",
              "|---|---|---|---|---|---|---|---|"]
     for a in names:
         ob = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.WHITE_BOX.value)
         ad = next(r for r in rows if r["attack"] == a and r["threat"] == ThreatModel.ADAPTIVE.value)
-        ci = ad.get("restored_accuracy_ci95")
-        interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-        lines.append(f"| {preset.attack_spec(a).label or a} | {ob['adv_accuracy']:.4f} | {ob['restored_accuracy']:.4f} | "
-                     f"{ad['restored_accuracy']:.4f}{interval} | {ob['success_rate']:.4f} | {ad['success_rate']:.4f} | "
+        lines.append(f"| {preset.attack_spec(a).label or a} | {ob['adv_accuracy']:.4f} | "
+                     f"{_cell(ob['restored_accuracy'], None, a, '.4f', interval_of(ob))} | "
+                     f"{_cell(ad['restored_accuracy'], None, a, '.4f', interval_of(ad))} | "
+                     f"{ob['success_rate']:.4f} | {ad['success_rate']:.4f} | "
                      f"{ad['mean_l2']:.3f} | {ad['mean_linf']:.3f} |")
     worst = (card.get("verdict") or {}).get("adaptive_worst_case")
     if worst:
@@ -130,7 +136,14 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
     return lines + ([""] + members if members else []) + [""]
 
 
-def red_flag_lines(summary: dict) -> list[str]:
+def _in_preset_order(preset: Preset | None, baselines: dict) -> list[tuple[str, dict]]:
+    """An evaluation's baselines in the preset's order (``reproduction.json`` has its keys sorted), so a report
+    rendered again from the JSON lists them as the run did; without a preset, as they come."""
+    order = [b.name for b in preset.baselines] if preset is not None else list(baselines)
+    return sorted(baselines.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+
+
+def red_flag_lines(summary: dict, preset: Preset | None = None) -> list[str]:
     """Every card's red flags (label leaking, adaptive-vs-oblivious, failed health checks), named by where they
     fired; the section is always written, saying so when none fired."""
     flags = []
@@ -138,7 +151,8 @@ def red_flag_lines(summary: dict) -> list[str]:
         ev = e["evaluation"]
         where = f"{ev['target']} (restorer for {ev['defense_of']}{', ' + ev['label'] if ev.get('label') else ''})"
         cards = [("", e["oblivious"]), ("", e["adaptive"])] + [
-            (f" behind {b}", c) for b, r in e.get("baselines", {}).items() for c in (r["oblivious"], r["adaptive"])]
+            (f" behind {b}", c) for b, r in _in_preset_order(preset, e.get("baselines", {}))
+            for c in (r["oblivious"], r["adaptive"])]
         flags += [f"{where}{behind}: **{f['check']}**: {f['detail']}" for behind, card in cards if card
                   for f in card.get("red_flags", [])]
     head = ["## Red flags", "",
@@ -203,10 +217,10 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              f"Wall time: {summary['seconds'] / 60:.1f} min on {summary['machine']['cpus']} CPU(s), "
              f"torch {summary['machine']['torch']} ({summary['machine']['torch_threads']} threads), "
              f"device {summary['machine']['device']}.", "",
-             *red_flag_lines(summary), "## Budgets", "", _restorer_budget(preset, b, summary),
+             *red_flag_lines(summary, preset), "## Budgets", "", _restorer_budget(preset, b, summary),
              *_restorers_that_ran(summary),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
-             f"{b['n_adaptive']} (adaptive{adaptive_reason_text(b)}).",
+             f"{b['n_adaptive']} (adaptive{adaptive_reason_text(b, fast_variant_count(summary))}).",
              *_training_pair_lines(preset),
              "- Attacks evaluated (parameters" + ("" if preset.train_attacks else "; share of the training pairs")
              + "):", ""]
@@ -219,7 +233,8 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
                      "adaptive images of the restorer's evaluations only, adaptive and (for the paired column) "
                      "oblivious; the baselines' adaptive columns use the preset's adaptive attacks"
                      + ("" if b.get("adaptive_ensemble", True) else "; **not run in this variant**"))
-    lines += ["", "Phases (seconds): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()), "",
+    lines += ["", "Phases (seconds, by name): " + ", ".join(f"{k} {v}" for k, v in sorted(summary["phases"].items())),
+              "",
               "## Restorers", "", "| target | source | parameters | pairs | train time | best epoch | val loss | "
               "val restored acc. |", "|---|---|---|---|---|---|---|---|"]
     for t, c in summary["restorers"].items():

@@ -16,6 +16,7 @@ from advshield.reproduce.restoration.comparison import comparison_figure
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
 from advshield.reproduce.restoration.recipes import settings_for, training_config
 from advshield.reproduce.restoration.report import write_report
+from advshield.reproduce.sample_size import adaptive_reason
 from advshield.training.defense_trainer import train_defense
 from advshield.training.defense_config import find_restorer
 from advshield.zoo import resolve_checkpoint
@@ -30,6 +31,7 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
     out = Path(out)
     log, store = ctx.log, ctx.store
     budget = preset.full if full else preset.fast
+    reason = adaptive_reason(budget.model_dump(), None if full else preset.full.n_adaptive)  # fewer than 500: why
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
 
@@ -77,7 +79,7 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
         if adaptive_settings and budget.n_adaptive:
             adaptive = run_evaluation(ev.target, ckpt, paired, folder / "adaptive", ctx, n=budget.n_adaptive,
                                       dataset=preset.dataset.value, restoration_cache=cache,
-                                      checks=budget.n_checks)
+                                      checks=budget.n_checks, sample_reason=reason)
         phases[f"evaluate {folder.name}"] = round(time.perf_counter() - t0, 1)
         baselines = {}
         for b in preset.baselines:  # the same settings (same stored adversarial sets) through each baseline
@@ -92,7 +94,7 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
                 "adaptive": (run_evaluation(ev.target, b.defense, baseline_paired, bfolder / "adaptive", ctx,
                                             defense_params=b.params, n=budget.n_adaptive,
                                             dataset=preset.dataset.value, figures=False, restoration_cache=cache,
-                                            checks=budget.n_checks)
+                                            checks=budget.n_checks, sample_reason=reason)
                              if adaptive_settings and budget.n_adaptive else None)}
             phases[f"evaluate {folder.name} / {b.key}"] = round(time.perf_counter() - t0, 1)
         evaluations.append({"evaluation": ev.model_dump(), "folder": str(folder.relative_to(out)),
