@@ -173,6 +173,19 @@ def test_unknown_preset_and_cli_error(tmp_path):
 
 
 @pytest.mark.slow
+def _assert_rerenders_identically(preset, out: Path) -> None:
+    """report.md and report.html rendered again from reproduction.json (keys sorted) match the run's."""
+    import json
+
+    from advshield.report import render_reproduction_html
+    from advshield.reproduce.restoration.report import write_report
+
+    summary = json.loads((out / "reproduction.json").read_text())
+    again = write_report(preset, summary, out / "report-again.md")
+    assert again.read_text() == (out / "report.md").read_text()
+    assert render_reproduction_html(summary, base=out) == (out / "report.html").read_text()
+
+
 def test_tiny_reproduction_end_to_end(tmp_path):
     # A shipped variant of the restorer (here the zoo's full-size one) evaluated beside the one trained in the run.
     variant = {"target": "a-net", "defense_of": "a-net", "restorer": "cru-net-for-a-net", "label": "zoo width 32",
@@ -204,6 +217,11 @@ def test_tiny_reproduction_end_to_end(tmp_path):
     assert worst["accuracy"] <= ensemble_row["restored_accuracy"]
     assert "| AutoAttack |" in report and "AutoAttack = `autoattack`" in report and "not run in this" not in report
     assert "20 (adaptive; fewer than 500 adaptive images because a tiny test)" in report
+    # the reason reaches the adaptive card: no sample-size flag there, the reason in its own report
+    assert ev["adaptive"]["sample_reason"] == "a tiny test" and "sample_reason" not in ev["oblivious"]
+    assert not any(f["check"] == "sample-size" for e in (ev, zoo) for c in (e["oblivious"], e["adaptive"]) if c
+                   for f in c["red_flags"])
+    _assert_rerenders_identically(preset, tmp_path / "out")
     assert (tmp_path / "out" / "defenses" / "a-net" / "model.safetensors").exists()
     for f in ev["oblivious"]["figures"]:
         assert (tmp_path / "out" / ev["folder"] / f).exists()
@@ -275,6 +293,7 @@ def test_reproduction_with_training_mix_and_baselines(tmp_path):
     assert {c["recipe"]["n_train"] for c in cards.values()} == {30}
     assert {(r["variant"], r["attack"]) for r in ab["rows"]} == {("total loss", "fgsm"), ("without cross-entropy", "fgsm")}
     assert "## Loss ablation (DKN Fig. 2)" in report
+    _assert_rerenders_identically(load_preset(_write(tmp_path, data)), tmp_path / "out")
     assert all((tmp_path / "out" / f).exists() for f in ab["figures"])
 
 

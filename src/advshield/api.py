@@ -66,7 +66,7 @@ class Evaluation:
         return card_markdown(self.card, "advshield evaluation")
 
     def to_html(self, figures: Sequence[str | Path] | None = None, base: str | Path | None = None) -> str:
-        """A self-contained HTML page: verdict, red flags, sortable tables, then ``figures`` (inlined)."""
+        """A self-contained HTML page: red flags, verdict, sortable tables, then ``figures`` (inlined)."""
         return render_html(self.card, list(figures) if figures is not None else [], base=base)
 
     def save(self, folder: str | Path, figures: bool = True) -> Path:
@@ -87,7 +87,8 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
              n: int | None = None, dataset: str | None = None, data_root: str | None = None,
              device: str | torch.device | None = None, store: str | Path = "runs/adversarial", seed: int = 0,
              batch_size: int = 250, eot_samples: int = 8, checks: int = 100, ensemble: bool = True,
-             out: str | Path | None = None, log: Callable[[str], None] | None = None) -> Evaluation:
+             out: str | Path | None = None, log: Callable[[str], None] | None = None,
+             sample_reason: str | None = None) -> Evaluation:
     """Evaluate ``defense`` protecting ``model`` against ``attacks`` under ``threats``.
 
     Args:
@@ -116,6 +117,8 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
             case meets the field's standard attacker. Ignored for :class:`AttackSetting` values and where no
             named attack has an eps budget.
         out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
+        sample_reason: why the adaptive worst case rests on fewer than 500 images (a smaller test split, a
+            slow defense); without one that is a ``sample-size`` red flag. Recorded in the card and its reports.
 
     Raises:
         InputError: one line per problem: a model in training mode, a model that returns anything but
@@ -150,12 +153,14 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
     settings = _settings(attacks, threats, attack_params or {}, defense is not None, notes, ensemble)
     t0 = time.perf_counter()
     m = measure(settings, victim, defense_obj, defense_id, images, ctx, dataset=ds_name, checks=checks,
-                eot_samples=eot_samples, undefended=defense is None, log_row=lambda _, s, row: quiet(
+                eot_samples=eot_samples, undefended=defense is None, sample_reason=sample_reason,
+                log_row=lambda _, s, row: quiet(
                     f"{str(s.threat):>18} {s.attack:>8}: robust accuracy {row['restored_accuracy']:.4f}"))
     samples = m.pop("samples")
     card = {"target": victim.architecture, "target_sha256": victim.sha256, "target_module": victim.name,
             "dataset": ds_name, "n": len(images), "defense": defense_id, "defense_card": None, "seed": seed,
             "world_size": ctx.dist.world_size, "seconds": round(time.perf_counter() - t0, 1), **m,
+            **({"sample_reason": sample_reason} if sample_reason else {}),
             "notes": notes + ["robust accuracy = restored_accuracy: the classifier's accuracy on the adversarial "
                               "images after the defense",
                               "success_rate = restored accuracy / clean accuracy (the papers' metric)"]}

@@ -164,8 +164,9 @@ class Attack(ABC):
         self.__dict__.setdefault("_last_info", {}).update(info)
 
     def params(self) -> dict[str, Any]:
-        """The parameters that define the attack (used in content hashes and cards)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The parameters that define the attack (used in content hashes and cards), enums as their values (a card
+        in memory then reads as its JSON does; a str enum hashes as its value either way)."""
+        return {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in vars(self).items() if not k.startswith("_")}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"

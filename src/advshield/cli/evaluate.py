@@ -44,6 +44,8 @@ def evaluate_cmd(
     figures: bool = typer.Option(True, "--figures/--no-figures"),
     checks: int = typer.Option(100, min=0, help="Images the convergence and gradient-masking checks of every "
                                "adaptive setting run on (0: none; failures are red flags in the card and report)."),
+    sample_reason: Optional[str] = typer.Option(None, help="Why the adaptive worst case rests on fewer than 500 "
+                                                "images (else a sample-size red flag); recorded in the card."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Robust accuracy through the defense per attack and threat model (oblivious and adaptive by default, with
@@ -78,7 +80,7 @@ def evaluate_cmd(
         ctx.progress = lambda what, done, total: update(done, total, what)
         card = run_evaluation(target, defense, settings, out, ctx, defense_params=parse_params(defense_param),
                               dataset=dataset, n=n, figures=figures, checks=checks, target_weights=weights,
-                              defense_weights=defense_weights, notes=notes)
+                              defense_weights=defense_weights, notes=notes, sample_reason=sample_reason)
     if as_json:
         print(json.dumps(card, indent=2))
     else:

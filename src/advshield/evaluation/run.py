@@ -111,10 +111,11 @@ def measure(settings: list[AttackSetting], victim: Target, defense: Defense, def
                                                shared, row_of(s))
               for s in settings if checks and ctx.dist.is_main
               and (s.threat.adaptive or (undefended and s.threat.kind is ThreatModel.WHITE_BOX))}
-    verdict = headline(rows, correct, ctx.dist.all_sum, health)
+    verdict, flags = headline(rows, correct, ctx.dist.all_sum, health), red_flags(rows, data.num_classes)
+    if not any(f["check"] == "adaptive-vs-oblivious" for f in flags):  # else a row already says it
+        flags += worst_case_flags(verdict)
     return {"rows": rows, "samples": samples, "verdict": verdict, "health": health,
-            "red_flags": (red_flags(rows, data.num_classes) + worst_case_flags(verdict) + health_flags(health)
-                          + sample_size_flags(verdict, sample_reason, undefended))}
+            "red_flags": flags + health_flags(health) + sample_size_flags(verdict, sample_reason, undefended)}
 
 
 def _log_row(ctx: RunContext, s: AttackSetting, row: dict) -> None:

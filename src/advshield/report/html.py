@@ -1,7 +1,7 @@
 """Self-contained HTML reports: one file, figures inlined as base64, no network access when opened.
 
-The first screen is the verdict (clean accuracy, clean through the defense, oblivious and adaptive robust
-accuracy side by side per attack) and the red flags; then sortable tables (click a heading; the URL
+The first screen is the red flags, then the verdict (clean accuracy, clean through the defense, oblivious and
+adaptive robust accuracy with their 95 % intervals side by side per attack); then sortable tables (click a heading; the URL
 fragment ``#sort=<table id>:<column>[:desc]`` sorts on load); then the figures.
 """
 
@@ -69,6 +69,7 @@ def _evaluation_section(card: dict, section_id: str) -> dict:
                for v in verdict_rows(card)]
     rows = [[_row_cell(k, r) for k, _ in ROW_COLUMNS] for r in card.get("rows", [])]
     return {"id": section_id, "summary": summary_line(card), "worst": worst_case(card), "headline": headline_line(card),
+            "sample_reason": card.get("sample_reason"),
             "threat_labels": [threat_label(t) for t in threats], "verdict": verdict,
             "columns": [(k, h) for k, h in ROW_COLUMNS], "rows": rows, "red_flags": red_flags(card),
             "notes": card.get("notes") or []}
@@ -105,9 +106,13 @@ def render_reproduction_html(summary: dict, base: str | Path | None = None) -> s
         cards = [c for c in (ev.get("oblivious"), ev.get("adaptive")) if c]
         if not cards:
             continue
+        behind = [(f" (behind {b})", c) for b, r in sorted((ev.get("baselines") or {}).items())
+                  for c in (r.get("oblivious"), r.get("adaptive")) if c]  # the baselines' flags, as report.md lists them
         merged = dict(cards[0], rows=[r for c in cards for r in c.get("rows", [])],
-                      red_flags=[f for c in cards for f in c.get("red_flags", []) or []],
-                      verdict=cards[-1].get("verdict"))  # the adaptive card's per-image worst case, when run
+                      red_flags=[f for c in cards for f in c.get("red_flags", []) or []]
+                      + [dict(f, check=f["check"] + where) for where, c in behind for f in c.get("red_flags", []) or []],
+                      verdict=cards[-1].get("verdict"),  # the adaptive card's per-image worst case, when run
+                      **({"sample_reason": cards[-1]["sample_reason"]} if cards[-1].get("sample_reason") else {}))
         spec = ev.get("evaluation", {})
         merged.setdefault("target", spec.get("target", "?"))
         section = _evaluation_section(merged, f"e{i}")

@@ -167,11 +167,10 @@ def headline_line(card: dict) -> str | None:
     rows = card.get("rows", [])
     if not rows:
         return None
-    verdict = card.get("verdict") or {}
-    recovery = verdict.get("recovery_rate_min")
-    if recovery is None:
-        recovery = min((r["recovery_rate"] for r in rows if r["threat"] in _UNDEFENDED
-                        and isinstance(r.get("recovery_rate"), (int, float))), default=None)
+    # from the rows, not the verdict block: a reproduction's page merges the oblivious card's rows with the adaptive
+    # card's, whose verdict covers only the adaptive subset
+    recovery = min((r["recovery_rate"] for r in rows if r["threat"] in _UNDEFENDED
+                    and isinstance(r.get("recovery_rate"), (int, float))), default=None)
     first = rows[0]
     return (f"Clean accuracy {percent(first.get('clean_accuracy'))}, through the defense "
             f"{percent(first.get('defended_clean_accuracy'))}"
@@ -213,6 +212,8 @@ def card_markdown(card: dict, title: str = "Evaluation") -> str:
     head_line = headline_line(card)
     if head_line:
         lines += [head_line, ""]
+    if card.get("sample_reason"):
+        lines += [f"Fewer than 500 adaptive images because {card['sample_reason']}.", ""]
     head = ["attack", "clean", "clean through defense", "attacked, no defense"] + [
         f"robust: {threat_label(t)} (95 % CI)" for t in threats]
     body = [[v["attack"] + (f" {json.dumps(v['params'], sort_keys=True)}" if v["params"] else ""), percent(v["clean"]),

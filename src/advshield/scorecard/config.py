@@ -19,8 +19,9 @@ from advshield.experiment import AttackSetting, Threat
 # Part of every row's hash: bump when a row's content changes (meaning or columns), so every stored row is
 # measured again (its file name carries the hash). 2: the recovery columns (rows of format 1 lack them);
 # 3: the worst case and worst-case recovery take the self-checks' runs; 4: APGD (AutoAttack's members too) starts
-# its first restart at the clean image against a detector.
-FORMAT = 4
+# its first restart at the clean image against a detector; 5: the sample-size flag and the adaptive-vs-oblivious
+# check of the worst case join the red flags.
+FORMAT = 5
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def measure_defense(spec: RowSpec, cfg: ScorecardConfig, ctx: RunContext, data: 
         defense, defense_id = no_defense()
     settings = cfg.settings(substitute, eps, defended=defended)
     m = measure(settings, victim, defense, defense_id, data, ctx, dataset=dataset, checks=cfg.checks if defended else 0,
-                eot_samples=cfg.eot_samples)
+                eot_samples=cfg.eot_samples, undefended=not defended)  # undefended: its white-box worst case is sized
     health, flags = m["health"], m["red_flags"]
     if not defended and cfg.checks and ctx.dist.is_main:  # no defense: the white-box attack is the adaptive one
         wb = settings[0]

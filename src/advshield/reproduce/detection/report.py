@@ -196,7 +196,8 @@ def _red_flags(s: dict) -> list[str]:
              "Checks run on every detector: the threshold calibrated on held-out training images must not flag "
              "clearly more clean test images than the stated FPR (the whole 95 % interval above it), every oblivious "
              "attack needs successful examples (else its detection rate is undefined), and the detector-aware "
-             "attack must not leave more robust accuracy than an oblivious one. The detector-aware attack's own "
+             "attack must not leave more robust accuracy than an oblivious one, nor rest on fewer than 500 images "
+             "without a stated reason (sample size; runs before 2026-11-28 did not check it). The detector-aware attack's own "
              "self-checks (convergence, gradient-free Square, unbounded, noise, gradients), judged like its row (the "
              "attacker wins an image only by a misclassification the detector does not flag), run on the budget's "
              "`checks` images for CMAG and MagNet, not Defense-GAN (its every attack step runs the latent search).", ""]

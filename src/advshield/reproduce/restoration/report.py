@@ -144,8 +144,8 @@ def _in_preset_order(preset: Preset | None, baselines: dict) -> list[tuple[str, 
 
 
 def red_flag_lines(summary: dict, preset: Preset | None = None) -> list[str]:
-    """Every card's red flags (label leaking, adaptive-vs-oblivious, failed health checks), named by where they
-    fired; the section is always written, saying so when none fired."""
+    """Every card's red flags (label leaking, adaptive-vs-oblivious, sample size, failed health checks), named by where
+    they fired; the section is always written, saying so when none fired."""
     flags = []
     for e in summary["evaluations"]:
         ev = e["evaluation"]
@@ -159,15 +159,25 @@ def red_flag_lines(summary: dict, preset: Preset | None = None) -> list[str]:
             "Checks run on every evaluation: label leaking (accuracy after the defense above the clean accuracy: "
             "the defense reads something the clean image does not carry, such as the label FGSM/PGD perturbations "
             "encode, Kurakin et al. 2017; such rows measure the protocol, not robustness), an adaptive attack "
-            "leaving more accuracy than the oblivious one, and the health checks of every adaptive setting "
-            "(convergence, gradient-free Square, unbounded budget, random noise, gradients).", ""]
+            "leaving more accuracy than the oblivious one (row by row and, since 2026-11-28, the worst cases), the "
+            "adaptive worst case resting on fewer than 500 images without a stated reason (since 2026-11-28), and "
+            "the health checks of every adaptive setting (convergence, gradient-free Square, unbounded budget, "
+            "random noise, gradients).", ""]
     return head + ([f"- {f}" for f in flags] if flags else ["None fired."]) + [""]
 
 
-def _restorers_that_ran(summary: dict) -> list[str]:
+def _restorers(preset: Preset, summary: dict) -> list[tuple[str, dict]]:
+    """The run's restorers in the order it made them (trained targets, then the shipped variants it evaluated),
+    whatever the order of ``summary["restorers"]`` (``reproduction.json`` has its keys sorted)."""
+    keys = list(dict.fromkeys([*preset.trained_targets, *(e.restorer_key for e in preset.evaluations)]))
+    got = summary["restorers"]
+    return [(k, got[k]) for k in keys if k in got] + [(k, c) for k, c in got.items() if k not in keys]
+
+
+def _restorers_that_ran(preset: Preset, summary: dict) -> list[str]:
     """One line per restorer evaluated: where it came from and what it was trained on (its own card)."""
     out = []
-    for t, c in summary["restorers"].items():
+    for t, c in _restorers(preset, summary):
         source = "the zoo's" if c.get("source") == "zoo" else "trained in this run"
         out.append(f"- Restorer for {t}: {source}, `{c.get('architecture', '?')}` with {c.get('n_params', 0):,} "
                    f"parameters, {sum(c.get('train_pairs', {}).values())} training pairs, {c.get('epochs', '?')} epochs.")
@@ -218,7 +228,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
              f"torch {summary['machine']['torch']} ({summary['machine']['torch_threads']} threads), "
              f"device {summary['machine']['device']}.", "",
              *red_flag_lines(summary, preset), "## Budgets", "", _restorer_budget(preset, b, summary),
-             *_restorers_that_ran(summary),
+             *_restorers_that_ran(preset, summary),
              f"- Test images: {b['n_test'] or 'the whole test split'} (oblivious; attacks with a cap say so below), "
              f"{b['n_adaptive']} (adaptive{adaptive_reason_text(b, fast_variant_count(summary))}).",
              *_training_pair_lines(preset),
@@ -237,7 +247,7 @@ def write_report(preset: Preset, summary: dict, path: Path) -> Path:
               "",
               "## Restorers", "", "| target | source | parameters | pairs | train time | best epoch | val loss | "
               "val restored acc. |", "|---|---|---|---|---|---|---|---|"]
-    for t, c in summary["restorers"].items():
+    for t, c in _restorers(preset, summary):
         source = (f"zoo (trained on {c.get('device', '?')})" if c.get("source") == "zoo"
                   else f"trained in this run ({c.get('device', '?')})")
         lines.append(f"| {t} | {source} | {c['n_params']:,} | {sum(c['train_pairs'].values())} | "
