@@ -57,6 +57,9 @@ def rerender(folder: Path) -> list[Path]:
 
 
 def main(folders: list[str]) -> None:
+    missing = [f for f in folders if not Path(f).is_dir()]
+    if missing:
+        sys.exit(f"not a folder: {', '.join(missing)}")
     for folder in [Path(f) for f in folders] or sorted(p for p in ROOT.iterdir() if p.is_dir()):
         for path in rerender(folder):
             print(path)
