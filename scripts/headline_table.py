@@ -95,7 +95,8 @@ def rows(base: str = "docs/reproductions/") -> list[str]:
                 oblivious = f"red flag: label leaking ({pct(pgd['restored_accuracy'])} above clean, {pgd['n']})"
                 recovery = success = "red flag"
             elif pgd is not None:
-                oblivious = f"{pct(pgd['restored_accuracy'])} ({pgd['n']})"
+                lo, hi = wilson_interval(round(pgd["restored_accuracy"] * pgd["n"]), pgd["n"])
+                oblivious = f"{pct(pgd['restored_accuracy'])} [{pct(lo)}, {pct(hi)}] ({pgd['n']})"
                 recovery, success = pct(pgd["recovery_rate"]), f"{pgd['success_rate']:.3f}"
             clean = pgd or e["oblivious"]["rows"][0]
             out.append(f"| [{title}]({base}{folder}/report.md) | {ev['target']} | "
@@ -106,7 +107,8 @@ def rows(base: str = "docs/reproductions/") -> list[str]:
 
 
 def table(base: str = "docs/reproductions/") -> str:
-    head = ("| report | target | clean | clean through defense | PGD oblivious (images) | recovery, PGD oblivious | "
+    head = ("| report | target | clean | clean through defense | PGD oblivious [95 % CI] (images) | recovery, PGD "
+            "oblivious | "
             "adaptive worst case [95 % CI] (images; attacks) | red flags | success rate (the papers' metric), PGD "
             "oblivious | regenerate |")
     return "\n".join([head, "|" + "---|" * 10] + rows(base))
