@@ -24,7 +24,7 @@ from advshield.experiment.health import setting_health
 from advshield.io import atomic_write_json
 from advshield.metrics import detection_metrics, ssim, wilson_interval
 from advshield.report import write_detection_html
-from advshield.report.detection import robust_groups
+from advshield.report.detection import adaptive_of, robust_groups
 from advshield.tensorfile import StoredImages
 from advshield.validation import check_images
 
@@ -234,8 +234,8 @@ def detection_red_flags(card: dict) -> list[dict]:
             flags.append({"check": "adaptive-vs-oblivious", "detail": (
                 f"the detector-aware attack leaves robust accuracy {joint['robust_accuracy']:.3f}, more than the "
                 f"oblivious {k} ({worst['robust_accuracy']:.3f}): the adaptive attack is broken or too weak")})
-    if joint:
-        w = joint.get("worst_case") or joint  # the number to quote: with the self-checks' runs where they ran
-        block = {"n": joint["n"], "accuracy": w["robust_accuracy"], "ci95": w["robust_accuracy_ci95"]}
+    quoted = adaptive_of(card)  # the number to quote: with the self-checks' runs where they ran
+    if quoted:
+        block = {"n": quoted["n"], "accuracy": quoted["robust_accuracy"], "ci95": quoted["robust_accuracy_ci95"]}
         flags += sample_size_flags({"adaptive_worst_case": block}, card.get("sample_reason"))
     return flags

@@ -30,6 +30,12 @@ def adaptive_reason(budget: dict, full_n_adaptive: int | None = None) -> str | N
     return None
 
 
+def variant_reason(preset, full: bool) -> str | None:
+    """:func:`adaptive_reason` of a preset's variant (``preset.full`` or ``preset.fast``), for its runner."""
+    budget = preset.full if full else preset.fast
+    return adaptive_reason(budget.model_dump(), None if full else preset.full.n_adaptive)
+
+
 def fast_variant_count(summary: dict) -> int | None:
     """The full variant's adaptive image count when ``summary`` (a reproduction's, from ``run_header``) is a fast
     run, for :func:`adaptive_reason`; None for a full run."""
@@ -43,4 +49,5 @@ def adaptive_reason_text(budget: dict, full_n_adaptive: int | None = None) -> st
     return f"; fewer than {MIN_ADAPTIVE} adaptive images because {reason}" if reason else ""
 
 
-__all__ = ["MIN_ADAPTIVE", "adaptive_reason", "adaptive_reason_text", "fast_variant_count", "check_adaptive_sample"]
+__all__ = ["MIN_ADAPTIVE", "adaptive_reason", "adaptive_reason_text", "fast_variant_count",
+           "variant_reason", "check_adaptive_sample"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advshield.io import atomic_write_bytes
-from advshield.report.detection import apgd_starts
+from advshield.report.detection import adaptive_of, apgd_starts
 from advshield.reproduce.detection.gradients import gradient_section
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionPreset
 from advshield.reproduce.sample_size import MIN_ADAPTIVE, adaptive_reason, fast_variant_count
@@ -39,10 +39,9 @@ def _verdict(preset: DetectionPreset, s: dict) -> list[str]:
         oblivious = {k: a for k, a in d["attacks"].items() if k != "adaptive-joint"}
         low = min(oblivious, key=lambda k: oblivious[k].get("robust_accuracy", 1.0), default=None)
         aucs = [a["calibrated"]["auc"] for a in oblivious.values() if a["calibrated"].get("auc") is not None]
-        joint = d["attacks"].get("adaptive-joint")
-        w = (joint.get("worst_case") or joint) if joint else None
+        joint = adaptive_of(d)  # its worst case with the self-checks' runs where they ran
         rows.append([DETECTOR_LABELS.get(kind, kind), _fmt(d.get("clean_accuracy_unflagged")),
-                     f"**{_robust(w)}** on {joint.get('n', '?')}" if w else "not run",
+                     f"**{_robust(joint)}** on {joint.get('n', '?')}" if joint else "not run",
                      f"{_robust(oblivious[low])} ({preset.attacks[low].label or low if low in preset.attacks else low})"
                      if low else "-", f"{_fmt(min(aucs))}-{_fmt(max(aucs))}" if aucs else "-"])
     return ["## Verdict", "",

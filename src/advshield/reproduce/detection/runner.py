@@ -23,7 +23,7 @@ from advshield.reproduce.detection.gradients import preset_gradients
 from advshield.reproduce.detection.preset import DETECTOR_LABELS, DetectionBudget, DetectionPreset
 from advshield.reproduce.detection.report import ablation_flags, write_detection_report
 from advshield.reproduce.core import run_header
-from advshield.reproduce.sample_size import adaptive_reason
+from advshield.reproduce.sample_size import variant_reason
 
 N_FIGURE = 8
 
@@ -109,7 +109,7 @@ def reproduce_detection(preset: DetectionPreset, out: str | Path, ctx: RunContex
     per-detector cards (each with its own ``report.html``) and figures."""
     out = Path(out)
     budget = preset.full if full else preset.fast
-    reason = adaptive_reason(budget.model_dump(), None if full else preset.full.n_adaptive)  # fewer than 500: why
+    reason = variant_reason(preset, full)  # why fewer than 500 adaptive images, where so
     t_start = time.perf_counter()
     log = ctx.log
     runs, phases = {}, {}

@@ -136,22 +136,22 @@ def _adaptive_block(preset: Preset, card: dict, ev: dict) -> list[str]:
     return lines + ([""] + members if members else []) + [""]
 
 
-def _in_preset_order(preset: Preset | None, baselines: dict) -> list[tuple[str, dict]]:
-    """An evaluation's baselines in the preset's order (``reproduction.json`` has its keys sorted), so a report
-    rendered again from the JSON lists them as the run did; without a preset, as they come."""
-    order = [b.name for b in preset.baselines] if preset is not None else list(baselines)
-    return sorted(baselines.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+def _in_order(items: dict, keys: list[str]) -> list[tuple[str, dict]]:
+    """``items`` in the run's order ``keys`` (``reproduction.json`` has its keys sorted, so a report rendered again
+    from it lists them as the run did), then any others as they come."""
+    return [(k, items[k]) for k in dict.fromkeys(keys) if k in items] + [(k, v) for k, v in items.items()
+                                                                         if k not in keys]
 
 
 def red_flag_lines(summary: dict, preset: Preset | None = None) -> list[str]:
     """Every card's red flags (label leaking, adaptive-vs-oblivious, sample size, failed health checks), named by where
     they fired; the section is always written, saying so when none fired."""
-    flags = []
+    flags, order = [], [x.name for x in preset.baselines] if preset else []  # the baselines in the run's order
     for e in summary["evaluations"]:
         ev = e["evaluation"]
         where = f"{ev['target']} (restorer for {ev['defense_of']}{', ' + ev['label'] if ev.get('label') else ''})"
         cards = [("", e["oblivious"]), ("", e["adaptive"])] + [
-            (f" behind {b}", c) for b, r in _in_preset_order(preset, e.get("baselines", {}))
+            (f" behind {b}", c) for b, r in _in_order(e.get("baselines", {}), order)
             for c in (r["oblivious"], r["adaptive"])]
         flags += [f"{where}{behind}: **{f['check']}**: {f['detail']}" for behind, card in cards if card
                   for f in card.get("red_flags", [])]
@@ -167,11 +167,8 @@ def red_flag_lines(summary: dict, preset: Preset | None = None) -> list[str]:
 
 
 def _restorers(preset: Preset, summary: dict) -> list[tuple[str, dict]]:
-    """The run's restorers in the order it made them (trained targets, then the shipped variants it evaluated),
-    whatever the order of ``summary["restorers"]`` (``reproduction.json`` has its keys sorted)."""
-    keys = list(dict.fromkeys([*preset.trained_targets, *(e.restorer_key for e in preset.evaluations)]))
-    got = summary["restorers"]
-    return [(k, got[k]) for k in keys if k in got] + [(k, c) for k, c in got.items() if k not in keys]
+    """The run's restorers in the order it made them (trained targets, then the shipped variants it evaluated)."""
+    return _in_order(summary["restorers"], [*preset.trained_targets, *(e.restorer_key for e in preset.evaluations)])
 
 
 def _restorers_that_ran(preset: Preset, summary: dict) -> list[str]:

@@ -16,7 +16,7 @@ from advshield.reproduce.restoration.comparison import comparison_figure
 from advshield.reproduce.restoration.preset import ENSEMBLE, Preset
 from advshield.reproduce.restoration.recipes import settings_for, training_config
 from advshield.reproduce.restoration.report import write_report
-from advshield.reproduce.sample_size import adaptive_reason
+from advshield.reproduce.sample_size import variant_reason
 from advshield.training.defense_trainer import train_defense
 from advshield.training.defense_config import find_restorer
 from advshield.zoo import resolve_checkpoint
@@ -31,7 +31,7 @@ def reproduce(preset: Preset, out: str | Path, ctx: RunContext, *, full: bool = 
     out = Path(out)
     log, store = ctx.log, ctx.store
     budget = preset.full if full else preset.fast
-    reason = adaptive_reason(budget.model_dump(), None if full else preset.full.n_adaptive)  # fewer than 500: why
+    reason = variant_reason(preset, full)  # why fewer than 500 adaptive images, where so
     t_start = time.perf_counter()
     phases: dict[str, float] = {}
 
