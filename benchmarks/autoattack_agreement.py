@@ -31,7 +31,9 @@ Zoo pipelines without a zoo checkpoint are fitted once with the project's own co
 budgets, recorded in the report): the DKN restorer for zoo dkn-a (``advshield train-defense``) and the CMAG
 detector for zoo a-net (``advshield.detectors.build_detector``, calibrated at 5 % FPR on held-out training
 images). Results are saved after every (pipeline, library) pair; a rerun skips what is already there at the
-same n (``--force`` recomputes).
+same n (``--force`` recomputes). ``--chunk K`` crafts a peer's images K at a time and keeps each finished chunk
+in --cache (safetensors), so a run cut off after hours resumes at its first missing chunk; the attacks act per
+image (each chunk seeded alike), so the row is the same attack on the same images, its wall time the chunks' sum.
 """
 
 from __future__ import annotations
@@ -238,6 +240,35 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
             "robust_idx": robust.nonzero().squeeze(1).tolist()}, robust
 
 
+def craft(name: str, lib: str, pipe, x, y, eps, args, device, cache: Path):
+    """``lib``'s adversarial images of ``x`` and its crafting seconds; with ``args.chunk`` (peers only: advshield
+    keeps a per-member record over the whole set) in chunks, each kept in ``cache``/chunks and reused on a rerun."""
+    if not args.chunk or lib == "advshield":
+        return RUNNERS[lib](pipe, x, y, eps, args.batch_size, device)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder, advs, seconds = cache / "chunks", [], 0.0
+    folder.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(x), args.chunk):
+        stop = min(start + args.chunk, len(x))
+        path = folder / f"{name}-{lib}-eps{eps:.5f}-{start:05d}-{stop:05d}.safetensors"
+        if path.exists():
+            with safe_open(str(path), "pt") as f:  # the metadata keeps the chunk's seconds
+                adv, sec = f.get_tensor("adv"), float(f.metadata()["seconds"])
+            print(f"{name} / {lib}: images {start}-{stop} from {path.name}", flush=True)
+        else:
+            adv, sec = RUNNERS[lib](pipe, x[start:stop], y[start:stop], eps, args.batch_size, device)
+            tmp = path.with_name(path.name + ".tmp")
+            save_file({"adv": adv.contiguous().cpu()}, str(tmp),
+                      metadata={"seconds": repr(sec), "commit": str(git_commit())})
+            os.replace(tmp, path)
+            print(f"{name} / {lib}: images {start}-{stop} crafted in {sec:.1f} s", flush=True)
+        advs.append(adv.cpu())
+        seconds += sec
+    return torch.cat(advs), seconds
+
+
 # ------------------------------------------------------------------------------------------------ storage
 def host_info(device) -> dict:
     info = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -414,6 +445,8 @@ def main() -> None:
     ap.add_argument("--out", default="docs/benchmarks/autoattack-agreement", help="writes OUT.json and OUT.md")
     ap.add_argument("--cache", default="runs/benchmarks/autoattack-agreement", help="fitted DKN / CMAG go here")
     ap.add_argument("--force", action="store_true", help="recompute rows already in OUT.json")
+    ap.add_argument("--chunk", type=int, default=0,
+                    help="craft the peers' images this many at a time, each chunk kept in --cache (0: all at once)")
     ap.add_argument("--speed-n", type=int, default=0, help="images for the speed comparison (0: skip it)")
     ap.add_argument("--speed-rounds", type=int, default=2)
     ap.add_argument("--speed-pipeline", default="cru-net-a", help="comma-separated pipelines to time")
@@ -457,9 +490,11 @@ def main() -> None:
         entry.update(eps=eps, notes=notes)
         for lib in todo:
             print(f"{name} / {lib}: n={len(x)} ...", flush=True)
-            adv, sec = RUNNERS[lib](pipe, x, y, eps, args.batch_size, ctx.device)
+            adv, sec = craft(name, lib, pipe, x, y, eps, args, ctx.device, cache)
             row, _ = judge(pipe, x, y, adv.cpu(), eps, ctx.device)
             row.update(seconds=sec, device=str(ctx.device), threads=torch.get_num_threads())
+            if args.chunk and lib != "advshield":
+                row["chunk"] = args.chunk
             if lib == "advshield":
                 row["members"] = run_advshield.members
             entry["libraries"][lib] = row

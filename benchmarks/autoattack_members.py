@@ -70,8 +70,8 @@ class Scheduled(AutoAttack):
         super().__init__(eps, version="standard")
         self.parallel = parallel
 
-    def members(self):
-        ms = super().members()
+    def members(self, version=None):
+        ms = super().members(version)
         for m in ms:
             if hasattr(m, "parallel_targets"):
                 m.parallel_targets = self.parallel

@@ -149,8 +149,8 @@ def test_standard_autoattack_runs_all_members(batch):
     seen = []
 
     class Recorded(AutoAttack):
-        def members(self):
-            out = super().members()
+        def members(self, version=None):
+            out = super().members(version)
             for m in out:
                 def perturb(surface, xb, labels, target, generator, _m=m, _own=m.perturb):
                     adv = _own(surface, xb, labels, target, generator)
@@ -353,3 +353,32 @@ def test_rand_version_attacks_with_eot_over_20_draws(batch):
                    eot_samples=1)
     assert jitter.largest >= 20 * 8  # the surface was rebuilt with 20 EOT draws per image
     assert list(member_robust_accuracy(r)) == ["clean", "apgd-ce", "apgd-dlr"]
+
+
+def test_auto_version_is_rand_through_a_randomised_defense_else_standard(batch):
+    """'auto' (the ensemble every evaluation adds) runs the reference's rand version, with EOT over 20 draws,
+    through a defense that says it is randomised, and the standard members through a deterministic one."""
+    model, x, y = batch
+
+    class Jitter(nn.Module):
+        differentiable, largest = True, 0
+
+        def __init__(self, randomized: bool) -> None:
+            super().__init__()
+            self.randomized = randomized
+
+        def forward(self, z):
+            self.largest = max(self.largest, len(z))
+            return (z + 0.1 * torch.randn_like(z)).clamp(0, 1) if self.randomized else z
+
+    noisy, plain = Jitter(True), Jitter(False)
+    r = run_attack(AutoAttack(0.1, version="auto"), Pipeline(model, noisy), x[:8], y[:8], threat="adaptive",
+                   eot_samples=1)
+    assert r.info["version"] == "rand" and noisy.largest >= 20 * 8
+    assert list(member_robust_accuracy(r))[1:] == ["apgd-ce", "apgd-dlr"]
+    r = run_attack(AutoAttack(0.1, version="auto"), Pipeline(model, plain), x[:8], y[:8], threat="adaptive",
+                   eot_samples=1)
+    assert r.info["version"] == "standard" and plain.largest < 20 * 8
+    assert r.info["members"] == [m.name for m in AutoAttack(0.1).members()]  # apgd-ce, apgd-t, fab-t, square
+    with pytest.raises(InputError, match="auto"):
+        AutoAttack(0.1, version="rnd")

@@ -39,3 +39,31 @@ def test_a_row_at_another_n_replaces_the_old_one_and_a_weaker_attack_fails_the_c
     row = res["pipelines"]["a-net"]
     assert row["n"] == 100 and row["libraries"]["advshield"]["robust"] == 5
     assert "**FAIL** (+3.0)" in aa.render(res)
+
+
+def test_chunked_crafting_resumes_at_the_first_missing_chunk(tmp_path, monkeypatch):
+    import types
+
+    import torch
+
+    calls = []
+
+    def fake(pipe, x, y, eps, bs, device):  # a per-image "attack": the chunks' images equal the whole set's
+        calls.append(len(x))
+        return (x + eps * torch.sign(torch.sin(x * 7))).clamp(0, 1), float(len(x))
+
+    monkeypatch.setitem(aa.RUNNERS, "fake", fake)
+    x, y = torch.rand(10, 1, 4, 4), torch.zeros(10, dtype=torch.long)
+    args = types.SimpleNamespace(chunk=4, batch_size=2)
+    adv, sec = aa.craft("p", "fake", None, x, y, 0.1, args, "cpu", tmp_path)
+    whole, _ = fake(None, x, y, 0.1, 2, "cpu")
+    assert torch.equal(adv, whole) and sec == 10.0 and calls == [4, 4, 2, 10]
+    chunks = sorted((tmp_path / "chunks").iterdir())
+    assert len(chunks) == 3 and not any(p.name.endswith(".tmp") for p in chunks)
+    chunks[1].unlink()  # a run cut off before its second chunk was kept
+    calls.clear()
+    again, sec = aa.craft("p", "fake", None, x, y, 0.1, args, "cpu", tmp_path)
+    assert torch.equal(again, whole) and sec == 10.0 and calls == [4]  # only the missing chunk is crafted
+    calls.clear()
+    aa.craft("p", "fake", None, x, y, 0.1, types.SimpleNamespace(chunk=0, batch_size=2), "cpu", tmp_path)
+    assert calls == [10]  # without --chunk: all at once, nothing kept

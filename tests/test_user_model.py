@@ -107,7 +107,7 @@ def test_own_model_and_defense_through_python_call(mypkg, tmp_path):
     assert [(r["threat"], r["attack"]) for r in result.rows] == [  # the ensemble is added at the first eps budget
         ("white-box", "fgsm"), ("adaptive", "fgsm"), ("white-box", "pgd"), ("adaptive", "pgd"),
         ("adaptive", "autoattack")]
-    assert result.rows[-1]["params"] == {"eps": 0.25, "norm": "linf", "version": "standard",
+    assert result.rows[-1]["params"] == {"eps": 0.25, "norm": "linf", "version": "auto",
                                         "detector_start": "clean"}  # its APGD members' start against a detector
     assert any("AutoAttack ensemble" in note for note in card["notes"])
     assert all(r["clean_accuracy"] == 1.0 and r["n"] == 12 for r in result.rows)
@@ -342,3 +342,20 @@ def test_a_random_plain_defense_is_measured_as_randomised(mypkg):
     assert wrapped.randomized and wrapped.differentiable and any("randomised" in n for n in notes)
     declared, notes = as_defense(mypkg.make_defense(), _data()[0])
     assert not declared.randomized and not declared.differentiable
+
+
+def test_the_ensemble_through_a_randomised_defense_is_the_rand_version(mypkg, tmp_path):
+    """The ensemble every evaluation adds is AutoAttack 'auto': through a defense measured as randomised it runs the
+    reference's rand version (APGD-CE, APGD-DLR with EOT), recorded in the row and named in the report."""
+    class Noise(torch.nn.Module):
+        def forward(self, x):
+            return (x + 0.01 * torch.randn_like(x)).clamp(0, 1)
+
+    result = advshield.evaluate(mypkg.make_net().eval(), _data(), Noise().eval(), attacks=["pgd"],
+                                attack_params={"pgd": PARAMS["pgd"]}, checks=0,
+                                store=tmp_path / "store", out=tmp_path / "eval")
+    row = result.rows[-1]
+    assert row["attack"] == "autoattack" and row["params"]["version"] == "auto" and row["version_run"] == "rand"
+    # the rand members (the binary TinyNet is too small for the DLR loss: skipped and named), no standard member
+    assert list(row["robust_accuracy_after"]) == ["clean", "apgd-ce"] and row["skipped_members"] == ["apgd-dlr"]
+    assert "autoattack (adaptive, version rand)" in result.to_markdown()

@@ -75,6 +75,8 @@ def _result_tensors(r: AttackResult) -> dict[str, torch.Tensor]:
 def _result_card(r: AttackResult) -> dict:
     """What a shard's card keeps of ``r`` beside its tensors: the seconds, and an ensemble's member names."""
     kept = {k: list(r.info[k]) for k in ("members", "skipped_members") if "broken_by" in r.info and r.info.get(k)}
+    if "broken_by" in r.info and r.info.get("version"):  # AutoAttack's version as run ('auto' resolved)
+        kept["version"] = r.info["version"]
     return {"seconds": r.seconds, **kept}
 
 
@@ -84,7 +86,8 @@ def _result_from(tensors: dict[str, torch.Tensor], seconds: float, card: dict | 
     info = {}
     if isinstance(card.get("members"), list) and "broken_by" in tensors:
         info = {"members": list(card["members"]), "broken_by": tensors["broken_by"],
-                **({"skipped_members": list(card["skipped_members"])} if card.get("skipped_members") else {})}
+                **({"skipped_members": list(card["skipped_members"])} if card.get("skipped_members") else {}),
+                **({"version": card["version"]} if card.get("version") else {})}
     return AttackResult(tensors["adv"], tensors["labels"], tensors["clean_pred"], tensors["adv_pred"], norms, seconds,
                         target=tensors.get("target"), surface_adv_pred=tensors.get("surface_adv_pred"),
                         detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"),

@@ -112,9 +112,9 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
         checks: images the convergence and gradient-masking checks of every adaptive setting run on (0: none;
             without a defense the white-box settings are the adaptive ones and are checked); failures become
             red flags, as in every CLI evaluation.
-        ensemble: add the AutoAttack ensemble (standard version; Croce & Hein 2020) at the budget of the first
-            L-inf or L2 attack named, under ``adaptive`` (white-box without a defense), so the verdict's worst
-            case meets the field's standard attacker. Ignored for :class:`AttackSetting` values and where no
+        ensemble: add the AutoAttack ensemble (Croce & Hein 2020; standard, rand through a randomised defense)
+            at the budget of the first L-inf or L2 attack named, under ``adaptive`` (white-box without a
+            defense), so the verdict's worst case meets the field's standard attacker. Ignored for :class:`AttackSetting` values and where no
             named attack has an eps budget.
         out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
         sample_reason: why the adaptive worst case rests on fewer than 500 images (a smaller test split, a

@@ -25,6 +25,9 @@ VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "rand": [("apgd-ce", {"steps": 100}), ("apgd-dlr", {"steps": 100})],
 }
 RAND_EOT_SAMPLES = 20
+# 'auto' is resolved per call from the surface: 'rand' through a randomised defense, else 'standard' (the
+# reference's advice, Croce & Hein 2020, Sec. 5: the rand version for randomised defenses)
+AUTO = "auto"
 
 
 @register_attack("autoattack", norm="linf", family="autoattack")
@@ -40,9 +43,10 @@ class AutoAttack(Attack):
     standard's strength for about a third of its cost) or 'rand' (APGD-CE and APGD-DLR with EOT
     over 20 draws: on an adaptive surface of a randomised defense with fewer EOT samples, the
     surface is rebuilt with eot_samples = 20, which averages the logits of 20 draws in one batch;
-    on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR).
-    ``AttackResult.info`` gets ``members`` (their names) and ``broken_by`` (per sample: the index
-    of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
+    on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR) or 'auto' ('rand' on a
+    surface through a randomised defense, 'standard' otherwise; the every-evaluation ensemble uses it).
+    ``AttackResult.info`` gets ``version`` (the one run), ``members`` (their names) and ``broken_by``
+    (per sample: the index of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
     members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
     A member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped and
     named in ``info['skipped_members']`` (a binary classifier is attacked with APGD-CE, FAB-T and Square).
@@ -56,29 +60,38 @@ class AutoAttack(Attack):
     def __init__(self, eps: float | None = None, norm: str = "linf", version: str = "standard",
                  detector_start: str = "clean") -> None:
         self.norm, self.eps = norm_and_eps(self.name, norm, eps)
-        if version not in VERSIONS:
-            raise InputError(f"version must be one of {', '.join(VERSIONS)}, got {version!r}")
+        if version not in VERSIONS and version != AUTO:
+            raise InputError(f"version must be one of {', '.join([*VERSIONS, AUTO])}, got {version!r}")
         self.version, self.detector_start = version, check_detector_start(detector_start)
 
-    def members(self) -> list[Attack]:
+    def members(self, version: str | None = None) -> list[Attack]:
+        """The members of ``version`` (default: this attack's; 'auto' without a surface reads as 'standard')."""
+        version = version or self.version
         start = {"detector_start": self.detector_start}  # the APGD members' start against a detector
         return [ATTACKS.create(name, eps=self.eps, norm=self.norm.value, **kw,
-                               **(start if name.startswith("apgd") else {})) for name, kw in VERSIONS[self.version]]
+                               **(start if name.startswith("apgd") else {}))
+                for name, kw in VERSIONS["standard" if version == AUTO else version]]
 
-    def _surface(self, surface):
-        if (self.version == "rand" and isinstance(surface, Surface) and surface.defense is not None
-                and getattr(surface.defense, "randomized", False) and surface.eot_samples < RAND_EOT_SAMPLES):
+    def resolved_version(self, surface) -> str:
+        """The version run on ``surface``: 'auto' becomes 'rand' through a randomised defense, else 'standard'."""
+        if self.version != AUTO:
+            return self.version
+        return "rand" if _randomised(surface) else "standard"
+
+    def _surface(self, surface, version: str):
+        if version == "rand" and _randomised(surface) and surface.eot_samples < RAND_EOT_SAMPLES:
             return surface.variant(eot_samples=RAND_EOT_SAMPLES)
         return surface
 
     def perturb(self, surface, x, labels, target, generator):
-        surface = self._surface(surface)
+        version = self.resolved_version(surface)
+        surface = self._surface(surface, version)
         adv = x.clone()
         with torch.no_grad():
             robust = ~succeeded(surface, x, labels, None)
         # a member whose loss needs more classes than the model has (the DLR losses: 3, targeted 4) is skipped,
         # as the reference's checks warn; the card names it (a binary classifier gets APGD-CE, FAB-T, Square)
-        members, skipped = self.members(), []
+        members, skipped = self.members(version), []
         needs = [getattr(m, "min_classes", lambda: 2)() for m in members]
         if max(needs) > 2:
             with torch.no_grad():  # the classifier alone on one clean image: no defense, so no random draw
@@ -98,6 +111,12 @@ class AutoAttack(Attack):
             with torch.no_grad():
                 hit = succeeded(surface, out, labels[todo], None)
             adv[todo[hit]], broken_by[todo[hit]], robust[todo[hit]] = out[hit], k, False
-        self.report(members=[m.name for m in members], broken_by=broken_by,
+        self.report(version=version, members=[m.name for m in members], broken_by=broken_by,
                     **({"skipped_members": [m.name for m in skipped]} if skipped else {}))
         return adv
+
+
+def _randomised(surface) -> bool:
+    """``surface`` runs through a defense that says it is randomised (attacked with EOT)."""
+    return (isinstance(surface, Surface) and surface.defense is not None
+            and bool(getattr(surface.defense, "randomized", False)))

@@ -30,8 +30,9 @@ def evaluate_cmd(
     threat: list[str] = typer.Option(["white-box", "adaptive"], "--threat", help="white-box (oblivious: ignores the "
                                      "defense), transfer:<substitute> or adaptive (through the defense: BPDA, EOT) "
                                      "(repeatable)."),
-    ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Add the AutoAttack ensemble (standard) "
-                                  "under adaptive at the budget of the first L-inf or L2 attack, so the verdict's "
+    ensemble: bool = typer.Option(True, "--ensemble/--no-ensemble", help="Add the AutoAttack ensemble (standard; "
+                                  "rand through a randomised defense) under adaptive at the budget of the first "
+                                  "L-inf or L2 attack, so the verdict's "
                                   "worst case meets the field's standard attacker."),
     n: Optional[int] = images_option(None, "First N test images (default: all)"),
     dataset: Optional[str] = typer.Option(None, help="Default: the target card's dataset."),

@@ -16,9 +16,9 @@ from advshield.errors import AdvShieldError
 
 
 def _versions() -> str:
-    from advshield.attacks.autoattack import VERSIONS
+    from advshield.attacks.autoattack import AUTO, VERSIONS
 
-    return ", ".join(VERSIONS)
+    return ", ".join([*VERSIONS, AUTO])
 
 
 @app.command("scorecard")

@@ -230,8 +230,9 @@ def _members_row(result, n_part: int, n: int, ctx: RunContext) -> dict:
     after = member_robust_accuracy(result)
     counts = ctx.dist.all_sum({f"{i:02d}": v * n_part for i, v in enumerate(after.values())})
     skipped = {"skipped_members": list(result.info["skipped_members"])} if result.info.get("skipped_members") else {}
+    version = {"version_run": result.info["version"]} if result.info.get("version") else {}  # 'auto' resolved
     return {"robust_accuracy_after": {name: counts[f"{i:02d}"] / max(n, 1) for i, name in enumerate(after)},
-            **skipped}
+            **skipped, **version}
 
 
 __all__ = ["CleanCache", "RestorationCache", "Samples", "evaluate_setting", "summarise"]

@@ -51,14 +51,15 @@ class AttackSetting:
         return create_attack(self.attack, **self.params)
 
 
-#: The ensemble every evaluation path adds by default (Croce & Hein 2020's AutoAttack, standard version).
+#: The ensemble every evaluation path adds by default (Croce & Hein 2020's AutoAttack; version 'auto': the
+#: standard version, or the rand version through a randomised defense, as the reference advises).
 ENSEMBLE = "autoattack"
 
 
 def ensemble_setting(settings: list[AttackSetting], threat: Threat | str) -> AttackSetting | None:
-    """AutoAttack (standard) under ``threat`` at the budget of the first setting with an L-inf or L2 eps (its
-    parameters or the attack's default), so that the verdict's worst case meets the field's standard ensemble at
-    the budget the user chose; None where no setting has such a budget (DeepFool, CW, spatial only) or an
+    """AutoAttack (version 'auto': standard, rand through a randomised defense) under ``threat`` at the budget of
+    the first setting with an L-inf or L2 eps (its parameters or the attack's default), so that the verdict's
+    worst case meets the field's standard ensemble at the budget the user chose; None where no setting has such a budget (DeepFool, CW, spatial only) or an
     ensemble is already among ``settings`` under that threat."""
     threat = threat if isinstance(threat, Threat) else Threat.parse(threat)
     if any(s.attack == ENSEMBLE and s.threat == threat for s in settings):
@@ -68,7 +69,7 @@ def ensemble_setting(settings: list[AttackSetting], threat: Threat | str) -> Att
         norm = getattr(attack.norm, "value", attack.norm)
         eps = attack.params().get("eps")
         if norm in ("linf", "l2") and isinstance(eps, (int, float)):
-            return AttackSetting(ENSEMBLE, {"eps": float(eps), "norm": norm, "version": "standard"}, threat, s.n)
+            return AttackSetting(ENSEMBLE, {"eps": float(eps), "norm": norm, "version": "auto"}, threat, s.n)
     return None
 
 
@@ -79,8 +80,8 @@ def add_ensemble(settings: list[AttackSetting], threat: Threat | str, switch: st
     if extra is None:
         return None
     settings.append(extra)
-    return (f"the AutoAttack ensemble (standard) was added under {extra.threat} at {extra.params['norm']} eps "
-            f"{extra.params['eps']:g} ({switch} leaves it out)")
+    return (f"the AutoAttack ensemble (standard; rand through a randomised defense) was added under "
+            f"{extra.threat} at {extra.params['norm']} eps {extra.params['eps']:g} ({switch} leaves it out)")
 
 
 __all__ = ["AttackSetting", "ENSEMBLE", "add_ensemble", "ensemble_setting"]

@@ -191,7 +191,9 @@ def member_lines(rows: list[dict], name: Callable[[dict], str] = lambda r: r["at
     def ordered(after: dict) -> list:
         return sorted(after.items(), key=lambda mv: (mv[0] != "clean", -mv[1]))
 
-    return [f"{name(r)} ({threat_label(r['threat'])}), robust accuracy after each member: "
+    return [f"{name(r)} ({threat_label(r['threat'])}"
+            + (f", version {r['version_run']}" if r.get("params", {}).get("version") == "auto" and r.get("version_run")
+               else "") + "), robust accuracy after each member: "
             + ", ".join(f"{m} {v:.4f}" for m, v in ordered(r["robust_accuracy_after"])) + "."
             + (f" Skipped (the model has too few classes for their loss): {', '.join(r['skipped_members'])}."
                if r.get("skipped_members") else "")

@@ -52,8 +52,8 @@ class _ReportingAutoAttack(AutoAttack):
         self._batch += 1
         return super().perturb(*args, **kwargs)
 
-    def members(self):
-        members, b = super().members(), self._batch
+    def members(self, version=None):
+        members, b = super().members(version), self._batch
         total = self._n_batches * len(members)
 
         def announce(k: int, name: str) -> None:
