@@ -39,6 +39,7 @@ image (each chunk seeded alike), so the row is the same attack on the same image
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -240,28 +241,48 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
             "robust_idx": robust.nonzero().squeeze(1).tolist()}, robust
 
 
-def craft(name: str, lib: str, pipe, x, y, eps, args, device, cache: Path):
+def chunk_identity(lib: str, x, y, eps, args, device, notes: dict) -> str:
+    """What a kept chunk must match to be reused: the images and labels attacked, eps, the library's version,
+    the batch size, the device type and the pipeline's fitted parts (their hashes and threshold in ``notes``)."""
+    digest = hashlib.sha256(x.contiguous().numpy().tobytes() + y.numpy().tobytes()).hexdigest()
+    version = host_info(device).get(lib.split("-")[0])
+    return json.dumps({"images": digest, "eps": eps, "library": lib, "version": version, "batch_size": args.batch_size,
+                       "device": torch.device(device).type, "pipeline": notes}, sort_keys=True, default=str)
+
+
+def craft(name: str, lib: str, pipe, x, y, eps, args, device, cache: Path, notes: dict | None = None):
     """``lib``'s adversarial images of ``x`` and its crafting seconds; with ``args.chunk`` (peers only: advshield
-    keeps a per-member record over the whole set) in chunks, each kept in ``cache``/chunks and reused on a rerun."""
+    keeps a per-member record over the whole set) in chunks, each kept in ``cache``/chunks and reused on a rerun
+    where its :func:`chunk_identity` is the same (else, and with ``--force``, crafted again)."""
     if not args.chunk or lib == "advshield":
         return RUNNERS[lib](pipe, x, y, eps, args.batch_size, device)
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import save_file
 
     folder, advs, seconds = cache / "chunks", [], 0.0
     folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(x), args.chunk):
         stop = min(start + args.chunk, len(x))
-        path = folder / f"{name}-{lib}-eps{eps:.5f}-{start:05d}-{stop:05d}.safetensors"
-        if path.exists():
-            with safe_open(str(path), "pt") as f:  # the metadata keeps the chunk's seconds
-                adv, sec = f.get_tensor("adv"), float(f.metadata()["seconds"])
-            print(f"{name} / {lib}: images {start}-{stop} from {path.name}", flush=True)
+        path = folder / f"{name}-{lib}-{start:05d}-{stop:05d}.safetensors"
+        identity = chunk_identity(lib, x[start:stop], y[start:stop], eps, args, device, notes or {})
+        kept = None
+        if path.exists() and not getattr(args, "force", False):
+            try:
+                with safe_open(str(path), "pt") as f:  # the metadata keeps the chunk's identity and seconds
+                    meta = f.metadata()
+                    if meta.get("identity") == identity:
+                        kept = f.get_tensor("adv"), float(meta["seconds"])
+            except (SafetensorError, OSError, KeyError, ValueError):
+                kept = None  # unreadable: crafted again
+            print(f"{name} / {lib}: images {start}-{stop} " + ("read back" if kept else "kept for other images, "
+                  "pipeline or library version: crafted again"), flush=True)
+        if kept:
+            adv, sec = kept
         else:
             adv, sec = RUNNERS[lib](pipe, x[start:stop], y[start:stop], eps, args.batch_size, device)
             tmp = path.with_name(path.name + ".tmp")
             save_file({"adv": adv.contiguous().cpu()}, str(tmp),
-                      metadata={"seconds": repr(sec), "commit": str(git_commit())})
+                      metadata={"seconds": repr(sec), "commit": str(git_commit()), "identity": identity})
             os.replace(tmp, path)
             print(f"{name} / {lib}: images {start}-{stop} crafted in {sec:.1f} s", flush=True)
         advs.append(adv.cpu())
@@ -490,7 +511,7 @@ def main() -> None:
         entry.update(eps=eps, notes=notes)
         for lib in todo:
             print(f"{name} / {lib}: n={len(x)} ...", flush=True)
-            adv, sec = craft(name, lib, pipe, x, y, eps, args, ctx.device, cache)
+            adv, sec = craft(name, lib, pipe, x, y, eps, args, ctx.device, cache, notes)
             row, _ = judge(pipe, x, y, adv.cpu(), eps, ctx.device)
             row.update(seconds=sec, device=str(ctx.device), threads=torch.get_num_threads())
             if args.chunk and lib != "advshield":

@@ -355,9 +355,10 @@ def test_rand_version_attacks_with_eot_over_20_draws(batch):
     assert list(member_robust_accuracy(r)) == ["clean", "apgd-ce", "apgd-dlr"]
 
 
-def test_auto_version_is_rand_through_a_randomised_defense_else_standard(batch):
-    """'auto' (the ensemble every evaluation adds) runs the reference's rand version, with EOT over 20 draws,
-    through a defense that says it is randomised, and the standard members through a deterministic one."""
+def test_auto_version_is_rand_then_standard_through_a_randomised_defense_else_standard(batch):
+    """'auto' (the ensemble every evaluation adds) runs the reference's rand version, then the standard members it
+    lacks, with EOT over 20 draws, through a defense that says it is randomised, and the standard members
+    through a deterministic one."""
     model, x, y = batch
 
     class Jitter(nn.Module):
@@ -374,8 +375,9 @@ def test_auto_version_is_rand_through_a_randomised_defense_else_standard(batch):
     noisy, plain = Jitter(True), Jitter(False)
     r = run_attack(AutoAttack(0.1, version="auto"), Pipeline(model, noisy), x[:8], y[:8], threat="adaptive",
                    eot_samples=1)
-    assert r.info["version"] == "rand" and noisy.largest >= 20 * 8
-    assert list(member_robust_accuracy(r))[1:] == ["apgd-ce", "apgd-dlr"]
+    assert r.info["version"] == "rand+standard" and noisy.largest >= 20 * 8
+    assert list(member_robust_accuracy(r))[1:] == ["apgd-ce", "apgd-dlr", "apgd-t", "fab-t", "square"]
+    assert r.summary()["version_run"] == "rand+standard"
     r = run_attack(AutoAttack(0.1, version="auto"), Pipeline(model, plain), x[:8], y[:8], threat="adaptive",
                    eot_samples=1)
     assert r.info["version"] == "standard" and plain.largest < 20 * 8

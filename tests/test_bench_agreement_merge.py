@@ -64,6 +64,18 @@ def test_chunked_crafting_resumes_at_the_first_missing_chunk(tmp_path, monkeypat
     calls.clear()
     again, sec = aa.craft("p", "fake", None, x, y, 0.1, args, "cpu", tmp_path)
     assert torch.equal(again, whole) and sec == 10.0 and calls == [4]  # only the missing chunk is crafted
+    calls.clear()  # kept chunks of other images, another pipeline fit or with --force are crafted again
+    aa.craft("p", "fake", None, x.flip(0), y, 0.1, args, "cpu", tmp_path)
+    assert calls == [4, 4, 2]
+    calls.clear()
+    aa.craft("p", "fake", None, x.flip(0), y, 0.1, args, "cpu", tmp_path, notes={"defense_sha256": "refitted"})
+    assert calls == [4, 4, 2]
+    calls.clear()
+    aa.craft("p", "fake", None, x.flip(0), y, 0.1, args, "cpu", tmp_path, notes={"defense_sha256": "refitted"})
+    assert calls == []
+    aa.craft("p", "fake", None, x.flip(0), y, 0.1, types.SimpleNamespace(chunk=4, batch_size=2, force=True), "cpu",
+             tmp_path, notes={"defense_sha256": "refitted"})
+    assert calls == [4, 4, 2]
     calls.clear()
     aa.craft("p", "fake", None, x, y, 0.1, types.SimpleNamespace(chunk=0, batch_size=2), "cpu", tmp_path)
     assert calls == [10]  # without --chunk: all at once, nothing kept

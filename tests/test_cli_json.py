@@ -52,5 +52,5 @@ def test_images_is_n_for_torchrun(tmp_path):
     assert worst["attacks"] == ["fgsm", "autoattack"]
     # the self-checks (APGD-CE at that budget, doubled, Square) ran on all 9 images and joined the worst case
     assert worst["self_checks"]["images"] == 9 and "apgd-ce 100 steps" in worst["self_checks"]["runs"][0]
-    added = "AutoAttack ensemble (standard; rand through a randomised defense) was added under adaptive at linf eps"
+    added = "with EOT over 20 draws) was added under adaptive at linf eps"
     assert any(added in n for n in card["notes"])

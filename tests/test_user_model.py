@@ -344,18 +344,22 @@ def test_a_random_plain_defense_is_measured_as_randomised(mypkg):
     assert not declared.randomized and not declared.differentiable
 
 
-def test_the_ensemble_through_a_randomised_defense_is_the_rand_version(mypkg, tmp_path):
+def test_the_ensemble_through_a_randomised_defense_is_rand_then_standard(mypkg, tmp_path):
     """The ensemble every evaluation adds is AutoAttack 'auto': through a defense measured as randomised it runs the
-    reference's rand version (APGD-CE, APGD-DLR with EOT), recorded in the row and named in the report."""
+    reference's rand version (APGD-CE, APGD-DLR), then the standard members it lacks, with EOT; the version is
+    recorded in the row, kept by the store (a second run reads the set back) and named in the report."""
     class Noise(torch.nn.Module):
         def forward(self, x):
             return (x + 0.01 * torch.randn_like(x)).clamp(0, 1)
 
-    result = advshield.evaluate(mypkg.make_net().eval(), _data(), Noise().eval(), attacks=["pgd"],
-                                attack_params={"pgd": PARAMS["pgd"]}, checks=0,
-                                store=tmp_path / "store", out=tmp_path / "eval")
-    row = result.rows[-1]
-    assert row["attack"] == "autoattack" and row["params"]["version"] == "auto" and row["version_run"] == "rand"
-    # the rand members (the binary TinyNet is too small for the DLR loss: skipped and named), no standard member
-    assert list(row["robust_accuracy_after"]) == ["clean", "apgd-ce"] and row["skipped_members"] == ["apgd-dlr"]
-    assert "autoattack (adaptive, version rand)" in result.to_markdown()
+    for run in ("crafted", "read back from the store"):
+        result = advshield.evaluate(mypkg.make_net().eval(), _data(), Noise().eval(), attacks=["pgd"],
+                                    attack_params={"pgd": PARAMS["pgd"]}, checks=0,
+                                    store=tmp_path / "store", out=tmp_path / run)
+        row = result.rows[-1]
+        assert row["attack"] == "autoattack" and row["params"]["version"] == "auto", run
+        assert row["version_run"] == "rand+standard", run
+        # the binary TinyNet is too small for the DLR losses: those members are skipped and named
+        assert list(row["robust_accuracy_after"]) == ["clean", "apgd-ce", "fab-t", "square"], run
+        assert row["skipped_members"] == ["apgd-dlr", "apgd-t"], run
+        assert "autoattack (adaptive, version rand+standard)" in result.to_markdown(), run

@@ -112,10 +112,14 @@ def evaluate(model: nn.Module, data: tuple[torch.Tensor, torch.Tensor] | str, de
         checks: images the convergence and gradient-masking checks of every adaptive setting run on (0: none;
             without a defense the white-box settings are the adaptive ones and are checked); failures become
             red flags, as in every CLI evaluation.
-        ensemble: add the AutoAttack ensemble (Croce & Hein 2020; standard, rand through a randomised defense)
-            at the budget of the first L-inf or L2 attack named, under ``adaptive`` (white-box without a
-            defense), so the verdict's worst case meets the field's standard attacker. Ignored for :class:`AttackSetting` values and where no
-            named attack has an eps budget.
+        batch_size: images per batch.
+        eot_samples: random draws averaged per gradient (EOT) through a randomised defense; the ensemble's
+            members there use at least 20.
+        ensemble: add the AutoAttack ensemble (Croce & Hein 2020; version ``auto``: standard, or through a
+            randomised defense the reference's rand version, then the standard members it lacks, with EOT) at
+            the budget of the first L-inf or L2 attack named, under ``adaptive`` (white-box without a defense),
+            so the verdict's worst case meets the field's standard attacker. Ignored for
+            :class:`AttackSetting` values and where no named attack has an eps budget.
         out: when given, :meth:`Evaluation.save` writes the card, CSV, reports and figures there.
         sample_reason: why the adaptive worst case rests on fewer than 500 images (a smaller test split, a
             slow defense); without one that is a ``sample-size`` red flag. Recorded in the card and its reports.

@@ -24,10 +24,14 @@ VERSIONS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     # the reference's version for randomised defenses: APGD-CE and APGD-DLR, each with EOT over 20 draws
     "rand": [("apgd-ce", {"steps": 100}), ("apgd-dlr", {"steps": 100})],
 }
+# What 'auto' runs through a randomised defense: the reference's rand members (its advice for randomised
+# defenses, Croce & Hein 2020, Sec. 5), then the standard members they lack (APGD-T, FAB-T, the gradient-free
+# Square) on the points still robust, all with EOT over 20 draws: the worst case over both versions
+RAND_THEN_STANDARD = "rand+standard"
+VERSIONS[RAND_THEN_STANDARD] = VERSIONS["rand"] + [m for m in VERSIONS["standard"] if m not in VERSIONS["rand"]]
+EOT_VERSIONS = ("rand", RAND_THEN_STANDARD)  # versions run with EOT over RAND_EOT_SAMPLES draws
 RAND_EOT_SAMPLES = 20
-# 'auto' is resolved per call from the surface: 'rand' through a randomised defense, else 'standard' (the
-# reference's advice, Croce & Hein 2020, Sec. 5: the rand version for randomised defenses)
-AUTO = "auto"
+AUTO = "auto"  # resolved per call from the surface: RAND_THEN_STANDARD through a randomised defense, else standard
 
 
 @register_attack("autoattack", norm="linf", family="autoattack")
@@ -43,8 +47,9 @@ class AutoAttack(Attack):
     standard's strength for about a third of its cost) or 'rand' (APGD-CE and APGD-DLR with EOT
     over 20 draws: on an adaptive surface of a randomised defense with fewer EOT samples, the
     surface is rebuilt with eot_samples = 20, which averages the logits of 20 draws in one batch;
-    on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR) or 'auto' ('rand' on a
-    surface through a randomised defense, 'standard' otherwise; the every-evaluation ensemble uses it).
+    on a deterministic surface EOT is a no-op and 'rand' is APGD-CE + APGD-DLR), 'rand+standard' (rand's members,
+    then APGD-T, FAB-T and Square, all with EOT over 20 draws) or 'auto' ('rand+standard' on a surface through a
+    randomised defense, 'standard' otherwise; the ensemble every evaluation adds uses it).
     ``AttackResult.info`` gets ``version`` (the one run), ``members`` (their names) and ``broken_by``
     (per sample: the index of the member that broke it, -1 if none did, -2 if already fooled clean), judged like the
     members' early exits; :func:`member_robust_accuracy` turns them into per-member numbers.
@@ -73,13 +78,14 @@ class AutoAttack(Attack):
                 for name, kw in VERSIONS["standard" if version == AUTO else version]]
 
     def resolved_version(self, surface) -> str:
-        """The version run on ``surface``: 'auto' becomes 'rand' through a randomised defense, else 'standard'."""
+        """The version run on ``surface``: 'auto' becomes 'rand+standard' through a randomised defense, else
+        'standard'."""
         if self.version != AUTO:
             return self.version
-        return "rand" if _randomised(surface) else "standard"
+        return RAND_THEN_STANDARD if _randomised(surface) else "standard"
 
     def _surface(self, surface, version: str):
-        if version == "rand" and _randomised(surface) and surface.eot_samples < RAND_EOT_SAMPLES:
+        if version in EOT_VERSIONS and _randomised(surface) and surface.eot_samples < RAND_EOT_SAMPLES:
             return surface.variant(eot_samples=RAND_EOT_SAMPLES)
         return surface
 

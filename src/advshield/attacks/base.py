@@ -106,8 +106,9 @@ class AttackResult:
             from advshield.attacks.ensemble import member_robust_accuracy
 
             out["robust_accuracy_after"] = member_robust_accuracy(self)
-            if self.info.get("skipped_members"):
-                out["skipped_members"] = list(self.info["skipped_members"])
+            skipped = self.info.get("skipped_members")
+            out.update({"skipped_members": list(skipped)} if skipped else {})
+            out.update({"version_run": self.info["version"]} if self.info.get("version") else {})
         if self.detected_adv is not None:
             out["detected_clean_rate"] = float(self.detected_clean.float().mean())
             out["detected_adv_rate"] = float(self.detected_adv.float().mean())

@@ -52,15 +52,17 @@ class AttackSetting:
 
 
 #: The ensemble every evaluation path adds by default (Croce & Hein 2020's AutoAttack; version 'auto': the
-#: standard version, or the rand version through a randomised defense, as the reference advises).
+#: standard version, or through a randomised defense the rand version the reference advises, then the standard
+#: members it lacks, all with EOT over 20 draws).
 ENSEMBLE = "autoattack"
 
 
 def ensemble_setting(settings: list[AttackSetting], threat: Threat | str) -> AttackSetting | None:
-    """AutoAttack (version 'auto': standard, rand through a randomised defense) under ``threat`` at the budget of
-    the first setting with an L-inf or L2 eps (its parameters or the attack's default), so that the verdict's
-    worst case meets the field's standard ensemble at the budget the user chose; None where no setting has such a budget (DeepFool, CW, spatial only) or an
-    ensemble is already among ``settings`` under that threat."""
+    """AutoAttack (version 'auto': standard; rand then standard with EOT through a randomised defense) under
+    ``threat`` at the budget of the first setting with an L-inf or L2 eps (its parameters or the attack's
+    default), so that the verdict's worst case meets the field's standard ensemble at the budget the user chose;
+    None where no setting has such a budget (DeepFool, CW, spatial only) or an ensemble is already among
+    ``settings`` under that threat."""
     threat = threat if isinstance(threat, Threat) else Threat.parse(threat)
     if any(s.attack == ENSEMBLE and s.threat == threat for s in settings):
         return None
@@ -80,7 +82,8 @@ def add_ensemble(settings: list[AttackSetting], threat: Threat | str, switch: st
     if extra is None:
         return None
     settings.append(extra)
-    return (f"the AutoAttack ensemble (standard; rand through a randomised defense) was added under "
+    return (f"the AutoAttack ensemble (standard; through a randomised defense rand, then standard's other members, "
+            f"with EOT over 20 draws) was added under "
             f"{extra.threat} at {extra.params['norm']} eps {extra.params['eps']:g} ({switch} leaves it out)")
 
 
