@@ -44,7 +44,9 @@ def scorecard_cmd(
     n: int = images_option(1000, "First N test images (the same for every row)"),
     eps: Optional[float] = typer.Option(None, help="L-inf budget (default: 0.3 for MNIST, 8/255 for CIFAR-10)."),
     attack: str = typer.Option("autoattack", help=f"The attack of every setting, among {names_help('attacks')}."),
-    version: str = typer.Option("standard", help=f"AutoAttack's version: {_versions()} (fast: quick runs)."),
+    version: str = typer.Option("auto", help=f"AutoAttack's version: {_versions()} (auto: standard, and through "
+                                "a randomised defense such as tvm rand then standard's other members, with EOT "
+                                "over 20 draws; fast: quick runs)."),
     attack_param: list[str] = typer.Option([], "--attack-param", help="NAME=VALUE for the attack (repeatable)."),
     checks: int = typer.Option(100, min=0, help="Images the convergence and gradient-masking checks of every "
                                "adaptive setting run on (0: none); failures are red flags."),

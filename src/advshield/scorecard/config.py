@@ -32,7 +32,7 @@ class ScorecardConfig:
     n: int = 1000
     eps: float | None = None  # None: the dataset's default (0.3 MNIST, 8/255 CIFAR-10)
     attack: str = "autoattack"
-    version: str = "standard"
+    version: str = "auto"  # standard; rand then standard, with EOT over 20 draws, through a randomised defense
     params: dict = field(default_factory=dict)
     target: str | None = None  # None: the dataset's standard classifier
     substitute: str | None = None  # None: the dataset's default substitute

@@ -64,7 +64,8 @@ def run_scorecard(cfg: ScorecardConfig, ctx: RunContext, out: str | Path, *, onl
         rows.append(row)
     if progress:
         progress(len(specs), len(specs), "written")
-    label = cfg.attack + (f" ({cfg.version})" if cfg.attack == "autoattack" else "")
+    version = "auto: standard, rand+standard through a randomised defense" if cfg.version == "auto" else cfg.version
+    label = cfg.attack + (f" ({version})" if cfg.attack == "autoattack" else "")
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                "device": str(ctx.device), "world_size": ctx.dist.world_size}
     if ctx.device.type == "cuda":
