@@ -363,3 +363,21 @@ def test_the_ensemble_through_a_randomised_defense_is_rand_then_standard(mypkg, 
         assert list(row["robust_accuracy_after"]) == ["clean", "apgd-ce", "fab-t", "square"], run
         assert row["skipped_members"] == ["apgd-dlr", "apgd-t"], run
         assert "autoattack (adaptive, version rand+standard)" in result.to_markdown(), run
+
+
+def test_floating_point_noise_does_not_make_a_defense_randomised(mypkg):
+    """A deterministic module whose two calls differ by float noise (as non-deterministic GPU kernels do) is not
+    randomised; a tenth of a grey level and more is (RANDOM_TOLERANCE)."""
+    from advshield.user_modules import RANDOM_TOLERANCE, as_defense
+
+    class Jitter(torch.nn.Module):
+        def __init__(self, size: float) -> None:
+            super().__init__()
+            self.size = size
+
+        def forward(self, x):
+            return (x + self.size * torch.rand_like(x)).clamp(0, 1)
+
+    x = _data()[0]
+    assert not as_defense(Jitter(1e-6).eval(), x)[0].randomized
+    assert as_defense(Jitter(3 * RANDOM_TOLERANCE).eval(), x)[0].randomized

@@ -172,13 +172,20 @@ class UserDefense(Defense):
         return own(x, out, grad) if callable(own) else grad
 
 
+# Two calls of a defense on the same images that differ by more than this (a tenth of an 8-bit grey level)
+# somewhere make it randomised; below it, floating-point non-determinism of a deterministic module.
+RANDOM_TOLERANCE = 0.1 / 255
+
+
 def as_defense(module: nn.Module, x: torch.Tensor) -> tuple[Defense, list[str]]:
     """``module`` as a :class:`Defense`, checked on the image batch ``x``; returns it and notes for the card.
 
     A :class:`Defense` is returned as is. For any other module, the attributes ``differentiable`` and
     ``randomized`` are read when it has them; otherwise they are measured: no finite non-zero gradient
     reaches the input (or the module defines ``bpda``) -> not differentiable, adaptive attacks use BPDA; two calls on the
-    same images differ -> randomised, adaptive attacks use EOT. Each measurement adds a note.
+    same images differ by more than RANDOM_TOLERANCE somewhere -> randomised, adaptive attacks use EOT (a
+    deterministic module's floating-point noise, e.g. non-deterministic GPU kernels, stays below it). Each
+    measurement adds a note.
     """
     check_module_mode(module, "defense")
     with torch.no_grad():
@@ -208,7 +215,7 @@ def as_defense(module: nn.Module, x: torch.Tensor) -> tuple[Defense, list[str]]:
     randomized = getattr(module, "randomized", None)
     if randomized is None:
         with torch.no_grad():
-            randomized = not torch.equal(module(x), out)
+            randomized = bool((module(x) - out).abs().max() > RANDOM_TOLERANCE)
         if randomized:
             notes.append("two calls of the defense on the same images differed: treated as randomised, "
                          "adaptive attacks average gradients over draws (EOT)")
