@@ -241,13 +241,11 @@ def judge(pipe, x, y, adv, eps, device, bs=500):
             "robust_idx": robust.nonzero().squeeze(1).tolist()}, robust
 
 
-def chunk_identity(lib: str, x, y, eps, args, device, notes: dict) -> str:
-    """What a kept chunk must match to be reused: the images and labels attacked, eps, the library's version,
-    the batch size, the device type and the pipeline's fitted parts (their hashes and threshold in ``notes``)."""
+def chunk_identity(run: dict, x, y) -> str:
+    """What a kept chunk must match to be reused: ``run`` (eps, the library and its version, the batch size, the
+    device type and the pipeline's fitted parts, the same for every chunk) and the images and labels attacked."""
     digest = hashlib.sha256(x.contiguous().numpy().tobytes() + y.numpy().tobytes()).hexdigest()
-    version = host_info(device).get(lib.split("-")[0])
-    return json.dumps({"images": digest, "eps": eps, "library": lib, "version": version, "batch_size": args.batch_size,
-                       "device": torch.device(device).type, "pipeline": notes}, sort_keys=True, default=str)
+    return json.dumps({**run, "images": digest}, sort_keys=True, default=str)
 
 
 def craft(name: str, lib: str, pipe, x, y, eps, args, device, cache: Path, notes: dict | None = None):
@@ -261,10 +259,12 @@ def craft(name: str, lib: str, pipe, x, y, eps, args, device, cache: Path, notes
 
     folder, advs, seconds = cache / "chunks", [], 0.0
     folder.mkdir(parents=True, exist_ok=True)
+    run = {"eps": eps, "library": lib, "version": host_info(device).get(lib.split("-")[0]),
+           "batch_size": args.batch_size, "device": torch.device(device).type, "pipeline": notes or {}}
     for start in range(0, len(x), args.chunk):
         stop = min(start + args.chunk, len(x))
         path = folder / f"{name}-{lib}-{start:05d}-{stop:05d}.safetensors"
-        identity = chunk_identity(lib, x[start:stop], y[start:stop], eps, args, device, notes or {})
+        identity = chunk_identity(run, x[start:stop], y[start:stop])
         kept = None
         if path.exists() and not getattr(args, "force", False):
             try:

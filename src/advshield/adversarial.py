@@ -72,11 +72,14 @@ def _result_tensors(r: AttackResult) -> dict[str, torch.Tensor]:
     return out
 
 
+# An ensemble's record a shard's card keeps beside its ``broken_by`` tensor: the member names, the members skipped,
+# and AutoAttack's version as run ('auto' resolved).
+_ENSEMBLE_INFO = ("members", "skipped_members", "version")
+
+
 def _result_card(r: AttackResult) -> dict:
-    """What a shard's card keeps of ``r`` beside its tensors: the seconds, and an ensemble's member names."""
-    kept = {k: list(r.info[k]) for k in ("members", "skipped_members") if "broken_by" in r.info and r.info.get(k)}
-    if "broken_by" in r.info and r.info.get("version"):  # AutoAttack's version as run ('auto' resolved)
-        kept["version"] = r.info["version"]
+    """What a shard's card keeps of ``r`` beside its tensors: the seconds, and an ensemble's record."""
+    kept = {k: r.info[k] for k in _ENSEMBLE_INFO if "broken_by" in r.info and r.info.get(k)}
     return {"seconds": r.seconds, **kept}
 
 
@@ -85,9 +88,7 @@ def _result_from(tensors: dict[str, torch.Tensor], seconds: float, card: dict | 
     card = card or {}
     info = {}
     if isinstance(card.get("members"), list) and "broken_by" in tensors:
-        info = {"members": list(card["members"]), "broken_by": tensors["broken_by"],
-                **({"skipped_members": list(card["skipped_members"])} if card.get("skipped_members") else {}),
-                **({"version": card["version"]} if card.get("version") else {})}
+        info = {"broken_by": tensors["broken_by"], **{k: card[k] for k in _ENSEMBLE_INFO if card.get(k)}}
     return AttackResult(tensors["adv"], tensors["labels"], tensors["clean_pred"], tensors["adv_pred"], norms, seconds,
                         target=tensors.get("target"), surface_adv_pred=tensors.get("surface_adv_pred"),
                         detected_clean=tensors.get("detected_clean"), detected_adv=tensors.get("detected_adv"),
